@@ -1,0 +1,3 @@
+from splat4d.cli import entrypoint
+
+entrypoint()

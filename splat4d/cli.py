@@ -1,0 +1,158 @@
+"""``splat4d`` command line (tyro): every option's help text is the docstring under its config field."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import tyro
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda was asked for but no CUDA device is available (use --device cpu)")
+    return torch.device(name)
+
+
+@dataclass
+class RenderArgs:
+    """Render a Gaussian-splat .ply along a camera path to a video (.mp4 or .gif).
+
+    Example: splat4d render scene.ply --path orbit --frames 120 --out orbit.mp4
+    """
+
+    scene: tyro.conf.Positional[Path]
+    """Gaussian-splat .ply (INRIA 3DGS layout; files from gsplat, nerfstudio, SuperSplat... load by name)."""
+    out: Path = Path("orbit.mp4")
+    """Output video (.mp4 = H.264, .gif)."""
+    path: str = "orbit"
+    """Camera path: 'orbit' (full 360 turn), 'spiral' (orbit with rising/falling elevation), 'swing' (left-right
+    about the front view), or a nerfstudio camera_path.json file."""
+    frames: int = 120
+    """Number of frames (ignored for camera_path.json, which lists its own)."""
+    fps: float = 30.0
+    """Frames per second."""
+    width: int = 512
+    """Frame width in pixels."""
+    height: int = 512
+    """Frame height in pixels."""
+    fov: float = 40.0
+    """Vertical field of view in degrees."""
+    elevation: float = 15.0
+    """Camera elevation above the orbit plane in degrees."""
+    radius: float | None = None
+    """Camera distance from the centre; default: fit the scene in the field of view."""
+    center: tuple[float, float, float] | None = None
+    """Orbit centre in world coordinates; default: the middle of the scene's Gaussians."""
+    up: tuple[float, float, float] = (0.0, -1.0, 0.0)
+    """World up vector (splat4d and COLMAP worlds are y-down, hence (0, -1, 0))."""
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Background colour (RGB in [0, 1])."""
+    sh_degree: int | None = None
+    """Highest spherical-harmonics degree to use (default: all the file has)."""
+    backend: Literal["auto", "cpu", "gsplat", "reference"] = "auto"
+    """Rasterizer: gsplat on CUDA, the numba tile rasterizer on CPU ('auto' picks by device)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to render."""
+    crf: int = 18
+    """H.264 constant-quality factor (lower = better quality, bigger file)."""
+
+
+def render_command(args: RenderArgs) -> Path:
+    import torch
+
+    from splat4d import paths
+    from splat4d.io.ply import read_ply
+    from splat4d.io.video import VideoWriter
+    from splat4d.render.frames import render_frames
+
+    if args.frames < 1:
+        raise SystemExit("error: --frames must be at least 1")
+    if args.width < 2 or args.height < 2:
+        raise SystemExit("error: --width and --height must be at least 2")
+    device = _device(args.device)
+    scene = read_ply(args.scene).to(device)
+    if len(scene) == 0:
+        raise SystemExit(f"error: {args.scene} holds no Gaussians")
+    if args.path in ("orbit", "spiral", "swing"):
+        center, distance = paths.frame_scene(scene.means, scene.opacities_act(), args.fov)
+        center = torch.tensor(args.center, dtype=torch.float64) if args.center else center
+        common = dict(center=center, radius=args.radius or distance, frames=args.frames, width=args.width,
+                      height=args.height, fov_y_deg=args.fov, up=args.up, fps=args.fps)
+        make = {"orbit": paths.orbit, "spiral": paths.spiral, "swing": paths.swing}[args.path]
+        path = make(elevation_deg=args.elevation, **common)
+    elif Path(args.path).suffix == ".json":
+        path = paths.read_nerfstudio_camera_path(args.path)
+    else:
+        raise SystemExit(f"error: --path must be orbit, spiral, swing or a camera_path.json file, got {args.path!r}")
+    background = torch.tensor(args.background)
+    with VideoWriter(args.out, fps=path.fps, crf=args.crf) as writer:
+        for frame in render_frames(scene, path, backend=args.backend, background=background,
+                                   sh_degree=args.sh_degree, desc=f"render {args.out.name}"):
+            writer.write(frame)
+    print(f"wrote {args.out} ({writer.frames_written} frames, {path.cameras.width}x{path.cameras.height}, "
+          f"{len(scene)} Gaussians)")
+    return args.out
+
+
+@dataclass
+class InfoArgs:
+    """Print a summary of a Gaussian-splat .ply: count, SH degree, bounds, opacity and scale statistics."""
+
+    scene: tyro.conf.Positional[Path]
+    """Gaussian-splat .ply file."""
+
+
+def info_command(args: InfoArgs) -> dict:
+    import torch
+
+    from splat4d.io.ply import read_ply
+
+    scene = read_ply(args.scene)
+    n = len(scene)
+    summary = {"file": str(args.scene), "gaussians": n, "sh_degree": scene.sh_degree}
+    if n:
+        opac = scene.opacities_act()
+        scale = scene.scales_act().max(dim=1).values
+        summary.update(
+            bounds_min=[round(v, 4) for v in scene.means.min(0).values.tolist()],
+            bounds_max=[round(v, 4) for v in scene.means.max(0).values.tolist()],
+            opacity_median=round(float(opac.median()), 4),
+            opacity_below_0_05=int((opac < 0.05).sum()),
+            max_scale_median=round(float(scale.median()), 6),
+            max_scale_p99=round(float(torch.quantile(scale, 0.99)), 6),
+        )
+    for key, value in summary.items():
+        print(f"{key:>20}: {value}")
+    return summary
+
+
+Commands = Union[
+    Annotated[RenderArgs, tyro.conf.subcommand("render")],
+    Annotated[InfoArgs, tyro.conf.subcommand("info")],
+]
+
+HANDLERS = {RenderArgs: render_command, InfoArgs: info_command}
+
+
+def main(argv: list[str] | None = None):
+    args = tyro.cli(Commands, args=argv, description="splat4d: 3D Gaussian splatting from one image or a video.")
+    try:
+        return HANDLERS[type(args)](args)
+    except (ValueError, FileNotFoundError) as err:  # bad input: one clear line, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def entrypoint() -> None:
+    main()
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,135 @@
+"""Video and image output: H.264 mp4 through PyAV (bundled FFmpeg, no system ffmpeg), gif and png via Pillow."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+
+def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(H, W, 3) float in [0, 1] or uint8 -> contiguous uint8."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if image.dtype != np.uint8:
+        image = np.clip(np.nan_to_num(image, nan=0.0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
+    return np.ascontiguousarray(image[..., :3])
+
+
+def _pad_even(frame: np.ndarray) -> np.ndarray:
+    """H.264 with yuv420p needs even sizes: pad by repeating the last row/column."""
+    h, w = frame.shape[:2]
+    if h % 2 or w % 2:
+        frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    return frame
+
+
+class VideoWriter:
+    """Streaming writer: ``with VideoWriter(path, fps) as v: v.write(frame)``.
+
+    ``.mp4`` is H.264 (libx264, yuv420p, constant quality ``crf``); ``.gif`` is written with Pillow. Frames go to a
+    temporary file that replaces ``path`` only when the video is complete.
+    """
+
+    def __init__(self, path: str | Path, fps: float = 30.0, crf: int = 18):
+        self.path = Path(path)
+        self.fps = fps
+        self.crf = crf
+        self.suffix = self.path.suffix.lower()
+        if self.suffix not in (".mp4", ".gif"):
+            raise ValueError(f"unsupported video extension {self.suffix!r}: use .mp4 or .gif")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.suffix, dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._container = None
+        self._stream = None
+        self._gif_frames: list = []
+        self._size: tuple[int, int] | None = None
+        self.frames_written = 0
+
+    def write(self, frame: torch.Tensor | np.ndarray) -> None:
+        rgb = _pad_even(to_uint8(frame)) if self.suffix == ".mp4" else to_uint8(frame)
+        if self._size is None:
+            self._size = rgb.shape[:2]
+        elif rgb.shape[:2] != self._size:
+            raise ValueError(f"frame size changed from {self._size} to {rgb.shape[:2]}")
+        if self.suffix == ".gif":
+            from PIL import Image
+
+            self._gif_frames.append(Image.fromarray(rgb))
+        else:
+            import av
+
+            if self._container is None:
+                from fractions import Fraction
+
+                self._container = av.open(str(self._tmp), "w", format="mp4")
+                self._stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+                self._stream.height, self._stream.width = rgb.shape[:2]
+                self._stream.pix_fmt = "yuv420p"
+                self._stream.options = {"crf": str(self.crf)}
+            for packet in self._stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                self._container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self.frames_written == 0:
+            self._abort()
+            raise ValueError("no frames were written")
+        if self.suffix == ".gif":
+            first, *rest = self._gif_frames
+            first.save(self._tmp, save_all=True, append_images=rest, duration=round(1000 / self.fps), loop=0)
+        else:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+        os.replace(self._tmp, self.path)
+
+    def _abort(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - best effort cleanup of a failed write
+                pass
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._abort()
+
+
+def write_video(frames: Iterable, path: str | Path, fps: float = 30.0, crf: int = 18) -> int:
+    """Write all ``frames`` ((H, W, 3) float in [0,1] or uint8) to ``path``; returns the frame count."""
+    with VideoWriter(path, fps=fps, crf=crf) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return writer.frames_written
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """Decode every frame of a video to a (T, H, W, 3) uint8 array."""
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def write_png(image: torch.Tensor | np.ndarray, path: str | Path) -> None:
+    from PIL import Image
+
+    from splat4d.io.ply import atomic_write_bytes
+
+    img = Image.fromarray(to_uint8(image))
+    atomic_write_bytes(path, lambda f: img.save(f, format="PNG"))

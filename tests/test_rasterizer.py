@@ -1,0 +1,214 @@
+"""The CPU tile rasterizer against the brute-force reference renderer (the oracle), analytic cases and gradcheck."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from splat4d.examples import random_scene
+from splat4d.render import rasterize
+from splat4d.types import Cameras, GaussianScene
+from tests.helpers import front_cameras
+
+
+def as_leaf(scene: GaussianScene, dtype=None) -> GaussianScene:
+    return GaussianScene(**{k: v.detach().to(dtype or v.dtype).clone().requires_grad_(True) for k, v in scene.items()})
+
+
+def loss_and_grads(scene, cams, backend, background, weights):
+    leaf = as_leaf(scene)
+    out = rasterize(leaf, cams.to("cpu", scene.means.dtype), backend=backend, background=background)
+    w_rgb, w_alpha, w_depth = (w.to(out.rgb.dtype) for w in weights)
+    loss = (out.rgb * w_rgb).sum() + (out.alpha * w_alpha).sum() + 0.1 * (out.depth * w_depth).sum()
+    loss.backward()
+    return out, {k: v.grad for k, v in leaf.items()}
+
+
+@pytest.mark.parametrize("sh_degree,n,width,height,n_cams", [(0, 300, 48, 40, 1), (1, 250, 37, 29, 2),
+                                                              (3, 200, 64, 64, 3), (2, 400, 33, 50, 1)])
+def test_cpu_matches_reference_images_and_gradients(sh_degree, n, width, height, n_cams):
+    scene64 = random_scene(n, sh_degree=sh_degree, seed=sh_degree + n, dtype=torch.float64)
+    cams = front_cameras(width, height, n=n_cams)
+    g = torch.Generator().manual_seed(7)
+    weights = [torch.randn(n_cams, height, width, c, generator=g, dtype=torch.float64) for c in (3, 1, 1)]
+    background = torch.tensor([0.2, 0.5, 0.9])
+    ref, ref_grads = loss_and_grads(scene64, cams, "reference", background, weights)
+    # The production path: float32 scene on the numba kernels.
+    cpu, cpu_grads = loss_and_grads(GaussianScene(**{k: v.float() for k, v in scene64.items()}), cams, "cpu",
+                                    background, weights)
+    assert ref.alpha.max() > 0.5, "scene should cover part of the image"
+    assert (cpu.rgb.double() - ref.rgb).abs().max() < 1e-4
+    assert (cpu.alpha.double() - ref.alpha).abs().max() < 1e-4
+    covered = ref.alpha > 0.05
+    assert (cpu.depth.double() - ref.depth)[covered].abs().max() < 1e-3 * ref.depth.max()
+    for key, g_ref in ref_grads.items():
+        if g_ref.numel() == 0:
+            continue
+        g_cpu = cpu_grads[key].double()
+        assert g_ref.abs().max() > 0, key
+        rel = (g_cpu - g_ref).norm() / g_ref.norm()
+        assert rel < 1e-3, (key, rel.item())
+        torch.testing.assert_close(g_cpu, g_ref, rtol=1e-3, atol=1e-3 * g_ref.abs().max().item())
+
+
+def test_cpu_float64_matches_reference_to_rounding():
+    scene = random_scene(300, sh_degree=1, seed=3, dtype=torch.float64)
+    cams = front_cameras(40, 40, n=2)
+    ref = rasterize(scene, cams, backend="reference")
+    cpu = rasterize(scene, cams, backend="cpu")
+    assert (cpu.rgb - ref.rgb).abs().max() < 1e-8
+    assert (cpu.alpha - ref.alpha).abs().max() < 1e-8
+
+
+def test_gradcheck_cpu_backend_tiny_scene():
+    scene = random_scene(6, sh_degree=1, seed=11, dtype=torch.float64, extent=(0.3, 0.3, 0.2),
+                         scale_range=(0.1, 0.2))
+    cams = front_cameras(12, 10, distance=2.0)
+
+    def fn(means, scales, quats, opacities, sh0, shN):
+        s = GaussianScene(means, scales, quats, opacities, sh0, shN)
+        out = rasterize(s, cams, backend="cpu", background=torch.tensor([0.3, 0.6, 0.1], dtype=torch.float64))
+        return out.rgb, out.alpha, out.depth_sum
+
+    inputs = tuple(v.clone().requires_grad_(True) for v in scene.params().values())
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+def test_gradcheck_reference_tiny_scene():
+    scene = random_scene(4, sh_degree=2, seed=5, dtype=torch.float64, extent=(0.3, 0.3, 0.2), scale_range=(0.1, 0.2))
+    cams = front_cameras(8, 8, distance=2.0)
+
+    def fn(*params):
+        out = rasterize(GaussianScene(*params), cams, backend="reference")
+        return out.rgb, out.alpha
+
+    inputs = tuple(v.clone().requires_grad_(True) for v in scene.params().values())
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+def test_single_gaussian_analytic():
+    """An isotropic Gaussian facing the camera: alpha(p) = o * exp(-|p-mu|^2 / (2 (s^2 f^2/z^2 + 0.3)))."""
+    z, s, o, f = 2.0, 0.05, 0.8, 100.0
+    scene = GaussianScene.from_activated(torch.tensor([[0.0, 0.0, z]]), torch.full((1, 3), s),
+                                         torch.tensor([[0.2, 0.4, 0.6]]), torch.tensor([o]))
+    K = torch.tensor([[f, 0, 32.0], [0, f, 32.0], [0, 0, 1]])
+    cams = Cameras(torch.eye(4), K, 64, 64)
+    out = rasterize(scene, cams, backend="cpu")
+    var = (s * f / z) ** 2 + 0.3
+    ys, xs = torch.meshgrid(torch.arange(64) + 0.5, torch.arange(64) + 0.5, indexing="ij")
+    alpha = o * torch.exp(-((xs - 32) ** 2 + (ys - 32) ** 2) / (2 * var))
+    alpha = torch.where(alpha >= 1 / 255, alpha, torch.zeros_like(alpha))
+    assert (out.alpha[0, ..., 0] - alpha).abs().max() < 1e-5
+    assert (out.rgb[0] - alpha[..., None] * torch.tensor([0.2, 0.4, 0.6])).abs().max() < 1e-5
+    assert (out.depth[0, ..., 0][alpha > 0] - z).abs().max() < 1e-5
+    # Support radius: alpha reaches 1/255 at sqrt(2 var ln(255 o)) pixels.
+    assert out.radii[0, 0, 0] == math.ceil(math.sqrt(2 * var * math.log(255 * o)) * (1 + 1e-4) + 1e-3)
+
+
+def test_opaque_front_layer_hides_back_and_stops_early():
+    """Two large opaque Gaussians: the pixel saturates at alpha 0.999 per layer, T stop at 1e-4 drops the rest."""
+    means = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 3.0], [0.0, 0.0, 4.0]])
+    scene = GaussianScene.from_activated(means, torch.full((3, 3), 1.0),
+                                         torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]),
+                                         torch.tensor([0.99999, 0.99999, 0.99999]))
+    # Principal point at 8.5: the means project exactly onto the centre of pixel (8, 8).
+    cams = Cameras(torch.eye(4), torch.tensor([[20.0, 0, 8.5], [0, 20.0, 8.5], [0, 0, 1]]), 16, 16)
+    for backend in ("cpu", "reference"):
+        out = rasterize(scene, cams, backend=backend)
+        # First: alpha clamps to 0.999 (red). The second would take T from 1e-3 to 1e-6 <= 1e-4: the pixel stops
+        # before it, so no green (0.999e-3 without the stop rule) and no blue.
+        torch.testing.assert_close(out.rgb[0, 8, 8], torch.tensor([0.999, 0.0, 0.0]), atol=1e-6, rtol=0)
+        torch.testing.assert_close(out.alpha[0, 8, 8, 0], torch.tensor(0.999), atol=1e-6, rtol=0)
+        torch.testing.assert_close(out.depth[0, 8, 8, 0], torch.tensor(2.0), atol=1e-5, rtol=0)
+
+
+def test_behind_camera_and_outside_give_empty_image():
+    scene = random_scene(100, seed=1)
+    scene.means[:, 2] -= 5.0  # everything behind the camera at the origin looking along +z
+    cams = Cameras(torch.eye(4), torch.tensor([[30.0, 0, 16], [0, 30.0, 16], [0, 0, 1]]), 32, 32)
+    out = rasterize(scene, cams, backend="cpu", background=torch.tensor([0.1, 0.2, 0.3]))
+    assert out.alpha.abs().max() == 0
+    torch.testing.assert_close(out.rgb, torch.tensor([0.1, 0.2, 0.3]).expand(1, 32, 32, 3))
+    assert (out.radii == 0).all()
+
+
+def test_zero_gaussians_and_invisible_opacity():
+    empty = random_scene(0)
+    cams = front_cameras(16, 16, dtype=torch.float32)
+    out = rasterize(empty, cams, backend="cpu", background=torch.ones(3))
+    assert out.rgb.shape == (1, 16, 16, 3) and (out.rgb == 1).all() and (out.alpha == 0).all()
+    faint = random_scene(50, seed=2)
+    faint.opacities[:] = -10.0  # sigmoid(-10) < 1/255: can never reach the alpha threshold
+    out = rasterize(faint, cams, backend="cpu")
+    assert out.alpha.max() == 0 and (out.radii == 0).all()
+
+
+def test_nan_parameters_raise_clear_error():
+    scene = random_scene(10)
+    scene.means[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="means has 1 Gaussians with NaN"):
+        rasterize(scene, front_cameras(8, 8, dtype=torch.float32), backend="cpu")
+
+
+def test_backward_is_deterministic_and_means2d_has_grad():
+    scene = random_scene(2000, seed=4)
+    cams = front_cameras(64, 64, dtype=torch.float32)
+    grads = []
+    for _ in range(2):
+        leaf = as_leaf(scene)
+        out = rasterize(leaf, cams, backend="cpu")
+        (out.rgb.square().sum() + out.alpha.sum()).backward()
+        grads.append((leaf.means.grad.clone(), out.means2d.grad.clone()))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+    assert grads[0][1].shape == (1, 2000, 2) and grads[0][1].abs().sum() > 0
+
+
+def test_tile_binning_loses_nothing():
+    """Every pixel a Gaussian reaches with alpha >= 1/255 lies in a tile it was binned to."""
+    from splat4d.render.binning import bin_gaussians
+    from splat4d.render.projection import project
+
+    scene = random_scene(500, seed=9, scale_range=(0.01, 0.08))
+    cams = front_cameras(61, 45, dtype=torch.float32, n=2)
+    proj = project(scene, cams)
+    bins = bin_gaussians(proj.means2d, proj.extents, proj.depths, proj.valid, 61, 45, 16)
+    ys, xs = torch.meshgrid(torch.arange(45) + 0.5, torch.arange(61) + 0.5, indexing="ij")
+    for cam in range(2):
+        for gid in torch.randperm(500, generator=torch.Generator().manual_seed(0))[:60].tolist():
+            d = torch.stack([proj.means2d[cam, gid, 0] - xs, proj.means2d[cam, gid, 1] - ys], -1)
+            a, b, c = proj.conics[cam, gid].detach()
+            sigma = 0.5 * (a * d[..., 0] ** 2 + c * d[..., 1] ** 2) + b * d[..., 0] * d[..., 1]
+            reached = proj.opacities[cam, gid] * torch.exp(-sigma.detach()) >= 1 / 255
+            tiles_needed = set((cam * 4 * 3 + (ys[reached] // 16) * 4 + xs[reached] // 16).long().tolist())
+            flat = cam * 500 + gid
+            binned = {t for t in range(len(bins.tile_offsets) - 1)
+                      if (bins.flat_ids[bins.tile_offsets[t]:bins.tile_offsets[t + 1]] == flat).any()}
+            assert tiles_needed <= binned
+
+
+def test_cpu_path_never_loads_gsplat_cuda_extension():
+    code = (
+        "import sys, torch\n"
+        "from splat4d.examples import random_scene\n"
+        "from splat4d.render import rasterize\n"
+        "from tests.helpers import front_cameras\n"
+        "out = rasterize(random_scene(50), front_cameras(16, 16, dtype=torch.float32), backend='auto')\n"
+        "out.rgb.sum()\n"
+        "assert 'gsplat.cuda._backend' not in sys.modules, 'CUDA extension was imported'\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr
+
+
+@pytest.mark.requires_cuda
+def test_gsplat_cuda_matches_cpu():
+    scene = random_scene(3000, sh_degree=2, seed=8)
+    cams = front_cameras(128, 96, dtype=torch.float32, n=2)
+    cpu = rasterize(scene, cams, backend="cpu")
+    gpu = rasterize(scene.to("cuda"), cams.to("cuda"), backend="gsplat")
+    # gsplat culls at 3.33 sigma instead of the exact 1/255 level: allow tiny differences at the fringes.
+    assert (gpu.rgb.cpu() - cpu.rgb).abs().mean() < 1e-3
+    assert (gpu.alpha.cpu() - cpu.alpha).abs().max() < 2e-2

@@ -1,0 +1,125 @@
+"""Rasterizer speed: forward and forward+backward at 256x256 for the numba CPU backend vs a pure-torch tiled path.
+
+Both paths share projection (gsplat's torch code) and binning; they differ in the 2D compositing: numba tile kernels
+vs the reference renderer's maths on per-tile padded Gaussian lists with autograd (the fastest torch-only layout we
+measured, see shared/notes/cpu-rasterizer.md). gsplat's CUDA rasterizer is added when a GPU is present.
+
+    python tools/bench_raster.py [--sizes 10000 50000] [--repeats 3] [--json bench_results/raster.json]
+
+Ratios are measured side by side in one run; absolute times on a shared 2-core machine vary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from splat4d.examples import random_scene
+from splat4d.render import rasterize
+from splat4d.render.binning import bin_gaussians
+from splat4d.render.projection import project
+from splat4d.render.reference import rasterize_reference_tiled
+from splat4d.types import Cameras, GaussianScene
+
+
+def bench_camera(size: int = 256) -> Cameras:
+    c2w = torch.eye(4)
+    c2w[2, 3] = -2.5
+    f = 0.9 * size
+    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])
+    return Cameras(c2w, K, size, size)
+
+
+def bench_scene(n: int) -> GaussianScene:
+    return random_scene(n, seed=0, extent=(1.0, 1.0, 0.5), scale_range=(0.005, 0.025))
+
+
+def leaf(scene: GaussianScene) -> GaussianScene:
+    return GaussianScene(**{k: v.detach().clone().requires_grad_(True) for k, v in scene.items()})
+
+
+def run_cpu(scene, cams, backward):
+    p = leaf(scene)
+    out = rasterize(p, cams, backend="cpu", check_finite=False)
+    if backward:
+        (out.rgb.sum() + out.alpha.sum()).backward()
+
+
+def run_torch_tiled(scene, cams, backward):
+    p = leaf(scene)
+    proj = project(p, cams)
+    bins = bin_gaussians(proj.means2d.detach(), proj.extents, proj.depths.detach(), proj.valid, cams.width,
+                         cams.height, 16)
+    feats = torch.cat([proj.colors, proj.depths[..., None]], -1).reshape(-1, 4)
+    out, alpha = rasterize_reference_tiled(proj.means2d.reshape(-1, 2), proj.conics.reshape(-1, 3), feats,
+                                           proj.opacities.reshape(-1), bins, len(cams), cams.width, cams.height)
+    if backward:
+        (out[..., :3].sum() + alpha.sum()).backward()
+
+
+def run_gsplat(scene, cams, backward):
+    p = leaf(scene.to("cuda"))
+    out = rasterize(p, cams.to("cuda"), backend="gsplat", check_finite=False)
+    if backward:
+        (out.rgb.sum() + out.alpha.sum()).backward()
+    torch.cuda.synchronize()
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up (numba compile / cache load, allocator)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--torch-repeats", type=int, default=1, help="repeats for the slow pure-torch path")
+    ap.add_argument("--image", type=int, default=256)
+    ap.add_argument("--json", type=Path, default=Path("bench_results/raster.json"))
+    args = ap.parse_args()
+
+    cams = bench_camera(args.image)
+    impls = {"cpu (numba)": (run_cpu, args.repeats), "pure torch (tiled)": (run_torch_tiled, args.torch_repeats)}
+    if torch.cuda.is_available():
+        impls["gsplat (cuda)"] = (run_gsplat, args.repeats)
+    results = []
+    for n in args.sizes:
+        scene = bench_scene(n)
+        proj = project(scene, cams)
+        pairs = bin_gaussians(proj.means2d, proj.extents, proj.depths, proj.valid, cams.width, cams.height, 16)
+        row = {"gaussians": n, "pairs": int(pairs.flat_ids.numel()), "image": args.image}
+        for name, (fn, repeats) in impls.items():
+            row[f"{name} fwd ms"] = timed(lambda: fn(scene, cams, False), repeats)
+            row[f"{name} fwd+bwd ms"] = timed(lambda: fn(scene, cams, True), repeats)
+        row["speed-up fwd+bwd (torch / cpu)"] = row["pure torch (tiled) fwd+bwd ms"] / row["cpu (numba) fwd+bwd ms"]
+        row["speed-up fwd (torch / cpu)"] = row["pure torch (tiled) fwd ms"] / row["cpu (numba) fwd ms"]
+        results.append(row)
+        print(json.dumps(row))
+
+    keys = [k for k in results[0] if k not in ("image",)]
+    widths = [max(len(k), 10) for k in keys]
+    print("\n| " + " | ".join(k.ljust(w) for k, w in zip(keys, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in results:
+        cells = [f"{row[k]:.1f}" if isinstance(row[k], float) else str(row[k]) for k in keys]
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__}
+    args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
