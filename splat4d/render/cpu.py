@@ -27,7 +27,7 @@ class _RasterizeTiles(torch.autograd.Function):
         dtype = means2d.dtype
         out_feats = torch.zeros(n_cams, hp, wp, NUM_FEATS, dtype=dtype)
         out_t = torch.ones(n_cams, hp, wp, dtype=dtype)
-        out_last = torch.full((n_cams, hp, wp), -1, dtype=torch.int64)
+        out_last = torch.full((n_cams, hp, wp), -1, dtype=torch.int32)
         if bins.flat_ids.numel():
             kern.rasterize_forward(
                 _np(bins.tile_offsets), _np(bins.flat_ids), _np(means2d), _np(conics), _np(feats), _np(opacities),
@@ -46,10 +46,7 @@ class _RasterizeTiles(torch.autograd.Function):
         bins: TileBins = ctx.bins
         m = bins.flat_ids.numel()
         dtype = means2d.dtype
-        pair_means2d = torch.zeros(m, 2, dtype=dtype)
-        pair_conics = torch.zeros(m, 3, dtype=dtype)
-        pair_feats = torch.zeros(m, NUM_FEATS, dtype=dtype)
-        pair_opacities = torch.zeros(m, dtype=dtype)
+        pair_grads = torch.zeros(m, 10, dtype=dtype)
         if grad_feats is None:
             grad_feats = torch.zeros_like(out_t)[..., None].expand(-1, -1, -1, NUM_FEATS)
         if grad_alpha is None:
@@ -59,14 +56,12 @@ class _RasterizeTiles(torch.autograd.Function):
                 _np(bins.tile_offsets), _np(bins.flat_ids), _np(means2d), _np(conics), _np(feats), _np(opacities),
                 bins.tile, bins.tiles_x, bins.tiles_y, _np(out_t), _np(out_last),
                 _np(grad_feats.to(dtype)), _np(grad_alpha.to(dtype)),
-                pair_means2d.numpy(), pair_conics.numpy(), pair_feats.numpy(), pair_opacities.numpy(),
+                pair_grads.numpy(),
             )
-        ids = bins.flat_ids
-        g_means2d = torch.zeros_like(means2d).index_add_(0, ids, pair_means2d)
-        g_conics = torch.zeros_like(conics).index_add_(0, ids, pair_conics)
-        g_feats = torch.zeros_like(feats).index_add_(0, ids, pair_feats)
-        g_opacities = torch.zeros_like(opacities).index_add_(0, ids, pair_opacities)
-        return g_means2d, g_conics, g_feats, g_opacities, None, None
+        # One deterministic scatter-add per Gaussian (no atomics anywhere).
+        grads = torch.zeros(means2d.shape[0], 10, dtype=dtype).index_add_(0, bins.flat_ids, pair_grads)
+        g_means2d, g_conics, g_feats, g_opacities = grads.split([2, 3, NUM_FEATS, 1], dim=1)
+        return g_means2d, g_conics, g_feats, g_opacities[:, 0], None, None
 
 
 def rasterize_projected(proj: Projected, width: int, height: int, tile: int = 16) -> tuple[Tensor, Tensor]:

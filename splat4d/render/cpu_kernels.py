@@ -74,7 +74,7 @@ def rasterize_forward(
     tiles_y,  # int
     out_feats,  # (C, tiles_y*tile, tiles_x*tile, 4) float32
     out_T,  # (C, tiles_y*tile, tiles_x*tile) float32
-    out_last,  # (C, tiles_y*tile, tiles_x*tile) int64, -1 where nothing contributed
+    out_last,  # (C, tiles_y*tile, tiles_x*tile) int32, -1 where nothing contributed
 ):
     dt = means2d.dtype  # float32 in production, float64 for gradcheck
     n_px = tile * tile
@@ -95,7 +95,7 @@ def rasterize_forward(
         f1 = np.zeros(n_px, dt)
         f2 = np.zeros(n_px, dt)
         f3 = np.zeros(n_px, dt)
-        last = np.full(n_px, -1, np.int64)
+        last = np.full(n_px, -1, np.int32)  # int32 keeps the loop's lanes as wide as float32
         done = np.zeros(n_px, dt)  # 1.0 once the pixel stopped; float keeps the loop in one vector width
         start = tile_offsets[t]
         end = tile_offsets[t + 1]
@@ -127,7 +127,7 @@ def rasterize_forward(
                 f2[p] += w * c2
                 f3[p] += w * c3
                 T[p] = next_t if inc else tp
-                last[p] = k if inc else last[p]
+                last[p] = np.int32(k) if inc else last[p]
                 done[p] = np.float32(1.0) if stop else done[p]
             if (k - start) % 32 == 31:
                 if done.sum() == np.float32(n_px):
@@ -155,13 +155,10 @@ def rasterize_backward(
     tiles_x,
     tiles_y,
     final_T,  # (C, Hp, Wp) float32
-    last_ids,  # (C, Hp, Wp) int64
+    last_ids,  # (C, Hp, Wp) int32
     grad_feats,  # (C, Hp, Wp, 4) float32: dL/d(accumulated features)
     grad_alpha,  # (C, Hp, Wp) float32: dL/d(alpha), alpha = 1 - final_T
-    pair_means2d,  # (M, 2) out
-    pair_conics,  # (M, 3) out
-    pair_feats,  # (M, 4) out
-    pair_opacities,  # (M,) out
+    pair_grads,  # (M, 10) out: d/d(mean x, mean y, conic a, b, c, r, g, b, depth, opacity) per pair
 ):
     dt = means2d.dtype  # float32 in production, float64 for gradcheck
     n_px = tile * tile
@@ -180,7 +177,7 @@ def rasterize_backward(
         py = np.empty(n_px, dt)
         T = np.empty(n_px, dt)
         t_final = np.empty(n_px, dt)
-        lastk = np.empty(n_px, np.int64)
+        lastk = np.empty(n_px, np.int32)
         gf0 = np.empty(n_px, dt)
         gf1 = np.empty(n_px, dt)
         gf2 = np.empty(n_px, dt)
@@ -204,7 +201,7 @@ def rasterize_backward(
             gf2[p] = grad_feats[img, y, x, 2]
             gf3[p] = grad_feats[img, y, x, 3]
             ga[p] = grad_alpha[img, y, x]
-            kmax = max(kmax, lastk[p])
+            kmax = max(kmax, np.int64(lastk[p]))
         for k in range(kmax, start - 1, -1):
             g = flat_ids[k]
             mx = means2d[g, 0]
@@ -263,13 +260,13 @@ def rasterize_backward(
                 acc_a += v_sigma * np.float32(0.5) * dx * dx
                 acc_b += v_sigma * dx * dy
                 acc_c += v_sigma * np.float32(0.5) * dy * dy
-            pair_means2d[k, 0] = acc_mx
-            pair_means2d[k, 1] = acc_my
-            pair_conics[k, 0] = acc_a
-            pair_conics[k, 1] = acc_b
-            pair_conics[k, 2] = acc_c
-            pair_feats[k, 0] = acc_f0
-            pair_feats[k, 1] = acc_f1
-            pair_feats[k, 2] = acc_f2
-            pair_feats[k, 3] = acc_f3
-            pair_opacities[k] = acc_op
+            pair_grads[k, 0] = acc_mx
+            pair_grads[k, 1] = acc_my
+            pair_grads[k, 2] = acc_a
+            pair_grads[k, 3] = acc_b
+            pair_grads[k, 4] = acc_c
+            pair_grads[k, 5] = acc_f0
+            pair_grads[k, 6] = acc_f1
+            pair_grads[k, 7] = acc_f2
+            pair_grads[k, 8] = acc_f3
+            pair_grads[k, 9] = acc_op
