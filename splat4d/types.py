@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Iterator
+from typing import Iterator, Literal
 
 import torch
 from torch import Tensor
@@ -270,3 +270,51 @@ class CameraPath:
 def dataclass_tensors(obj) -> dict[str, Tensor]:
     """The tensor fields of a dataclass instance (handy for saving)."""
     return {f.name: getattr(obj, f.name) for f in fields(obj) if isinstance(getattr(obj, f.name), Tensor)}
+
+
+@dataclass
+class Views:
+    """Images with their cameras: the input view(s) or the supervisory views a prior generates."""
+
+    images: Tensor
+    """(V, H, W, 3) colours in [0, 1], composited over ``background`` outside the mask."""
+    masks: Tensor
+    """(V, H, W) foreground probability in [0, 1] (1 = object)."""
+    cameras: Cameras
+    """V cameras matching the images."""
+    weights: Tensor | None = None
+    """(V,) loss weight per view (1 for the input view; lower for hallucinated ones). None = all ones."""
+    confidence: Tensor | None = None
+    """(V, H, W) optional per-pixel confidence in [0, 1] (e.g. 0 where a prior inpainted)."""
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Colour the images were composited over."""
+
+    def __post_init__(self) -> None:
+        v, h, w = self.images.shape[:3]
+        if self.images.shape != (v, h, w, 3) or self.masks.shape != (v, h, w):
+            raise ValueError(f"Views need images (V,H,W,3) and masks (V,H,W); got {tuple(self.images.shape)}, "
+                             f"{tuple(self.masks.shape)}")
+        if len(self.cameras) != v or (self.cameras.height, self.cameras.width) != (h, w):
+            raise ValueError(f"{len(self.cameras)} cameras of {self.cameras.width}x{self.cameras.height} do not match "
+                             f"{v} images of {w}x{h}")
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def view_weights(self) -> Tensor:
+        return self.weights if self.weights is not None else torch.ones(len(self))
+
+
+DepthKind = Literal["metric", "relative", "disparity"]
+
+
+@dataclass
+class DepthMap:
+    """A depth estimate for one view."""
+
+    depth: Tensor
+    """(H, W) camera-space z (metric/relative) or disparity, by ``kind``; 0 where unknown."""
+    confidence: Tensor
+    """(H, W) in [0, 1]."""
+    kind: DepthKind = "metric"
+    """'metric': z in world units; 'relative': z up to scale and shift; 'disparity': inverse depth up to scale/shift."""

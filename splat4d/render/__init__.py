@@ -56,6 +56,7 @@ def rasterize(
     eps2d: float = 0.3,
     tile_size: int = 16,
     check_finite: bool = True,
+    colors: Tensor | None = None,
 ) -> RenderOutput:
     """Render ``scene`` from every camera in ``cameras``.
 
@@ -69,6 +70,7 @@ def rasterize(
         eps2d: added to the 2D covariance diagonal (low-pass filter, as in 3DGS).
         tile_size: tile side in pixels for the tiled backends.
         check_finite: raise ``ValueError`` on NaN/Inf parameters instead of rendering garbage.
+        colors: optional (N, 3) colours used as they are instead of the scene's SH (linear in them: colour solves).
     """
     _check_inputs(scene, cameras, background, backend, check_finite)
     if backend == "auto":
@@ -79,21 +81,22 @@ def rasterize(
     if backend == "reference":
         from splat4d.render.reference import rasterize_reference
 
-        feats, alpha, means2d = rasterize_reference(scene, cameras, sh_degree, near_plane, far_plane, eps2d)
+        feats, alpha, means2d = rasterize_reference(scene, cameras, sh_degree, near_plane, far_plane, eps2d, colors)
         radii = torch.zeros(means2d.shape, dtype=torch.int32)
         return _finish(feats, alpha, background, means2d, radii)
 
     if backend == "gsplat":
         from splat4d.render.gsplat_cuda import rasterize_gsplat
 
-        return rasterize_gsplat(scene, cameras, sh_degree, background, near_plane, far_plane, eps2d, tile_size)
+        return rasterize_gsplat(scene, cameras, sh_degree, background, near_plane, far_plane, eps2d, tile_size,
+                                colors)
 
     from splat4d.render.cpu import rasterize_projected
     from splat4d.render.projection import project, radii_from_extents
 
     if scene.means.is_cuda:
         raise ValueError("the 'cpu' backend needs CPU tensors; use backend='gsplat' (or 'auto') for CUDA scenes")
-    proj = project(scene, cameras, sh_degree, near_plane, far_plane, eps2d)
+    proj = project(scene, cameras, sh_degree, near_plane, far_plane, eps2d, colors)
     if proj.means2d.requires_grad:
         proj.means2d.retain_grad()
     feats, alpha = rasterize_projected(proj, cameras.width, cameras.height, tile_size)

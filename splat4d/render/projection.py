@@ -67,6 +67,7 @@ def project(
     near_plane: float = 0.01,
     far_plane: float = 1e10,
     eps2d: float = 0.3,
+    colors: Tensor | None = None,
 ) -> Projected:
     """Project every Gaussian into every camera (differentiable w.r.t. all scene parameters)."""
     dtype = scene.means.dtype
@@ -86,7 +87,10 @@ def project(
     opacities = scene.opacities_act()[None].expand(len(cameras), -1)
     extents, valid = support_extents(means2d.detach(), conics.detach(), depths.detach(), opacities.detach(), cameras,
                                      near_plane, far_plane)
-    colors = sh_colors(scene, cameras, sh_degree)
+    if colors is None:
+        colors = sh_colors(scene, cameras, sh_degree)
+    else:
+        colors = colors.to(dtype)[None].expand(len(cameras), -1, -1)
     return Projected(means2d, conics, depths, colors, opacities, extents, valid)
 
 

@@ -81,7 +81,7 @@ def quat_to_rotmat(quats: Tensor) -> Tensor:
 
 
 def project_reference(scene: GaussianScene, cameras: Cameras, sh_degree: int | None, near_plane: float,
-                      far_plane: float, eps2d: float):
+                      far_plane: float, eps2d: float, colors: Tensor | None = None):
     """Returns means2d (C,N,2), conics (C,N,3), depths (C,N), colors (C,N,3), opacities (N,), in_range (C,N)."""
     dtype = scene.means.dtype
     R = quat_to_rotmat(scene.quats)
@@ -109,7 +109,10 @@ def project_reference(scene: GaussianScene, cameras: Cameras, sh_degree: int | N
     coeffs = torch.cat([scene.sh0, scene.shN], 1)
     degree = scene.sh_degree if sh_degree is None else min(sh_degree, scene.sh_degree)
     dirs = F.normalize(scene.means[None] - cameras.c2w[:, None, :3, 3].to(dtype), dim=-1)
-    colors = torch.clamp_min(eval_sh(degree, coeffs[None].expand(len(cameras), -1, -1, -1), dirs) + 0.5, 0.0)
+    if colors is None:
+        colors = torch.clamp_min(eval_sh(degree, coeffs[None].expand(len(cameras), -1, -1, -1), dirs) + 0.5, 0.0)
+    else:
+        colors = colors.to(dtype)[None].expand(len(cameras), -1, -1)
     in_range = (tz > near_plane) & (tz < far_plane)
     return means2d, conics, tz, colors, torch.sigmoid(scene.opacities), in_range
 
@@ -137,10 +140,11 @@ def composite(px: Tensor, py: Tensor, means2d: Tensor, conics: Tensor, opac: Ten
 
 
 def rasterize_reference(scene: GaussianScene, cameras: Cameras, sh_degree: int | None = None,
-                        near_plane: float = 0.01, far_plane: float = 1e10, eps2d: float = 0.3):
+                        near_plane: float = 0.01, far_plane: float = 1e10, eps2d: float = 0.3,
+                        colors: Tensor | None = None):
     """Brute force. Returns (feats (C,H,W,4) = alpha-weighted r,g,b,depth; alpha (C,H,W,1); means2d (C,N,2))."""
     means2d, conics, depths, colors, opac, in_range = project_reference(scene, cameras, sh_degree, near_plane,
-                                                                        far_plane, eps2d)
+                                                                        far_plane, eps2d, colors)
     n_cams, W, H = len(cameras), cameras.width, cameras.height
     order = torch.argsort(depths.detach(), dim=-1, stable=True)
     take = lambda t: torch.gather(t, 1, order[..., None].expand(-1, -1, t.shape[-1]))  # noqa: E731

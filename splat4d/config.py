@@ -1,0 +1,246 @@
+"""Configuration of the single-image pipeline: one dataclass per stage, every field documented (tyro shows the
+docstrings in ``--help``). Presets in ``configs/*.yaml`` override the defaults; command-line flags override both."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class LoadConfig:
+    resolution: int = 256
+    """Working resolution: the object is centred, padded to a square and resized to this many pixels a side."""
+    max_input_pixels: int = 80_000_000
+    """Refuse images with more pixels than this (decompression-bomb guard); big images are downscaled on load."""
+
+
+@dataclass
+class SegmentConfig:
+    method: Literal["auto", "alpha", "grabcut", "none"] = "auto"
+    """'alpha': use the alpha channel; 'grabcut': border-colour model + OpenCV GrabCut; 'auto': alpha when the image
+    has a non-trivial one, else grabcut; 'none': the whole frame is the object (scene mode)."""
+    padding: float = 0.12
+    """Margin around the object's bounding box, as a fraction of the square side."""
+    border_width: int = 6
+    """Pixels along the image border used to model the background colour (grabcut)."""
+    grabcut_iterations: int = 4
+    """GrabCut iterations (after the border-colour seed)."""
+    min_fraction: float = 0.002
+    """A mask covering less of the image than this is treated as empty (error)."""
+    max_fraction: float = 0.98
+    """A mask covering more than this is treated as 'no object found' (error unless method='none')."""
+
+
+@dataclass
+class DepthConfig:
+    backend: Literal["geometric"] = "geometric"
+    """Depth estimator. 'geometric' (offline, no weights): silhouette inflation, a Poisson height field inside the
+    mask giving rounded shapes (a disc becomes a hemisphere), plus a small image-detail relief."""
+    thickness: float = 1.0
+    """Scale of the inflated height (1 = a disc inflates to a hemisphere)."""
+    relief: float = 0.6
+    """Image-detail relief in pixels of height per unit of high-passed luminance (brighter = nearer)."""
+    relief_sigma: float = 3.0
+    """Gaussian sigma (pixels) of the low-pass subtracted to get the relief detail."""
+
+
+@dataclass
+class InitConfig:
+    fov_deg: float = 40.0
+    """Vertical field of view assumed for the input camera."""
+    distance: float = 2.5
+    """Distance from the input camera to the object's centre plane (world units)."""
+    back_thickness: float = 1.0
+    """Depth of the back surface relative to the front's (1 = mirror-symmetric object)."""
+    scale_factor: float = 0.4
+    """Gaussian standard deviation as a fraction of the pixel footprint at its depth."""
+    back_scale_factor: float = 0.75
+    """Like ``scale_factor`` for the (sparser, colour-approximate) back surface: larger, so it has no gaps."""
+    opacity: float = 0.98
+    """Initial opacity of every Gaussian."""
+    back_stride: int = 2
+    """Sample the back surface every this many pixels (it is seen at lower resolution)."""
+    solve_colors: int = 12
+    """Conjugate-gradient iterations of the least-squares colour solve that makes the front view re-render the
+    input (0 = raw pixel colours)."""
+    sh_degree: int = 0
+    """Spherical-harmonics degree of the scene (0 = view-independent colour)."""
+
+
+@dataclass
+class PriorConfig:
+    backend: Literal["warp", "none"] = "warp"
+    """View prior. 'warp' (offline): render the initial scene from the target cameras, inpaint disocclusions
+    (OpenCV Telea) inside the object's closed silhouette; the back surface carries mirrored texture. 'none': input
+    view only."""
+    ring_views: int = 8
+    """Target cameras on a ring around the object (the input azimuth 0 is skipped)."""
+    ring_elevation_deg: float = 10.0
+    """Elevation of the ring."""
+    top_view: bool = True
+    """Add a view from above (elevation ``top_elevation_deg``)."""
+    top_elevation_deg: float = 60.0
+    """Elevation of the top view."""
+    min_weight: float = 0.15
+    """Loss weight of the view opposite the input; weights rise to ``max_weight`` near the input azimuth."""
+    max_weight: float = 0.5
+    """Loss weight of a generated view next to the input view."""
+    inpaint_radius: int = 5
+    """OpenCV inpainting radius in pixels."""
+
+
+@dataclass
+class FitConfig:
+    iterations: int = 400
+    """Optimisation steps (one view per step)."""
+    input_view_probability: float = 0.5
+    """Chance that a step uses the input view (else a random generated view)."""
+    ssim_weight: float = 0.2
+    """Weight of D-SSIM against L1 in the photometric loss."""
+    mask_weight: float = 0.5
+    """Weight of the |alpha - mask| silhouette loss."""
+    depth_weight: float = 0.2
+    """Weight of the L1 loss between rendered and initial depth on the input view (relative to object depth)."""
+    opacity_reg: float = 0.0005
+    """Weight of the mean-opacity regulariser (pushes unneeded Gaussians to transparency)."""
+    scale_reg: float = 0.01
+    """Weight of the penalty on Gaussians larger than ``max_scale_pixels`` pixels at the object distance."""
+    max_scale_pixels: float = 6.0
+    """Largest Gaussian standard deviation (in input-view pixels) before ``scale_reg`` applies."""
+    lr_means: float = 1.6e-4
+    """Adam learning rate of the means, times the scene extent."""
+    lr_scales: float = 5e-3
+    """Adam learning rate of the log-scales."""
+    lr_quats: float = 1e-3
+    """Adam learning rate of the quaternions."""
+    lr_opacities: float = 5e-2
+    """Adam learning rate of the opacity logits."""
+    lr_sh0: float = 2.5e-3
+    """Adam learning rate of the DC colour."""
+    densify: bool = True
+    """Grow (clone/split) and prune Gaussians with gsplat's DefaultStrategy."""
+    refine_start: int = 100
+    """First step of densification."""
+    refine_stop: int = 300
+    """Last step of densification."""
+    refine_every: int = 50
+    """Densify every this many steps."""
+    grow_grad2d: float = 0.0004
+    """Screen-space gradient threshold for growing (gsplat's grow_grad2d)."""
+    prune_opacity: float = 0.02
+    """Prune Gaussians below this opacity."""
+    max_gaussians: int = 150_000
+    """Stop growing beyond this many Gaussians."""
+    log_every: int = 25
+    """Record the loss every this many steps (metrics.json)."""
+
+
+@dataclass
+class VideoConfig:
+    frames: int = 120
+    """Frames of the orbit video."""
+    fps: float = 30.0
+    """Frames per second."""
+    size: int = 256
+    """Video width and height in pixels."""
+    elevation_deg: float = 10.0
+    """Orbit elevation."""
+    write_splat: bool = True
+    """Also write scene.splat (antimatter15 format)."""
+
+
+@dataclass
+class RunConfig:
+    """Single image (or RGBA cut-out) -> 360-degree Gaussian-splat object: scene.ply, scene.splat, orbit.mp4, views/,
+    depth.png, mask.png, config.yaml, metrics.json in the output folder. Stages are cached there: a re-run with the
+    same input and settings resumes.
+
+    Example: splat4d run photo.png --out runs/photo --preset fast
+    """
+
+    input: Path = Path("photo.png")
+    """Input image (PNG/JPEG/TIFF/WebP...; RGB, RGBA, greyscale or 16-bit)."""
+    out: Path = Path("runs/out")
+    """Output folder."""
+    preset: str | None = None
+    """Preset name in configs/ (fast, default, quality) or a YAML file; command-line flags override it."""
+    seed: int = 0
+    """Random seed (the whole run is deterministic for a given seed)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to fit and render."""
+    resume: bool = True
+    """Reuse cached stage outputs in the output folder when their inputs and settings match."""
+    progress: bool = True
+    """Show progress bars."""
+    load: LoadConfig = field(default_factory=LoadConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain dict (Paths as strings) for YAML/JSON."""
+
+    def convert(v):
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, dict):
+            return {k: convert(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [convert(x) for x in v]
+        return v
+
+    return convert(dataclasses.asdict(cfg))
+
+
+def apply_overrides(cfg: Any, overrides: dict, where: str = "config") -> Any:
+    """A copy of dataclass ``cfg`` with nested ``overrides`` applied; unknown keys raise ``ValueError``."""
+    changes = {}
+    names = {f.name: f for f in dataclasses.fields(cfg)}
+    for key, value in overrides.items():
+        if key not in names:
+            raise ValueError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(names))})")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}: {key!r} must be a mapping")
+            changes[key] = apply_overrides(current, value, f"{where}.{key}")
+        elif isinstance(current, Path) or (key in ("input", "out") and value is not None):
+            changes[key] = Path(value)
+        else:
+            changes[key] = value
+    return dataclasses.replace(cfg, **changes)
+
+
+def preset_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    candidate = CONFIG_DIR / f"{name}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
+    raise ValueError(f"unknown preset {name!r}: use one of {known} or a path to a .yaml file")
+
+
+def load_preset(name: str, base: RunConfig | None = None) -> RunConfig:
+    path = preset_path(name)
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a preset must be a YAML mapping")
+    cfg = apply_overrides(base or RunConfig(), data, where=str(path))
+    return dataclasses.replace(cfg, preset=name)
+
+
+def save_config(cfg: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,24 @@
+"""Stage 3: monocular depth. Backends implement the :class:`DepthEstimator` protocol."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from splat4d.config import DepthConfig
+from splat4d.types import DepthMap
+
+
+class DepthEstimator(Protocol):
+    """Estimate depth for one working image. ``image`` (H, W, 3) float in [0, 1], ``mask`` (H, W) in [0, 1]."""
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap: ...
+
+
+def make_depth_estimator(cfg: DepthConfig) -> DepthEstimator:
+    if cfg.backend == "geometric":
+        from splat4d.depth.geometric import GeometricDepth
+
+        return GeometricDepth(cfg)
+    raise ValueError(f"unknown depth backend {cfg.backend!r}; the offline backend is 'geometric'")

@@ -1,0 +1,270 @@
+"""Stage 4: Gaussians from one view and its depth, front and back, so the object is closed.
+
+* Input camera: at ``(0, 0, -distance)`` looking along +z (azimuth 0 of every orbit), vertical FoV ``fov_deg``; the
+  object's centre plane is the world plane z = 0.
+* Front surface: one Gaussian per foreground pixel, unprojected at its depth. Its covariance is the pixel's own
+  footprint on the surface, ``s^2 (t_u t_u^T + t_v t_v^T)`` with ``t_u, t_v`` the 3D steps to the neighbouring
+  pixels: steep parts (the rim) get Gaussians stretched along the slope, which closes the side walls, and the
+  front view is covered exactly once.
+* Back surface: the front height mirrored about the centre plane (``back_thickness`` scales it), sampled every
+  ``back_stride`` pixels, carrying the same pixel's colour (a symmetry prior). Front and back meet at the rim.
+* Colours: optionally corrected for a few rounds so that rendering the front view reproduces the input (each
+  Gaussian dominates its own pixel, so adding the residual is a Jacobi step of the linear colour solve).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from splat4d.config import InitConfig
+from splat4d.types import Cameras, DepthMap, GaussianScene, rgb_to_sh0
+
+MAX_STRETCH = 8.0  # longest Gaussian axis, in pixel footprints
+
+
+@dataclass
+class InitResult:
+    scene: GaussianScene
+    camera: Cameras
+    """The input camera (1 camera)."""
+    depth: Tensor
+    """(H, W) front-surface camera z of the foreground (0 elsewhere)."""
+    n_front: int
+    """The first ``n_front`` Gaussians are the front surface, in row-major foreground-pixel order."""
+
+
+def input_camera(resolution: int, fov_deg: float, distance: float) -> Cameras:
+    c2w = torch.eye(4)
+    c2w[2, 3] = -distance
+    return Cameras.from_fov(c2w, resolution, resolution, fov_deg)
+
+
+def inscribed_radius(mask: np.ndarray) -> float:
+    from scipy import ndimage
+
+    return float(ndimage.distance_transform_edt(mask).max())
+
+
+def align_depth(depth: DepthMap, mask: np.ndarray, focal: float, distance: float) -> np.ndarray:
+    """Camera z of the front surface (H, W), the rim on the plane z = distance.
+
+    'relative' (and 'disparity', negated) depth is scaled so that the foreground's depth range equals its inscribed
+    radius in pixels (round cross-sections, the inflation prior; the geometric backend already satisfies this, so
+    it passes unchanged), then converted from pixels to world units at ``distance``. 'metric' depth is scaled so
+    its foreground median is ``distance``.
+    """
+    d = depth.depth.detach().cpu().numpy().astype(np.float64)
+    fg = mask > 0.5
+    if depth.kind == "metric":
+        med = float(np.median(d[fg]))
+        if not med > 0:
+            raise ValueError("metric depth has no positive values on the object")
+        return np.where(fg, d * distance / med, 0.0)
+    rel = -d if depth.kind == "disparity" else d
+    vals = rel[fg]
+    rim = float(np.quantile(vals, 0.98))
+    span = rim - float(vals.min())
+    k = inscribed_radius(fg) / span if span > 1e-9 else 0.0
+    return np.where(fg, distance + (rel - rim) * k * distance / focal, 0.0)
+
+
+def _rotmat_to_quat(R: Tensor) -> Tensor:
+    """(N, 3, 3) proper rotations -> (N, 4) wxyz (Shepperd's method, branch by largest diagonal term)."""
+    m = R
+    t = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    cands = torch.stack([
+        torch.stack([1 + t, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
+        torch.stack([m[:, 2, 1] - m[:, 1, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], m[:, 0, 1] + m[:, 1, 0],
+                     m[:, 0, 2] + m[:, 2, 0]], -1),
+        torch.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0], 1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2],
+                     m[:, 1, 2] + m[:, 2, 1]], -1),
+        torch.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1],
+                     1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], -1),
+    ], 1)  # (N, 4 candidates, 4)
+    diag = torch.stack([t, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], -1)
+    best = diag.argmax(-1)
+    q = cands[torch.arange(len(m)), best]
+    return torch.nn.functional.normalize(q, dim=-1)
+
+
+def covariance_to_scale_quat(cov: Tensor, min_std: float) -> tuple[Tensor, Tensor]:
+    """(N, 3, 3) SPD covariances -> log-scales (N, 3), wxyz quats (N, 4)."""
+    evals, evecs = torch.linalg.eigh(cov.double())
+    det = torch.linalg.det(evecs)
+    evecs[:, :, 2] *= det.sign()[:, None]  # proper rotation
+    std = torch.sqrt(evals.clamp_min(min_std**2))
+    return torch.log(std).float(), _rotmat_to_quat(evecs).float()
+
+
+def surface_gaussians(z: np.ndarray, sample: np.ndarray, K: Tensor, c2w: Tensor, stride: int,
+                      scale_factor: float | np.ndarray, thickness: float) -> tuple[Tensor, Tensor, Tensor, np.ndarray]:
+    """Gaussians on the surface ``z`` (H, W) at the pixels ``sample`` (bool). ``scale_factor`` is a number or an
+    (H, W) map. Returns means, log-scales, quats, and the (N, 2) pixel coordinates (row, col) they came from."""
+    h, w = z.shape
+    f, cx, cy = float(K[0, 0]), float(K[0, 2]), float(K[1, 2])
+    vs, us = np.mgrid[0:h, 0:w]
+    pts = np.stack([(us + 0.5 - cx) / f * z, (vs + 0.5 - cy) / f * z, z], -1)  # camera space
+    valid = z > 0
+    rows, cols = np.nonzero(sample)
+
+    def step(axis: int) -> np.ndarray:
+        """3D step to the neighbour `stride` pixels away along axis (one-sided where the other side is empty)."""
+        fwd = np.zeros_like(pts)
+        bwd = np.zeros_like(pts)
+        ok_f = np.zeros(valid.shape, bool)
+        ok_b = np.zeros(valid.shape, bool)
+        if axis == 1:
+            fwd[:, :-stride] = pts[:, stride:] - pts[:, :-stride]
+            ok_f[:, :-stride] = valid[:, stride:] & valid[:, :-stride]
+            bwd[:, stride:] = pts[:, stride:] - pts[:, :-stride]
+            ok_b[:, stride:] = ok_f[:, :-stride]
+        else:
+            fwd[:-stride] = pts[stride:] - pts[:-stride]
+            ok_f[:-stride] = valid[stride:] & valid[:-stride]
+            bwd[stride:] = pts[stride:] - pts[:-stride]
+            ok_b[stride:] = ok_f[:-stride]
+        both = ok_f & ok_b
+        out = np.where(both[..., None], 0.5 * (fwd + bwd), np.where(ok_f[..., None], fwd, bwd))
+        # No neighbour on either side: a flat step of one footprint.
+        lone = ~(ok_f | ok_b)
+        flat = np.zeros_like(pts)
+        flat[..., 0 if axis == 1 else 1] = stride * z / f  # along camera x for u steps, y for v steps
+        return np.where(lone[..., None], flat, out)
+
+    tu = step(1)[rows, cols]
+    tv = step(0)[rows, cols]
+    footprint = stride * z[rows, cols] / f
+    # Limit stretch across depth discontinuities.
+    for t in (tu, tv):
+        length = np.linalg.norm(t, axis=1, keepdims=True)
+        t *= np.minimum(1.0, MAX_STRETCH * footprint[:, None] / np.maximum(length, 1e-12))
+    normal = np.cross(tu, tv)
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
+    tu_t, tv_t, n_t = (torch.from_numpy(a) for a in (tu, tv, normal))
+    fp = torch.from_numpy(footprint)
+    sf = torch.from_numpy(np.broadcast_to(np.asarray(scale_factor, dtype=np.float64), z.shape)[rows, cols].copy())
+    cov = (sf**2)[:, None, None] * (tu_t[:, :, None] * tu_t[:, None] + tv_t[:, :, None] * tv_t[:, None])
+    cov = cov + (thickness * fp)[:, None, None] ** 2 * n_t[:, :, None] * n_t[:, None]
+    R = c2w[:3, :3].double()
+    cov_w = R @ cov @ R.T
+    log_scales, quats = covariance_to_scale_quat(cov_w, min_std=1e-4 * float(fp.mean()))
+    means = torch.from_numpy(pts[rows, cols]) @ R.T + c2w[:3, 3].double()
+    return means.float(), log_scales, quats, np.stack([rows, cols], 1)
+
+
+def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitConfig,
+               rasterize_backend: str = "cpu") -> InitResult:
+    """Build the initial scene (see module docstring). ``image`` (R, R, 3) over white, ``mask`` (R, R)."""
+    res = image.shape[0]
+    camera = input_camera(res, cfg.fov_deg, cfg.distance)
+    K, c2w = camera.K[0], camera.c2w[0]
+    focal = float(K[0, 0])
+    fg = mask > 0.5
+    if not fg.any():
+        raise ValueError("empty mask: nothing to initialise")
+    z_front = align_depth(depth, mask, focal, cfg.distance)
+    z_back = np.where(fg, cfg.distance + (cfg.distance - z_front) * cfg.back_thickness, 0.0)
+    # Anti-aliased rim pixels (0 < mask <= 0.5) get front Gaussians on the rim plane with opacity ~ mask.
+    partial = (mask > 0.02) & ~fg
+    z_front_all = np.where(partial, cfg.distance, z_front)
+
+    thin = 0.3  # normal-direction std as a fraction of the footprint: surfels, not blobs
+    m_f, s_f, q_f, px_f = surface_gaussians(z_front_all, fg | partial, K, c2w, 1, cfg.scale_factor, thin)
+    stride = max(1, cfg.back_stride)
+    back_sample = np.zeros_like(fg)
+    back_sample[::stride, ::stride] = fg[::stride, ::stride]
+    # Near the silhouette the larger back Gaussians would show around the rim in the input view: shrink them to
+    # about a third of their distance to the background.
+    from scipy import ndimage
+
+    edge_distance = ndimage.distance_transform_edt(fg)
+    back_sf = np.clip(edge_distance / (3.0 * stride), cfg.scale_factor, cfg.back_scale_factor)
+    m_b, s_b, q_b, px_b = surface_gaussians(z_back, back_sample, K, c2w, stride, back_sf, thin)
+
+    cover_f = np.clip(mask[px_f[:, 0], px_f[:, 1]], 0.02, 1.0)[:, None]
+    # The image is composited over white: undo that for the colour of partially covered pixels.
+    colors_f = torch.from_numpy(np.clip((image[px_f[:, 0], px_f[:, 1]] - (1 - cover_f)) / cover_f, 0, 1)).float()
+    colors_b = torch.from_numpy(image[px_b[:, 0], px_b[:, 1]]).float()
+    n_f, n_b = len(m_f), len(m_b)
+    opac_f = torch.from_numpy(cfg.opacity * np.minimum(1.0, cover_f[:, 0] / 0.5)).float()
+    opac_b = torch.full((n_b,), cfg.opacity)
+    n = n_f + n_b
+    opac = torch.logit(torch.cat([opac_f, opac_b]).clamp(1e-4, 1 - 1e-4))
+    scene = GaussianScene(
+        means=torch.cat([m_f, m_b]),
+        scales=torch.cat([s_f, s_b]),
+        quats=torch.cat([q_f, q_b]),
+        opacities=opac,
+        sh0=rgb_to_sh0(torch.cat([colors_f, colors_b]))[:, None, :],
+        shN=torch.zeros(n, (cfg.sh_degree + 1) ** 2 - 1, 3),
+    )
+    if cfg.solve_colors > 0:
+        scene = solve_colors(scene, camera, image, cfg.solve_colors, rasterize_backend)
+    return InitResult(scene.validate(), camera, torch.from_numpy(z_front.astype(np.float32)), n_f)
+
+
+def solve_colors(scene: GaussianScene, camera: Cameras, image: np.ndarray, iterations: int,
+                 backend: str) -> GaussianScene:
+    """Least-squares colours so the input view re-renders ``image`` (geometry fixed).
+
+    The render is linear in the colours, ``render(c) = A c + (1 - alpha) * background``: projected CGLS (conjugate
+    gradients on the normal equations, restarted whenever a step is clipped to [0, 1]) with ``A`` one forward pass
+    and ``A^T`` its autograd backward. Gaussians the input view does not see get no gradient and keep their colour.
+    """
+    from splat4d.render import rasterize
+
+    target = torch.from_numpy(image).float()
+    geometry = scene.detach()
+
+    def render(colors: Tensor, background: float) -> Tensor:
+        out = rasterize(geometry, camera, backend=backend, background=torch.full((3,), background), colors=colors,
+                        check_finite=False)
+        return out.rgb[0]
+
+    with torch.no_grad():
+        b = target - render(torch.zeros(len(scene), 3), 1.0)
+
+    def A(x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return render(x, 0.0)
+
+    def AT(r: Tensor) -> Tensor:
+        x = torch.zeros(len(scene), 3, requires_grad=True)
+        (render(x, 0.0) * r).sum().backward()
+        return x.grad
+
+    x = scene.rgb_dc().clone()
+    r = b - A(x)
+    s = AT(r)
+    p = s.clone()
+    gamma = float((s * s).sum())
+    for _ in range(iterations):
+        q = A(p)
+        qq = float((q * q).sum())
+        if qq == 0 or gamma == 0:
+            break
+        alpha = gamma / qq
+        step = x + alpha * p
+        x_new = step.clamp(0.0, 1.0)  # stay in the colour range: projected steps
+        clipped = not torch.equal(x_new, step)
+        x = x_new
+        r = b - A(x) if clipped else r - alpha * q
+        s = AT(r)
+        gamma_new = float((s * s).sum())
+        p = s if clipped else s + (gamma_new / gamma) * p  # restart the conjugate directions after a projection
+        gamma = gamma_new
+    return GaussianScene(scene.means, scene.scales, scene.quats, scene.opacities, rgb_to_sh0(x)[:, None, :],
+                         scene.shN)
+
+
+def psnr(a: Tensor, b: Tensor, mask: Tensor | None = None) -> float:
+    err = (a.float() - b.float()) ** 2
+    if mask is not None:
+        err = err[mask.bool()]
+    mse = float(err.mean())
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)

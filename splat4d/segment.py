@@ -1,0 +1,133 @@
+"""Stage 2: foreground mask, then centre the object and pad to a square working image.
+
+Mask sources: the alpha channel when it has one; otherwise a border-colour model seeds OpenCV's GrabCut (pixels
+along the image border are background; pixels far from every border colour are probably foreground), then the largest
+connected component is kept and its holes filled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from splat4d.config import SegmentConfig
+from splat4d.load import InputError, LoadedImage
+
+
+@dataclass
+class Segmented:
+    image: np.ndarray
+    """(R, R, 3) float32 object composited over white, centred and padded."""
+    mask: np.ndarray
+    """(R, R) float32 in [0, 1]."""
+    method: str
+    """Which mask source was used."""
+    box: tuple[int, int, int, int]
+    """(x0, y0, side, side): the square of the original image that became the working image (may extend outside)."""
+
+
+def has_useful_alpha(alpha: np.ndarray | None) -> bool:
+    return alpha is not None and float((alpha < 0.5).mean()) > 0.001
+
+
+def border_colour_seed(rgb: np.ndarray, border: int) -> np.ndarray:
+    """Colour distance of every pixel to its nearest border colour cluster (the background model), in [0, ~1.7]."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    b = max(1, min(border, h // 4, w // 4))
+    strip = np.concatenate([rgb[:b].reshape(-1, 3), rgb[-b:].reshape(-1, 3), rgb[:, :b].reshape(-1, 3),
+                            rgb[:, -b:].reshape(-1, 3)]).astype(np.float32)
+    k = min(5, len(strip))
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1e-3)
+    cv2.setRNGSeed(0)
+    _, _, centers = cv2.kmeans(strip, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    dist = np.linalg.norm(rgb[:, :, None, :] - centers[None, None], axis=-1).min(axis=-1)
+    return dist
+
+
+def grabcut_mask(rgb: np.ndarray, cfg: SegmentConfig) -> np.ndarray:
+    import cv2
+
+    h, w = rgb.shape[:2]
+    dist = border_colour_seed(rgb, cfg.border_width)
+    threshold = max(0.12, float(np.quantile(dist, 0.5)))
+    gc = np.where(dist > threshold, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    gc[dist > 2 * threshold] = cv2.GC_FGD
+    b = max(1, min(cfg.border_width, h // 4, w // 4))
+    gc[:b], gc[-b:], gc[:, :b], gc[:, -b:] = cv2.GC_BGD, cv2.GC_BGD, cv2.GC_BGD, cv2.GC_BGD
+    if not (gc == cv2.GC_FGD).any() and not (gc == cv2.GC_PR_FGD).any():
+        return np.zeros((h, w), np.float32)
+    img8 = np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)
+    try:
+        cv2.grabCut(img8, gc, None, bgd, fgd, cfg.grabcut_iterations, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:  # degenerate colour models (e.g. a flat image): fall back to the colour seed
+        pass
+    fg = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD))
+    return clean_mask(fg).astype(np.float32)
+
+
+def clean_mask(fg: np.ndarray) -> np.ndarray:
+    """Largest connected component with its holes filled."""
+    import cv2
+    from scipy import ndimage
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros_like(fg, dtype=bool)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return ndimage.binary_fill_holes(labels == largest)
+
+
+def segment(image: LoadedImage, cfg: SegmentConfig, resolution: int) -> Segmented:
+    rgb = image.rgb
+    method = cfg.method
+    if method == "auto":
+        method = "alpha" if has_useful_alpha(image.alpha) else "grabcut"
+    if method == "alpha":
+        if image.alpha is None:
+            raise InputError(f"{image.path} has no alpha channel; use --segment.method grabcut (or auto)")
+        mask = image.alpha.astype(np.float32)
+    elif method == "grabcut":
+        mask = grabcut_mask(rgb, cfg)
+    elif method == "none":
+        mask = np.ones(rgb.shape[:2], np.float32)
+    else:
+        raise ValueError(f"unknown segmentation method {method!r}")
+
+    fraction = float((mask > 0.5).mean())
+    if fraction < cfg.min_fraction:
+        raise InputError(
+            f"no object found in {image.path} ({method} mask covers {fraction:.2%} of the image). Give an RGBA "
+            "cut-out, an image with the object on a plain background, or --segment.method none for the whole frame."
+        )
+    if fraction > cfg.max_fraction and method != "none":
+        raise InputError(
+            f"the {method} mask covers {fraction:.1%} of {image.path}: no separate object was found. Crop the object "
+            "onto a plain background, or use --segment.method none to treat the whole frame as the object."
+        )
+    return centre_and_pad(rgb, mask, cfg.padding, resolution, method)
+
+
+def centre_and_pad(rgb: np.ndarray, mask: np.ndarray, padding: float, resolution: int, method: str) -> Segmented:
+    import cv2
+
+    ys, xs = np.nonzero(mask > 0.5)
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    side = int(np.ceil(max(x1 - x0, y1 - y0) / max(1e-3, 1.0 - 2.0 * padding)))
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    sx, sy = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
+    h, w = mask.shape
+    comp = rgb * mask[..., None] + (1.0 - mask[..., None])  # over white
+    canvas = np.ones((side, side, 3), np.float32)
+    canvas_mask = np.zeros((side, side), np.float32)
+    ix0, iy0, ix1, iy1 = max(sx, 0), max(sy, 0), min(sx + side, w), min(sy + side, h)
+    canvas[iy0 - sy:iy1 - sy, ix0 - sx:ix1 - sx] = comp[iy0:iy1, ix0:ix1]
+    canvas_mask[iy0 - sy:iy1 - sy, ix0 - sx:ix1 - sx] = mask[iy0:iy1, ix0:ix1]
+    interp = cv2.INTER_AREA if side > resolution else cv2.INTER_LINEAR
+    image = cv2.resize(canvas, (resolution, resolution), interpolation=interp)
+    mask_r = np.clip(cv2.resize(canvas_mask, (resolution, resolution), interpolation=interp), 0.0, 1.0)
+    return Segmented(np.clip(image, 0, 1).astype(np.float32), mask_r.astype(np.float32), method, (sx, sy, side, side))
