@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Literal
 
 import tyro
 
@@ -133,19 +133,78 @@ def info_command(args: InfoArgs) -> dict:
     return summary
 
 
-Commands = Union[
-    Annotated[RenderArgs, tyro.conf.subcommand("render")],
-    Annotated[InfoArgs, tyro.conf.subcommand("info")],
-]
+def run_command(args) -> object:
+    from splat4d.pipeline import run
 
-HANDLERS = {RenderArgs: render_command, InfoArgs: info_command}
+    return run(args)
+
+
+COMMANDS = {
+    "run": ("splat4d.config:RunConfig", run_command),
+    "render": (RenderArgs, render_command),
+    "info": (InfoArgs, info_command),
+}
+
+
+def _resolve(spec):
+    if isinstance(spec, str):
+        import importlib
+
+        module, name = spec.split(":")
+        return getattr(importlib.import_module(module), name)
+    return spec
+
+
+def _usage() -> str:
+    lines = ["usage: splat4d {" + ",".join(COMMANDS) + "} [OPTIONS]", "",
+             "splat4d: 3D Gaussian splatting from one image or a video.", "", "commands:"]
+    for name, (spec, _) in COMMANDS.items():
+        doc = (_resolve(spec).__doc__ or "").strip().splitlines()[0]
+        lines.append(f"  {name:<8} {doc}")
+    lines += ["", "Run 'splat4d COMMAND --help' for the options of a command."]
+    return "\n".join(lines)
+
+
+def _pop_preset(argv: list[str]) -> tuple[str | None, list[str]]:
+    rest, preset, i = [], None, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--preset" and i + 1 < len(argv):
+            preset, i = argv[i + 1], i + 2
+            continue
+        if arg.startswith("--preset="):
+            preset = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        i += 1
+    return preset, rest
 
 
 def main(argv: list[str] | None = None):
-    args = tyro.cli(Commands, args=argv, description="splat4d: 3D Gaussian splatting from one image or a video.")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return None
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(_usage(), file=sys.stderr)
+        raise SystemExit(f"error: unknown command {name!r}")
+    spec, handler = COMMANDS[name]
+    cls = _resolve(spec)
     try:
-        return HANDLERS[type(args)](args)
-    except (ValueError, FileNotFoundError) as err:  # bad input: one clear line, no traceback
+        if name == "run":
+            from splat4d.config import RunConfig, load_preset
+
+            preset, rest = _pop_preset(rest)
+            default = load_preset(preset) if preset else RunConfig()
+            # The input image is positional: `splat4d run photo.png --out runs/photo`.
+            if rest and not rest[0].startswith("-"):
+                rest = ["--input", rest[0], *rest[1:]]
+            args = tyro.cli(cls, args=rest, default=default, prog=f"splat4d {name}")
+        else:
+            args = tyro.cli(cls, args=rest, prog=f"splat4d {name}")
+        return handler(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:  # bad input: one clear line, no traceback
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 

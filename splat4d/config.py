@@ -98,7 +98,7 @@ class PriorConfig:
 
 @dataclass
 class FitConfig:
-    iterations: int = 400
+    iterations: int = 300
     """Optimisation steps (one view per step)."""
     input_view_probability: float = 0.5
     """Chance that a step uses the input view (else a random generated view)."""
@@ -128,7 +128,7 @@ class FitConfig:
     """Grow (clone/split) and prune Gaussians with gsplat's DefaultStrategy."""
     refine_start: int = 100
     """First step of densification."""
-    refine_stop: int = 300
+    refine_stop: int = 250
     """Last step of densification."""
     refine_every: int = 50
     """Densify every this many steps."""
@@ -241,6 +241,3 @@ def load_preset(name: str, base: RunConfig | None = None) -> RunConfig:
     cfg = apply_overrides(base or RunConfig(), data, where=str(path))
     return dataclasses.replace(cfg, preset=name)
 
-
-def save_config(cfg: RunConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

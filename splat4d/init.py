@@ -6,15 +6,15 @@
   footprint on the surface, ``s^2 (t_u t_u^T + t_v t_v^T)`` with ``t_u, t_v`` the 3D steps to the neighbouring
   pixels: steep parts (the rim) get Gaussians stretched along the slope, which closes the side walls, and the
   front view is covered exactly once.
-* Back surface: the front height mirrored about the centre plane (``back_thickness`` scales it), sampled every
-  ``back_stride`` pixels, carrying the same pixel's colour (a symmetry prior). Front and back meet at the rim.
+* Back surface: each front point mirrored about the centre plane (same x, y; ``back_thickness`` scales the depth
+  offset), sampled every ``back_stride`` pixels, carrying the same pixel's colour (a symmetry prior). Boundary
+  pixels get a Gaussian stretched along their ray between the two, so front and back meet at the rim.
 * Colours: optionally corrected for a few rounds so that rendering the front view reproduces the input (each
   Gaussian dominates its own pixel, so adding the residual is a Jacobi step of the linear colour solve).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,26 +51,28 @@ def inscribed_radius(mask: np.ndarray) -> float:
 
 
 def align_depth(depth: DepthMap, mask: np.ndarray, focal: float, distance: float) -> np.ndarray:
-    """Camera z of the front surface (H, W), the rim on the plane z = distance.
+    """Camera z of the front surface (H, W); 0 off the object.
 
-    'relative' (and 'disparity', negated) depth is scaled so that the foreground's depth range equals its inscribed
-    radius in pixels (round cross-sections, the inflation prior; the geometric backend already satisfies this, so
-    it passes unchanged), then converted from pixels to world units at ``distance``. 'metric' depth is scaled so
-    its foreground median is ``distance``.
+    'metric' depth is used as it is. 'relative' depth (z up to scale and shift; 'disparity' is negated first) is
+    fitted by least squares in scale and shift to the silhouette-inflation height (the same prior as the geometric
+    backend, whose output therefore passes unchanged), in pixel units, then converted to world units at
+    ``distance``: the object's centre plane is z = distance.
     """
+    from splat4d.depth.geometric import poisson_height
+
     d = depth.depth.detach().cpu().numpy().astype(np.float64)
     fg = mask > 0.5
     if depth.kind == "metric":
-        med = float(np.median(d[fg]))
-        if not med > 0:
-            raise ValueError("metric depth has no positive values on the object")
-        return np.where(fg, d * distance / med, 0.0)
+        if not (d[fg] > 0).all():
+            raise ValueError("metric depth must be positive on the whole object")
+        return np.where(fg, d, 0.0)
     rel = -d if depth.kind == "disparity" else d
-    vals = rel[fg]
-    rim = float(np.quantile(vals, 0.98))
-    span = rim - float(vals.min())
-    k = inscribed_radius(fg) / span if span > 1e-9 else 0.0
-    return np.where(fg, distance + (rel - rim) * k * distance / focal, 0.0)
+    target = -poisson_height(fg)[fg]  # nearer = more negative, like z
+    design = np.stack([rel[fg], np.ones(int(fg.sum()))], axis=1)
+    (scale, shift), *_ = np.linalg.lstsq(design, target, rcond=None)
+    if not scale > 0:  # depth anti-correlated with the prior or constant: fall back to the prior
+        scale, shift, rel = 1.0, 0.0, np.where(fg, -poisson_height(fg), 0.0)
+    return np.where(fg, distance + (scale * rel + shift) * distance / focal, 0.0)
 
 
 def _rotmat_to_quat(R: Tensor) -> Tensor:
@@ -102,13 +104,17 @@ def covariance_to_scale_quat(cov: Tensor, min_std: float) -> tuple[Tensor, Tenso
 
 
 def surface_gaussians(z: np.ndarray, sample: np.ndarray, K: Tensor, c2w: Tensor, stride: int,
-                      scale_factor: float | np.ndarray, thickness: float) -> tuple[Tensor, Tensor, Tensor, np.ndarray]:
+                      scale_factor: float | np.ndarray, thickness: float,
+                      lateral_z: np.ndarray | None = None) -> tuple[Tensor, Tensor, Tensor, np.ndarray]:
     """Gaussians on the surface ``z`` (H, W) at the pixels ``sample`` (bool). ``scale_factor`` is a number or an
-    (H, W) map. Returns means, log-scales, quats, and the (N, 2) pixel coordinates (row, col) they came from."""
+    (H, W) map. Points lie on the pixel rays, or, with ``lateral_z``, at the x, y the ray has at depth ``lateral_z``
+    (the back surface mirrors the front point's z and keeps its x, y). Returns means, log-scales, quats, and the
+    (N, 2) pixel coordinates (row, col) they came from."""
     h, w = z.shape
     f, cx, cy = float(K[0, 0]), float(K[0, 2]), float(K[1, 2])
     vs, us = np.mgrid[0:h, 0:w]
-    pts = np.stack([(us + 0.5 - cx) / f * z, (vs + 0.5 - cy) / f * z, z], -1)  # camera space
+    zl = z if lateral_z is None else lateral_z
+    pts = np.stack([(us + 0.5 - cx) / f * zl, (vs + 0.5 - cy) / f * zl, z], -1)  # camera space
     valid = z > 0
     rows, cols = np.nonzero(sample)
 
@@ -157,6 +163,33 @@ def surface_gaussians(z: np.ndarray, sample: np.ndarray, K: Tensor, c2w: Tensor,
     return means.float(), log_scales, quats, np.stack([rows, cols], 1)
 
 
+def rim_wall_gaussians(z_front: np.ndarray, z_back: np.ndarray, fg: np.ndarray, K: Tensor, c2w: Tensor,
+                       scale_factor: float) -> tuple[Tensor, Tensor, Tensor, np.ndarray]:
+    """Close the side wall at the silhouette: the outermost pixels' front and back samples are a few pixels apart in
+    depth (the inflated height rises like sqrt near the rim), so each boundary pixel gets one Gaussian centred
+    between them, stretched along the camera z axis over that gap (at the front point's x, y, like the back)."""
+    from scipy import ndimage
+
+    boundary = fg & ~ndimage.binary_erosion(fg)
+    rows, cols = np.nonzero(boundary)
+    f, cx, cy = float(K[0, 0]), float(K[0, 2]), float(K[1, 2])
+    zf, zb = z_front[rows, cols], z_back[rows, cols]
+    zm = 0.5 * (zf + zb)
+    centres = np.stack([(cols + 0.5 - cx) / f * zf, (rows + 0.5 - cy) / f * zf, zm], 1)
+    direction = np.tile(np.array([0.0, 0.0, 1.0]), (len(zm), 1))
+    footprint = zf / f
+    lateral = (scale_factor * footprint) ** 2
+    along = np.maximum(0.5 * (zb - zf) / 1.7, scale_factor * footprint) ** 2
+    d = torch.from_numpy(direction)
+    eye = torch.eye(3, dtype=torch.float64)
+    cov = torch.from_numpy(lateral)[:, None, None] * (eye - d[:, :, None] * d[:, None]) + \
+        torch.from_numpy(along)[:, None, None] * d[:, :, None] * d[:, None]
+    R = c2w[:3, :3].double()
+    log_scales, quats = covariance_to_scale_quat(R @ cov @ R.T, min_std=1e-4 * float(footprint.mean()))
+    means = torch.from_numpy(centres) @ R.T + c2w[:3, 3].double()
+    return means.float(), log_scales, quats, np.stack([rows, cols], 1)
+
+
 def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitConfig,
                rasterize_backend: str = "cpu") -> InitResult:
     """Build the initial scene (see module docstring). ``image`` (R, R, 3) over white, ``mask`` (R, R)."""
@@ -184,28 +217,54 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
 
     edge_distance = ndimage.distance_transform_edt(fg)
     back_sf = np.clip(edge_distance / (3.0 * stride), cfg.scale_factor, cfg.back_scale_factor)
-    m_b, s_b, q_b, px_b = surface_gaussians(z_back, back_sample, K, c2w, stride, back_sf, thin)
+    m_b, s_b, q_b, px_b = surface_gaussians(z_back, back_sample, K, c2w, stride, back_sf, thin, lateral_z=z_front)
+
+    m_w, s_w, q_w, px_w = rim_wall_gaussians(z_front, z_back, fg, K, c2w, cfg.scale_factor)
 
     cover_f = np.clip(mask[px_f[:, 0], px_f[:, 1]], 0.02, 1.0)[:, None]
     # The image is composited over white: undo that for the colour of partially covered pixels.
     colors_f = torch.from_numpy(np.clip((image[px_f[:, 0], px_f[:, 1]] - (1 - cover_f)) / cover_f, 0, 1)).float()
-    colors_b = torch.from_numpy(image[px_b[:, 0], px_b[:, 1]]).float()
-    n_f, n_b = len(m_f), len(m_b)
-    opac_f = torch.from_numpy(cfg.opacity * np.minimum(1.0, cover_f[:, 0] / 0.5)).float()
+    colors_b = torch.from_numpy(image[np.concatenate([px_b[:, 0], px_w[:, 0]]),
+                                      np.concatenate([px_b[:, 1], px_w[:, 1]])]).float()
+    n_f, n_b = len(m_f), len(m_b) + len(m_w)
+    opac_f = torch.from_numpy(cfg.opacity * cover_f[:, 0]).float()
     opac_b = torch.full((n_b,), cfg.opacity)
     n = n_f + n_b
     opac = torch.logit(torch.cat([opac_f, opac_b]).clamp(1e-4, 1 - 1e-4))
     scene = GaussianScene(
-        means=torch.cat([m_f, m_b]),
-        scales=torch.cat([s_f, s_b]),
-        quats=torch.cat([q_f, q_b]),
+        means=torch.cat([m_f, m_b, m_w]),
+        scales=torch.cat([s_f, s_b, s_w]),
+        quats=torch.cat([q_f, q_b, q_w]),
         opacities=opac,
         sh0=rgb_to_sh0(torch.cat([colors_f, colors_b]))[:, None, :],
         shN=torch.zeros(n, (cfg.sh_degree + 1) ** 2 - 1, 3),
     )
+    scene = match_coverage(scene, camera, mask, px_f, rounds=3, backend=rasterize_backend, max_opacity=cfg.opacity)
     if cfg.solve_colors > 0:
         scene = solve_colors(scene, camera, image, cfg.solve_colors, rasterize_backend)
     return InitResult(scene.validate(), camera, torch.from_numpy(z_front.astype(np.float32)), n_f)
+
+
+@torch.no_grad()
+def match_coverage(scene: GaussianScene, camera: Cameras, mask: np.ndarray, pixels: np.ndarray, rounds: int,
+                   backend: str, max_opacity: float) -> GaussianScene:
+    """Scale the front Gaussians' opacities so the rendered alpha follows the (soft) mask at their pixels.
+
+    Neighbouring Gaussians overlap, so a rim pixel given opacity = mask would render too opaque and the silhouette
+    would grow by about a pixel. Multiplicative fixed-point rounds: o <- o * mask / alpha at each Gaussian's pixel.
+    """
+    from splat4d.render import rasterize
+
+    rows, cols = torch.from_numpy(pixels[:, 0]), torch.from_numpy(pixels[:, 1])
+    target = torch.from_numpy(mask).float()[rows, cols]
+    n_front = len(pixels)
+    opacities = torch.sigmoid(scene.opacities).clone()
+    for _ in range(rounds):
+        alpha = rasterize(scene, camera, backend=backend, check_finite=False).alpha[0, ..., 0][rows, cols]
+        ratio = target / alpha.clamp_min(1e-3)
+        opacities[:n_front] = (opacities[:n_front] * ratio).clamp(1e-3, max_opacity)
+        scene = GaussianScene(scene.means, scene.scales, scene.quats, torch.logit(opacities), scene.sh0, scene.shN)
+    return scene
 
 
 def solve_colors(scene: GaussianScene, camera: Cameras, image: np.ndarray, iterations: int,
@@ -260,11 +319,3 @@ def solve_colors(scene: GaussianScene, camera: Cameras, image: np.ndarray, itera
         gamma = gamma_new
     return GaussianScene(scene.means, scene.scales, scene.quats, scene.opacities, rgb_to_sh0(x)[:, None, :],
                          scene.shN)
-
-
-def psnr(a: Tensor, b: Tensor, mask: Tensor | None = None) -> float:
-    err = (a.float() - b.float()) ** 2
-    if mask is not None:
-        err = err[mask.bool()]
-    mse = float(err.mean())
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)

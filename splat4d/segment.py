@@ -109,7 +109,8 @@ def segment(image: LoadedImage, cfg: SegmentConfig, resolution: int) -> Segmente
             f"the {method} mask covers {fraction:.1%} of {image.path}: no separate object was found. Crop the object "
             "onto a plain background, or use --segment.method none to treat the whole frame as the object."
         )
-    return centre_and_pad(rgb, mask, cfg.padding, resolution, method)
+    padding = 0.0 if method == "none" else cfg.padding  # scene mode keeps the whole frame
+    return centre_and_pad(rgb, mask, padding, resolution, method)
 
 
 def centre_and_pad(rgb: np.ndarray, mask: np.ndarray, padding: float, resolution: int, method: str) -> Segmented:

@@ -6,8 +6,9 @@ inside the mask (Johnston's "Lumo", Igarashi's "Teddy"):
 
     -laplacian(u) = 2 inside the mask,  u = 0 outside,   height = thickness * sqrt(2 u)
 
-For a disc of radius R, u = (R^2 - r^2) / 2, so the height is exactly the hemisphere sqrt(R^2 - r^2); for a strip of
-width W the cross-section is a half-disc of radius W/2. A small relief term adds image detail (brighter = nearer),
+For a disc of radius R, u = (R^2 - r^2) / 2, so the height is exactly the hemisphere sqrt(R^2 - r^2); a long strip
+of half-width a gets an elliptical cross-section sqrt(2) * sqrt(a^2 - y^2) (1D: u = a^2 - y^2), a little deeper than
+round. A small relief term adds image detail (brighter = nearer),
 the classic shape-from-shading prior. Heights are in pixels; ``splat4d.init`` turns them into camera depths.
 """
 

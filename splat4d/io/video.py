@@ -47,6 +47,7 @@ class VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.suffix, dir=self.path.parent)
         os.close(fd)
+        os.chmod(tmp, 0o644)
         self._tmp = Path(tmp)
         self._container = None
         self._stream = None

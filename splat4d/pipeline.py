@@ -1,0 +1,238 @@
+"""The single-image pipeline: load -> segment -> depth -> init -> prior -> fit -> render/export.
+
+Each stage's output is cached in ``OUT/cache/`` under a key made of the input file's hash and every setting that
+stage (and the ones before it) depends on, so a re-run with the same input and settings resumes where it stopped,
+and changing e.g. ``--fit.iterations`` re-runs only the fit and what follows. Every output file is written
+atomically; the scene files are written only after a successful fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from splat4d.config import RunConfig, to_dict
+
+CACHE_VERSION = 1
+STAGES = ("segment", "depth", "init", "prior", "fit", "export")
+
+
+@dataclass
+class RunResult:
+    out: Path
+    metrics: dict
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def stage_key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps([CACHE_VERSION, *parts], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class StageCache:
+    """``OUT/cache/NAME.pt`` plus ``NAME.key``; ``get`` returns the stored object only when the key matches."""
+
+    def __init__(self, root: Path, enabled: bool):
+        self.root = root / "cache"
+        self.enabled = enabled
+
+    def get(self, name: str, key: str):
+        data, key_file = self.root / f"{name}.pt", self.root / f"{name}.key"
+        if not (self.enabled and data.is_file() and key_file.is_file() and key_file.read_text() == key):
+            return None
+        try:
+            return torch.load(data, weights_only=False)
+        except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed
+            return None
+
+    def put(self, name: str, key: str, value) -> None:
+        from splat4d.io.ply import atomic_write_bytes
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.root / f"{name}.pt", lambda f: torch.save(value, f))
+        atomic_write_bytes(self.root / f"{name}.key", lambda f: f.write(key.encode()))
+
+
+def _log(msg: str, quiet: bool = False) -> None:
+    """Stage lines go to stderr (through tqdm so they do not break a running bar)."""
+    if not quiet:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        tqdm.write(msg, file=sys.stderr)
+
+
+def run(cfg: RunConfig) -> RunResult:
+    """Run the pipeline on ``cfg.input`` into ``cfg.out``; returns the metrics and output paths."""
+    from splat4d.depth import make_depth_estimator
+    from splat4d.init import init_scene
+    from splat4d.io.ply import atomic_write_bytes, write_ply, write_splat
+    from splat4d.io.video import VideoWriter, write_png
+    from splat4d.load import InputError, load_image
+    from splat4d.prior import make_view_generator, target_cameras
+    from splat4d.segment import segment
+    from splat4d.train import fit, loss_decreased
+    from splat4d.types import Views
+
+    out = Path(cfg.out)
+    if not Path(cfg.input).is_file():
+        raise InputError(f"input image not found: {cfg.input}")
+    if cfg.load.resolution < 16:
+        raise InputError("--load.resolution must be at least 16")
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA device is available")
+    backend = "gsplat" if device.type == "cuda" else "cpu"
+    out.mkdir(parents=True, exist_ok=True)
+    cache = StageCache(out, cfg.resume)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    timings: dict[str, float] = {}
+    cached: list[str] = []
+    progress = cfg.progress
+
+    def stage(index: int, name: str, key: str, compute: Callable[[], Any]):
+        t0 = time.perf_counter()
+        value = cache.get(name, key)
+        if value is None:
+            value = compute()
+            cache.put(name, key, value)
+        else:
+            cached.append(name)
+        timings[name] = round(time.perf_counter() - t0, 3)
+        _log(f"[{index}/{len(STAGES)}] {name:<8} {timings[name]:7.2f} s{'  (cached)' if name in cached else ''}")
+        return value
+
+    # 1-2. load and segment ---------------------------------------------------------------------------------------
+    key = stage_key(file_hash(Path(cfg.input)), to_dict(cfg.load), to_dict(cfg.segment))
+
+    def do_segment():
+        image = load_image(cfg.input, max_side=max(2048, 4 * cfg.load.resolution), max_pixels=cfg.load.max_input_pixels)
+        seg = segment(image, cfg.segment, cfg.load.resolution)
+        return {"image": seg.image, "mask": seg.mask, "method": seg.method, "box": seg.box,
+                "original_size": image.original_size}
+
+    seg = stage(1, "segment", key, do_segment)
+    image, mask = seg["image"], seg["mask"]
+
+    # 3. depth ----------------------------------------------------------------------------------------------------
+    key = stage_key(key, to_dict(cfg.depth))
+    depth = stage(2, "depth", key, lambda: make_depth_estimator(cfg.depth)(image, mask))
+
+    # 4. init -----------------------------------------------------------------------------------------------------
+    key = stage_key(key, to_dict(cfg.init))
+    init = stage(3, "init", key, lambda: init_scene(image, mask, depth, cfg.init, rasterize_backend="cpu"))
+    input_view = Views(torch.from_numpy(image)[None], torch.from_numpy(mask)[None], init.camera)
+
+    # 5. view prior -----------------------------------------------------------------------------------------------
+    key = stage_key(key, to_dict(cfg.prior))
+
+    def do_prior():
+        generator = make_view_generator(cfg.prior, backend="cpu")
+        if generator is None:
+            return None
+        return generator(input_view, init.scene, target_cameras(cfg.prior, init.camera, cfg.init.distance))
+
+    generated = stage(4, "prior", key, do_prior)
+
+    # 6. fit ------------------------------------------------------------------------------------------------------
+    key = stage_key(key, to_dict(cfg.fit), cfg.seed, backend)
+
+    def do_fit():
+        result = fit(init.scene.to(device), input_view, generated, init.depth, cfg.fit, distance=cfg.init.distance,
+                     seed=cfg.seed, backend=backend, progress=progress)
+        result.scene = result.scene.to("cpu")
+        return result
+
+    fitted = stage(5, "fit", key, do_fit)
+    scene = fitted.scene
+
+    # 7. render and export ------------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    files = {"scene.ply": out / "scene.ply", "orbit.mp4": out / "orbit.mp4", "depth.png": out / "depth.png",
+             "mask.png": out / "mask.png", "config.yaml": out / "config.yaml", "metrics.json": out / "metrics.json",
+             "views": out / "views"}
+    write_ply(scene, files["scene.ply"])
+    if cfg.video.write_splat:
+        files["scene.splat"] = out / "scene.splat"
+        write_splat(scene, files["scene.splat"])
+    write_png(np.repeat(mask[..., None], 3, axis=2), files["mask.png"])
+    write_png(depth_to_color(init.depth.numpy(), mask), files["depth.png"])
+    views_dir = files["views"]
+    views_dir.mkdir(exist_ok=True)
+    write_png(image, views_dir / "view_000_input.png")
+    if generated is not None:
+        for i in range(len(generated)):
+            write_png(generated.images[i], views_dir / f"view_{i + 1:03d}.png")
+            write_png(np.repeat(generated.masks[i].numpy()[..., None], 3, axis=2), views_dir / f"mask_{i + 1:03d}.png")
+    from splat4d import paths
+    from splat4d.render.frames import render_frames
+
+    path = paths.orbit(radius=cfg.init.distance, elevation_deg=cfg.video.elevation_deg, frames=cfg.video.frames,
+                       width=cfg.video.size, height=cfg.video.size, fov_y_deg=cfg.init.fov_deg, fps=cfg.video.fps)
+    with VideoWriter(files["orbit.mp4"], fps=cfg.video.fps) as writer:
+        for frame in render_frames(scene.to(device), path, backend=backend, background=torch.ones(3),
+                                   progress=progress, desc="orbit.mp4"):
+            writer.write(frame)
+    timings["export"] = round(time.perf_counter() - t0, 3)
+    _log(f"[6/{len(STAGES)}] export   {timings['export']:7.2f} s")
+
+    metrics = {
+        "input": str(cfg.input),
+        "segmentation": seg["method"],
+        "mask_fraction": round(float((mask > 0.5).mean()), 4),
+        "gaussians_init": len(init.scene),
+        "gaussians_final": len(scene),
+        "generated_views": 0 if generated is None else len(generated),
+        "input_psnr_init": round(fitted.initial_input_psnr, 3),
+        "input_psnr": round(fitted.input_psnr, 3),
+        "loss_decreased": loss_decreased(fitted.history),
+        "loss_history": fitted.history,
+        "seconds": {**timings, "total": round(sum(timings.values()), 3)},
+        "cached_stages": cached,
+        "backend": backend,
+    }
+    save_config_atomic(cfg, files["config.yaml"])
+    atomic_write_bytes(files["metrics.json"], lambda f: f.write(json.dumps(metrics, indent=2).encode()))
+    _log(f"done in {metrics['seconds']['total']:.1f} s: {len(scene)} Gaussians, input-view PSNR "
+         f"{fitted.input_psnr:.2f} dB -> {out}")
+    return RunResult(out=out, metrics=metrics, files=files)
+
+
+def save_config_atomic(cfg: RunConfig, path: Path) -> None:
+    import yaml
+
+    from splat4d.io.ply import atomic_write_bytes
+
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    atomic_write_bytes(path, lambda f: f.write(text.encode()))
+
+
+def depth_to_color(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Near = bright, far = dark on the object, white background: a grey depth picture for people."""
+    fg = mask > 0.5
+    out = np.ones(depth.shape + (3,), np.float32)
+    if fg.any():
+        d = depth[fg]
+        lo, hi = float(d.min()), float(d.max())
+        t = (hi - depth) / max(hi - lo, 1e-9)
+        grey = 0.15 + 0.8 * np.clip(t, 0, 1)
+        out[fg] = grey[fg][:, None]
+    return out
+
