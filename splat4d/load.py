@@ -35,6 +35,8 @@ def load_image(path: str | Path, max_side: int = 2048, max_pixels: int = 80_000_
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft("RGB", (max_side, max_side))  # decode huge JPEGs at a reduced scale directly
             im = ImageOps.exif_transpose(im)
             im.load()
     except Image.DecompressionBombError as err:

@@ -139,7 +139,7 @@ def fit(scene: GaussianScene, input_view: Views, generated: Views | None, init_d
                       "gaussians": len(params["means"])}
             result.history.append(record)
             window = {key: [] for key in window}
-            bar.set_postfix(loss=f"{float(loss):.4f}", n=len(params["means"]))
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", n=len(params["means"]))
 
     final = GaussianScene.from_params(params)
     bad = ~torch.isfinite(torch.cat([v.reshape(len(final), -1) for v in final.params().values()], 1)).all(1)
