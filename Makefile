@@ -10,10 +10,12 @@ install:
 	$(PIP) -e ".[test]"
 
 demo: install
-	$(PY) -m splat4d render splat4d/assets/example_scene.ply --path orbit --frames 120 --out out/example_orbit.mp4
+	$(PY) -m splat4d run splat4d/assets/coffee.jpg --out out/coffee
+	@echo "open out/coffee/orbit.mp4 (video) or out/coffee/scene.ply (any splat viewer)"
 
 test: install
 	$(PY) -m pytest -q
 
 bench: install
 	$(PY) tools/bench_raster.py
+	$(PY) tools/bench_pipeline.py

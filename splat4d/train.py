@@ -119,7 +119,7 @@ def fit(scene: GaussianScene, input_view: Views, generated: Views | None, init_d
         loss = loss + cfg.scale_reg * big.mean()
 
         if not torch.isfinite(loss):
-            raise FitError(f"the loss became {float(loss)} at step {step} (view {i}); try lower learning rates "
+            raise FitError(f"the loss became {float(loss.detach())} at step {step} (view {i}); try lower learning rates "
                            "(e.g. --fit.lr-means, --fit.lr-opacities) or another --seed")
         loss.backward()
         for opt in optimizers.values():
