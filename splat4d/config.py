@@ -57,6 +57,8 @@ class InitConfig:
     """Vertical field of view assumed for the input camera."""
     distance: float = 2.5
     """Distance from the input camera to the object's centre plane (world units)."""
+    closed: bool = True
+    """Close the object with a mirrored back surface and rim walls; False keeps only the front surface (scenes)."""
     back_thickness: float = 1.0
     """Depth of the back surface relative to the front's (1 = mirror-symmetric object)."""
     scale_factor: float = 0.4

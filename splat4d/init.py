@@ -38,10 +38,11 @@ class InitResult:
     """The first ``n_front`` Gaussians are the front surface, in row-major foreground-pixel order."""
 
 
-def input_camera(resolution: int, fov_deg: float, distance: float) -> Cameras:
+def input_camera(width: int, fov_deg: float, distance: float, height: int | None = None) -> Cameras:
+    """The input view's camera: at (0, 0, -distance) looking along +z, vertical FoV ``fov_deg``."""
     c2w = torch.eye(4)
     c2w[2, 3] = -distance
-    return Cameras.from_fov(c2w, resolution, resolution, fov_deg)
+    return Cameras.from_fov(c2w, width, height or width, fov_deg)
 
 
 def inscribed_radius(mask: np.ndarray) -> float:
@@ -192,9 +193,9 @@ def rim_wall_gaussians(z_front: np.ndarray, z_back: np.ndarray, fg: np.ndarray, 
 
 def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitConfig,
                rasterize_backend: str = "cpu") -> InitResult:
-    """Build the initial scene (see module docstring). ``image`` (R, R, 3) over white, ``mask`` (R, R)."""
-    res = image.shape[0]
-    camera = input_camera(res, cfg.fov_deg, cfg.distance)
+    """Build the initial scene (see module docstring). ``image`` (H, W, 3) over white, ``mask`` (H, W)."""
+    height, width = image.shape[:2]
+    camera = input_camera(width, cfg.fov_deg, cfg.distance, height)
     K, c2w = camera.K[0], camera.c2w[0]
     focal = float(K[0, 0])
     fg = mask > 0.5
@@ -208,18 +209,23 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
 
     thin = 0.3  # normal-direction std as a fraction of the footprint: surfels, not blobs
     m_f, s_f, q_f, px_f = surface_gaussians(z_front_all, fg | partial, K, c2w, 1, cfg.scale_factor, thin)
-    stride = max(1, cfg.back_stride)
-    back_sample = np.zeros_like(fg)
-    back_sample[::stride, ::stride] = fg[::stride, ::stride]
-    # Near the silhouette the larger back Gaussians would show around the rim in the input view: shrink them to
-    # about a third of their distance to the background.
-    from scipy import ndimage
+    if cfg.closed:
+        stride = max(1, cfg.back_stride)
+        back_sample = np.zeros_like(fg)
+        back_sample[::stride, ::stride] = fg[::stride, ::stride]
+        # Near the silhouette the larger back Gaussians would show around the rim in the input view: shrink them to
+        # about a third of their distance to the background.
+        from scipy import ndimage
 
-    edge_distance = ndimage.distance_transform_edt(fg)
-    back_sf = np.clip(edge_distance / (3.0 * stride), cfg.scale_factor, cfg.back_scale_factor)
-    m_b, s_b, q_b, px_b = surface_gaussians(z_back, back_sample, K, c2w, stride, back_sf, thin, lateral_z=z_front)
-
-    m_w, s_w, q_w, px_w = rim_wall_gaussians(z_front, z_back, fg, K, c2w, cfg.scale_factor)
+        edge_distance = ndimage.distance_transform_edt(fg)
+        back_sf = np.clip(edge_distance / (3.0 * stride), cfg.scale_factor, cfg.back_scale_factor)
+        m_b, s_b, q_b, px_b = surface_gaussians(z_back, back_sample, K, c2w, stride, back_sf, thin,
+                                                lateral_z=z_front)
+        m_w, s_w, q_w, px_w = rim_wall_gaussians(z_front, z_back, fg, K, c2w, cfg.scale_factor)
+    else:
+        m_b, s_b, q_b = torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 4)
+        px_b = np.zeros((0, 2), np.int64)
+        m_w, s_w, q_w, px_w = m_b, s_b, q_b, px_b
 
     cover_f = np.clip(mask[px_f[:, 0], px_f[:, 1]], 0.02, 1.0)[:, None]
     # The image is composited over white: undo that for the colour of partially covered pixels.

@@ -79,15 +79,11 @@ def _log(msg: str, quiet: bool = False) -> None:
 
 def run(cfg: RunConfig) -> RunResult:
     """Run the pipeline on ``cfg.input`` into ``cfg.out``; returns the metrics and output paths."""
-    from splat4d.depth import make_depth_estimator
-    from splat4d.init import init_scene
     from splat4d.io.ply import atomic_write_bytes, write_ply, write_splat
     from splat4d.io.video import VideoWriter, write_png
     from splat4d.load import InputError, load_image
-    from splat4d.prior import make_view_generator, target_cameras
     from splat4d.segment import segment
-    from splat4d.train import fit, loss_decreased
-    from splat4d.types import Views
+    from splat4d.train import loss_decreased
 
     out = Path(cfg.out)
     if not Path(cfg.input).is_file():
@@ -131,36 +127,8 @@ def run(cfg: RunConfig) -> RunResult:
     seg = stage(1, "segment", key, do_segment)
     image, mask = seg["image"], seg["mask"]
 
-    # 3. depth ----------------------------------------------------------------------------------------------------
-    key = stage_key(key, to_dict(cfg.depth))
-    depth = stage(2, "depth", key, lambda: make_depth_estimator(cfg.depth)(image, mask))
-
-    # 4. init -----------------------------------------------------------------------------------------------------
-    key = stage_key(key, to_dict(cfg.init))
-    init = stage(3, "init", key, lambda: init_scene(image, mask, depth, cfg.init, rasterize_backend="cpu"))
-    input_view = Views(torch.from_numpy(image)[None], torch.from_numpy(mask)[None], init.camera)
-
-    # 5. view prior -----------------------------------------------------------------------------------------------
-    key = stage_key(key, to_dict(cfg.prior))
-
-    def do_prior():
-        generator = make_view_generator(cfg.prior, backend="cpu")
-        if generator is None:
-            return None
-        return generator(input_view, init.scene, target_cameras(cfg.prior, init.camera, cfg.init.distance))
-
-    generated = stage(4, "prior", key, do_prior)
-
-    # 6. fit ------------------------------------------------------------------------------------------------------
-    key = stage_key(key, to_dict(cfg.fit), cfg.seed, backend)
-
-    def do_fit():
-        result = fit(init.scene.to(device), input_view, generated, init.depth, cfg.fit, distance=cfg.init.distance,
-                     seed=cfg.seed, backend=backend, progress=progress)
-        result.scene = result.scene.to("cpu")
-        return result
-
-    fitted = stage(5, "fit", key, do_fit)
+    init, generated, fitted = reconstruct(image, mask, cfg, backend=backend, device=device, stage=stage, key=key)
+    depth = init.depth
     scene = fitted.scene
 
     # 7. render and export ------------------------------------------------------------------------------------------
@@ -173,7 +141,7 @@ def run(cfg: RunConfig) -> RunResult:
         files["scene.splat"] = out / "scene.splat"
         write_splat(scene, files["scene.splat"])
     write_png(np.repeat(mask[..., None], 3, axis=2), files["mask.png"])
-    write_png(depth_to_color(init.depth.numpy(), mask), files["depth.png"])
+    write_png(depth_to_color(depth.numpy(), mask), files["depth.png"])
     views_dir = files["views"]
     views_dir.mkdir(exist_ok=True)
     write_png(image, views_dir / "view_000_input.png")
@@ -213,6 +181,53 @@ def run(cfg: RunConfig) -> RunResult:
     _log(f"done in {metrics['seconds']['total']:.1f} s: {len(scene)} Gaussians, input-view PSNR "
          f"{fitted.input_psnr:.2f} dB -> {out}")
     return RunResult(out=out, metrics=metrics, files=files)
+
+
+Stage = Callable[[int, str, str, Callable[[], Any]], Any]
+
+
+def _run_stage(index: int, name: str, key: str, compute: Callable[[], Any]) -> Any:
+    return compute()
+
+
+def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, *, backend: str = "cpu",
+                device: torch.device | str = "cpu", stage: Stage = _run_stage, key: str = ""):
+    """Stages 3-6 on a working image (R, R, 3) over white and its mask: depth -> init -> prior -> fit.
+
+    Returns ``(InitResult, generated Views or None, FitResult)``. ``stage(index, name, key, compute)`` wraps each
+    stage (the pipeline caches there); ``key`` chains the cache keys of earlier stages.
+    """
+    from splat4d.depth import make_depth_estimator
+    from splat4d.init import init_scene
+    from splat4d.prior import make_view_generator, target_cameras
+    from splat4d.train import fit
+    from splat4d.types import Views
+
+    key = stage_key(key, to_dict(cfg.depth))
+    depth = stage(2, "depth", key, lambda: make_depth_estimator(cfg.depth)(image, mask))
+    key = stage_key(key, to_dict(cfg.init))
+    init = stage(3, "init", key, lambda: init_scene(image, mask, depth, cfg.init, rasterize_backend="cpu"))
+    input_view = Views(torch.from_numpy(image)[None], torch.from_numpy(mask)[None], init.camera)
+
+    key = stage_key(key, to_dict(cfg.prior))
+
+    def do_prior():
+        generator = make_view_generator(cfg.prior, backend="cpu")
+        if generator is None:
+            return None
+        return generator(input_view, init.scene, target_cameras(cfg.prior, init.camera, cfg.init.distance))
+
+    generated = stage(4, "prior", key, do_prior)
+    key = stage_key(key, to_dict(cfg.fit), cfg.seed, backend)
+
+    def do_fit():
+        result = fit(init.scene.to(device), input_view, generated, init.depth, cfg.fit, distance=cfg.init.distance,
+                     seed=cfg.seed, backend=backend, progress=cfg.progress)
+        result.scene = result.scene.to("cpu")
+        return result
+
+    fitted = stage(5, "fit", key, do_fit)
+    return init, generated, fitted
 
 
 def save_config_atomic(cfg: RunConfig, path: Path) -> None:
