@@ -43,8 +43,9 @@ class DepthConfig:
     backend: Literal["geometric"] = "geometric"
     """Depth estimator. 'geometric' (offline, no weights): silhouette inflation, a Poisson height field inside the
     mask giving rounded shapes (a disc becomes a hemisphere), plus a small image-detail relief."""
-    thickness: float = 1.0
-    """Scale of the inflated height (1 = a disc inflates to a hemisphere)."""
+    thickness: float = 0.7
+    """Scale of the inflated height (1 = a disc inflates to a hemisphere; 0.7 scored best on the held-out views of
+    tools/bench_quality.py)."""
     relief: float = 0.6
     """Image-detail relief in pixels of height per unit of high-passed luminance (brighter = nearer)."""
     relief_sigma: float = 3.0
@@ -67,6 +68,9 @@ class InitConfig:
     """Like ``scale_factor`` for the (sparser, colour-approximate) back surface: larger, so it has no gaps."""
     opacity: float = 0.98
     """Initial opacity of every Gaussian."""
+    back_blur: float = 0.04
+    """Gaussian blur (sigma, as a fraction of the image height) of the colours the back surface copies from the
+    input: the far side is a guess, and a soft guess scored better on held-out back views (tools/bench_quality.py)."""
     back_stride: int = 2
     """Sample the back surface every this many pixels (it is seen at lower resolution)."""
     solve_colors: int = 12
@@ -136,6 +140,8 @@ class FitConfig:
     """Densify every this many steps."""
     grow_grad2d: float = 0.0004
     """Screen-space gradient threshold for growing (gsplat's grow_grad2d)."""
+    split_pixels: float = 3.0
+    """Gaussians wider than this many input-view pixels are split when they grow; smaller ones are cloned."""
     prune_opacity: float = 0.02
     """Prune Gaussians below this opacity."""
     max_gaussians: int = 150_000

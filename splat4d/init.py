@@ -230,8 +230,18 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
     cover_f = np.clip(mask[px_f[:, 0], px_f[:, 1]], 0.02, 1.0)[:, None]
     # The image is composited over white: undo that for the colour of partially covered pixels.
     colors_f = torch.from_numpy(np.clip((image[px_f[:, 0], px_f[:, 1]] - (1 - cover_f)) / cover_f, 0, 1)).float()
-    colors_b = torch.from_numpy(image[np.concatenate([px_b[:, 0], px_w[:, 0]]),
-                                      np.concatenate([px_b[:, 1], px_w[:, 1]])]).float()
+    back_image = image
+    if cfg.back_blur > 0:
+        import cv2
+
+        # Blur object colours only (normalised by the blurred mask, so the white background does not bleed in).
+        w_fg = fg.astype(np.float32)
+        sigma = cfg.back_blur * height
+        num = cv2.GaussianBlur(image * w_fg[..., None], (0, 0), sigma)
+        den = cv2.GaussianBlur(w_fg, (0, 0), sigma)[..., None]
+        back_image = np.where(den > 1e-3, num / np.maximum(den, 1e-3), image)
+    colors_b = torch.from_numpy(back_image[np.concatenate([px_b[:, 0], px_w[:, 0]]),
+                                           np.concatenate([px_b[:, 1], px_w[:, 1]])]).float()
     n_f, n_b = len(m_f), len(m_b) + len(m_w)
     opac_f = torch.from_numpy(cfg.opacity * cover_f[:, 0]).float()
     opac_b = torch.full((n_b,), cfg.opacity)

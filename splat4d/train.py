@@ -71,9 +71,13 @@ def fit(scene: GaussianScene, input_view: Views, generated: Views | None, init_d
     lrs = _lrs(cfg, scene_scale)
     optimizers = {k: torch.optim.Adam([{"params": params[k], "lr": lrs[k], "name": k}], eps=1e-15)
                   for k in PARAM_KEYS}
+    # Clone (rather than split) Gaussians up to ``split_pixels`` input-view pixels across: gsplat's default
+    # threshold (1% of the scene scale) is below one pixel footprint here and would split every surfel.
+    footprint = distance / focal
     strategy = DefaultStrategy(
         prune_opa=cfg.prune_opacity, grow_grad2d=cfg.grow_grad2d, refine_start_iter=cfg.refine_start,
         refine_stop_iter=cfg.refine_stop, refine_every=cfg.refine_every, reset_every=10**9, verbose=False,
+        grow_scale3d=cfg.split_pixels * footprint / scene_scale,
     )
     strategy.check_sanity(params, optimizers)
     state = strategy.initialize_state(scene_scale=scene_scale)

@@ -112,7 +112,7 @@ def test_init_reprojects_to_the_input(name):
 def test_init_closes_the_object_behind():
     rgb, inside = disc_image(n=64, radius=24)
     seg = segment(LoadedImage(rgb, inside.astype(np.float32), "disc", (64, 64)), SegmentConfig(padding=0.1), 64)
-    depth = GeometricDepth(DepthConfig(relief=0.0))(seg.image, seg.mask)
+    depth = GeometricDepth(DepthConfig(relief=0.0, thickness=1.0))(seg.image, seg.mask)  # a sphere
     result = init_scene(seg.image, seg.mask, depth, InitConfig())
     from splat4d import paths
 

@@ -28,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from make_gt_objects import OBJECTS, make_object  # noqa: E402
 
-from splat4d.config import RunConfig, load_preset  # noqa: E402
+from splat4d.config import RunConfig, apply_overrides, load_preset  # noqa: E402
 from splat4d.losses import mask_iou, psnr, ssim  # noqa: E402
 from splat4d.pipeline import reconstruct  # noqa: E402
 from splat4d.render import rasterize  # noqa: E402
@@ -139,10 +140,9 @@ def evaluate_middlebury(cfg: RunConfig, scale: float = 0.35) -> dict:
     valid = cv2.resize(finite.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
     valid &= disp_s > 0
     # Ours: the configured depth backend on the whole frame (scene mode), as disparity (1/z up to scale and shift).
-    depth = make_depth_estimator(cfg.depth)(left, np.ones((h, w), np.float32))
-    pred_disp = -depth.depth.numpy().astype(np.float64)  # relative z offsets -> nearness
-    if depth.kind == "metric":
-        pred_disp = 1.0 / np.maximum(depth.depth.numpy(), 1e-6)
+    depth = make_depth_estimator(cfg.depth, cfg.init.fov_deg, cfg.init.distance)(left, np.ones((h, w), np.float32))
+    z = depth.depth.numpy().astype(np.float64)
+    pred_disp = 1.0 / np.maximum(z, 1e-6) if depth.kind == "metric" else (-z if depth.kind == "relative" else z)
     metrics = depth_metrics(pred_disp, disp_s, valid)
     # Right-view synthesis, scored on the right-image pixels that a valid-disparity left pixel lands on (the rest,
     # e.g. the strip the left camera never saw, has no ground truth to warp from).
@@ -231,10 +231,16 @@ def main() -> None:
     ap.add_argument("--gt", type=Path, default=Path("bench_results/gt_objects"))
     ap.add_argument("--out", type=Path, default=Path("bench_results/quality"))
     ap.add_argument("--no-middlebury", action="store_true")
+    ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="override settings, e.g. --set depth.thickness=0.8 fit.iterations=300 (YAML values)")
     args = ap.parse_args()
 
     cfg = load_preset(args.preset, RunConfig())
     cfg = replace(cfg, load=replace(cfg.load, resolution=args.res))
+    for item in args.set:
+        dotted, value = item.split("=", 1)
+        section, name = dotted.split(".", 1)
+        cfg = apply_overrides(cfg, {section: {name: yaml.safe_load(value)}}, where="--set")
     args.out.mkdir(parents=True, exist_ok=True)
     objects = []
     for name in args.objects:
@@ -247,7 +253,7 @@ def main() -> None:
     print_table(objects, middlebury)
     contact_sheet(objects, middlebury, args.out / "contact_sheet.png")
     strip = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
-    report = {"preset": args.preset, "resolution": args.res, "objects": [strip(o) for o in objects],
+    report = {"preset": args.preset, "resolution": args.res, "overrides": args.set, "objects": [strip(o) for o in objects],
               "middlebury": strip(middlebury) if middlebury else None}
     (args.out / "quality.json").write_text(json.dumps(report, indent=1))
     print(f"\nwrote {args.out / 'quality.json'} and {args.out / 'contact_sheet.png'}")

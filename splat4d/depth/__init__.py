@@ -16,9 +16,10 @@ class DepthEstimator(Protocol):
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap: ...
 
 
-def make_depth_estimator(cfg: DepthConfig) -> DepthEstimator:
+def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5) -> DepthEstimator:
+    """The configured backend for splat4d's input camera (vertical FoV ``fov_deg``, object at ``distance``)."""
     if cfg.backend == "geometric":
         from splat4d.depth.geometric import GeometricDepth
 
-        return GeometricDepth(cfg)
+        return GeometricDepth(cfg, fov_deg, distance)
     raise ValueError(f"unknown depth backend {cfg.backend!r}; the offline backend is 'geometric'")

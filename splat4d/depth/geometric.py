@@ -61,17 +61,20 @@ def subpixel_height(mask: np.ndarray, upsample: int = 1) -> np.ndarray:
 
 
 class GeometricDepth:
-    """Silhouette inflation as ``DepthMap(kind='relative')``: z offsets in pixel units, ``-height`` (nearer = more
-    negative), 0 on the rim and outside the mask. ``splat4d.init`` places it in the scene (see ``align_relative``).
-    ``confidence`` is 1 in the interior and falls to 0.3 at the rim, where inflation is a guess.
+    """Silhouette inflation as metric camera depth for splat4d's input camera (vertical FoV ``fov_deg``, object
+    centre plane at ``distance``): ``z = distance - thickness * height_px * distance / focal_px``, so the rim lies on
+    the centre plane and a disc becomes a hemisphere. ``confidence`` is 1 in the interior and falls to 0.3 at the
+    rim, where inflation is a guess.
     """
 
-    def __init__(self, cfg: DepthConfig):
+    def __init__(self, cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5):
         self.cfg = cfg
+        self.fov_deg = fov_deg
+        self.distance = distance
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap:
+    def heights(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Height above the centre plane in pixels (0 off the object)."""
         import cv2
-        import torch
 
         fg = mask > 0.5
         height = self.cfg.thickness * poisson_height(fg)
@@ -79,7 +82,18 @@ class GeometricDepth:
             lum = image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
             detail = lum - cv2.GaussianBlur(lum, (0, 0), self.cfg.relief_sigma)
             height = height + self.cfg.relief * detail * np.minimum(1.0, height / 4.0)  # fade out at the rim
+        return np.where(fg, np.maximum(height, 0.0), 0.0)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap:
+        import math
+
+        import torch
+
+        fg = mask > 0.5
+        height = self.heights(image, mask)
+        focal = 0.5 * mask.shape[0] / math.tan(math.radians(self.fov_deg) / 2)
+        depth = np.where(fg, self.distance - height * self.distance / focal, 0.0)
         peak = max(float(height.max()), 1e-6)
         confidence = np.where(fg, 0.3 + 0.7 * np.clip(height / (0.25 * peak), 0, 1), 0.0)
-        return DepthMap(depth=torch.from_numpy(np.where(fg, -height, 0.0).astype(np.float32)),
-                        confidence=torch.from_numpy(confidence.astype(np.float32)), kind="relative")
+        return DepthMap(depth=torch.from_numpy(depth.astype(np.float32)),
+                        confidence=torch.from_numpy(confidence.astype(np.float32)), kind="metric")
