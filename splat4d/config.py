@@ -68,7 +68,7 @@ class InitConfig:
     """Like ``scale_factor`` for the (sparser, colour-approximate) back surface: larger, so it has no gaps."""
     opacity: float = 0.98
     """Initial opacity of every Gaussian."""
-    back_blur: float = 0.04
+    back_blur: float = 0.025
     """Gaussian blur (sigma, as a fraction of the image height) of the colours the back surface copies from the
     input: the far side is a guess, and a soft guess scored better on held-out back views (tools/bench_quality.py)."""
     back_stride: int = 2
