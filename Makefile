@@ -2,7 +2,7 @@
 PY ?= python3
 PIP = $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench browser
 
 install:
 	# torch first, pinned: 2.13.0 is a CPU build on this workplace's disk; a bare `torch` pulls a multi-GB CUDA build.
@@ -13,8 +13,13 @@ demo: install
 	$(PY) -m splat4d run splat4d/assets/coffee.jpg --out out/coffee
 	@echo "open out/coffee/orbit.mp4 (video) or out/coffee/scene.ply (any splat viewer)"
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
+
+browser:
+	# Debian chromium for the viewer test (it skips, saying why, where chromium cannot be installed).
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium could not be installed: the browser viewer test will be skipped"
 
 bench: install
 	$(PY) tools/bench_raster.py

@@ -136,12 +136,80 @@ def info_command(args: InfoArgs) -> dict:
 def run_command(args) -> object:
     from splat4d.pipeline import run
 
-    return run(args)
+    result = run(args)
+    if args.view:
+        serve(result.files["scene.ply"], "127.0.0.1", args.port, 40.0)
+    return result
+
+
+@dataclass
+class ViewArgs:
+    """Show a Gaussian-splat .ply in the browser (viser); prints the address, Ctrl-C stops.
+
+    Example: splat4d view runs/photo/scene.ply --port 8080
+    """
+
+    scene: tyro.conf.Positional[Path]
+    """Gaussian-splat .ply file."""
+    port: int = 8080
+    """Port to serve on."""
+    host: str = "127.0.0.1"
+    """Address to bind (127.0.0.1 = this machine only; 0.0.0.0 exposes it to the network)."""
+    fov: float = 40.0
+    """Initial vertical field of view in degrees."""
+
+
+def serve(scene_path: Path, host: str, port: int, fov: float, block: bool = True):
+    import time
+
+    from splat4d.io.ply import read_ply
+    from splat4d.viewer import initial_camera, start_viewer
+
+    scene = read_ply(scene_path)
+    server = start_viewer(scene, host, port, initial_c2w=initial_camera(scene, fov), fov_deg=fov)
+    print(f"viewing {scene_path} ({len(scene)} Gaussians) at http://{host}:{port}  (Ctrl-C to stop)")
+    if not block:
+        return server
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return None
+
+
+def view_command(args: ViewArgs):
+    return serve(args.scene, args.host, args.port, args.fov)
+
+
+@dataclass
+class ExportNerfstudioArgs:
+    """Write a nerfstudio dataset (transforms.json, images, masks, sparse_pc.ply) from a `splat4d run` folder.
+
+    Example: splat4d export-nerfstudio runs/photo runs/photo_ns && ns-train splatfacto --data runs/photo_ns
+    """
+
+    run_dir: tyro.conf.Positional[Path]
+    """Output folder of `splat4d run`."""
+    out_dir: tyro.conf.Positional[Path]
+    """Folder to write the nerfstudio dataset into."""
+
+
+def export_nerfstudio_command(args: ExportNerfstudioArgs) -> Path:
+    from splat4d.nerfstudio.export import export_nerfstudio
+
+    path = export_nerfstudio(args.run_dir, args.out_dir)
+    print(f"wrote {path}")
+    return path
 
 
 COMMANDS = {
     "run": ("splat4d.config:RunConfig", run_command),
     "render": (RenderArgs, render_command),
+    "view": (ViewArgs, view_command),
+    "export-nerfstudio": (ExportNerfstudioArgs, export_nerfstudio_command),
     "info": (InfoArgs, info_command),
 }
 
@@ -160,7 +228,7 @@ def _usage() -> str:
              "splat4d: 3D Gaussian splatting from one image or a video.", "", "commands:"]
     for name, (spec, _) in COMMANDS.items():
         doc = (_resolve(spec).__doc__ or "").strip().splitlines()[0]
-        lines.append(f"  {name:<8} {doc}")
+        lines.append(f"  {name:<18} {doc}")
     lines += ["", "Run 'splat4d COMMAND --help' for the options of a command."]
     return "\n".join(lines)
 

@@ -187,6 +187,10 @@ class RunConfig:
     """Reuse cached stage outputs in the output folder when their inputs and settings match."""
     progress: bool = True
     """Show progress bars."""
+    view: bool = False
+    """Open the result in the browser viewer (viser) when the run is done; Ctrl-C stops it."""
+    port: int = 8080
+    """Port of the viewer started by --view (bound to 127.0.0.1)."""
     load: LoadConfig = field(default_factory=LoadConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)

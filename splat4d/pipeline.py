@@ -82,8 +82,10 @@ def run(cfg: RunConfig) -> RunResult:
     from splat4d.io.ply import atomic_write_bytes, write_ply, write_splat
     from splat4d.io.video import VideoWriter, write_png
     from splat4d.load import InputError, load_image
+    from splat4d.nerfstudio.export import CAMERAS_FILE, export_nerfstudio, write_view_cameras
     from splat4d.segment import segment
     from splat4d.train import loss_decreased
+    from splat4d.types import Cameras
 
     out = Path(cfg.out)
     if not Path(cfg.input).is_file():
@@ -145,10 +147,22 @@ def run(cfg: RunConfig) -> RunResult:
     views_dir = files["views"]
     views_dir.mkdir(exist_ok=True)
     write_png(image, views_dir / "view_000_input.png")
+    write_png(np.repeat(mask[..., None], 3, axis=2), views_dir / "mask_000.png")
+    view_files, mask_files, weights = ["view_000_input.png"], ["mask_000.png"], [1.0]
+    cameras = init.camera
     if generated is not None:
         for i in range(len(generated)):
-            write_png(generated.images[i], views_dir / f"view_{i + 1:03d}.png")
-            write_png(np.repeat(generated.masks[i].numpy()[..., None], 3, axis=2), views_dir / f"mask_{i + 1:03d}.png")
+            view_files.append(f"view_{i + 1:03d}.png")
+            mask_files.append(f"mask_{i + 1:03d}.png")
+            write_png(generated.images[i], views_dir / view_files[-1])
+            write_png(np.repeat(generated.masks[i].numpy()[..., None], 3, axis=2), views_dir / mask_files[-1])
+        weights += [float(w) for w in generated.view_weights()]
+        cameras = Cameras(torch.cat([init.camera.c2w, generated.cameras.c2w.to(init.camera.c2w)]),
+                          torch.cat([init.camera.K, generated.cameras.K.to(init.camera.K)]), init.camera.width,
+                          init.camera.height)
+    write_view_cameras(views_dir / CAMERAS_FILE, cameras, view_files, mask_files, weights)
+    files["nerfstudio"] = out / "nerfstudio"
+    export_nerfstudio(out, files["nerfstudio"])
     from splat4d import paths
     from splat4d.render.frames import render_frames
 
