@@ -56,8 +56,9 @@ def test_outputs_are_valid(first_run):
     assert metrics["loss_decreased"] is True
     # The init alone re-renders the input at > 30 dB (test_stages); fitting on it must not lose that.
     assert metrics["input_psnr"] > 30.0 and metrics["input_psnr"] >= metrics["input_psnr_init"] - 0.5
-    assert sorted(p.name for p in (out / "views").iterdir())[:2] == ["mask_001.png", "mask_002.png"]
     assert len(list((out / "views").glob("view_*.png"))) == 1 + 4 + 1  # input + ring + top
+    assert len(list((out / "views").glob("mask_*.png"))) == 1 + 4 + 1
+    assert (out / "views" / "cameras.json").is_file() and (out / "nerfstudio" / "transforms.json").is_file()
     assert set(metrics["seconds"]) >= {"segment", "depth", "init", "prior", "fit", "export", "total"}
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["fit"]["iterations"] == 40 and saved["load"]["resolution"] == 64
