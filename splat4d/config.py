@@ -46,6 +46,9 @@ class DepthConfig:
     thickness: float = 0.7
     """Scale of the inflated height (1 = a disc inflates to a hemisphere; 0.7 scored best on the held-out views of
     tools/bench_quality.py)."""
+    profile: float = 0.5
+    """Shape of the inflated cross-section: height ~ u^profile with u the Poisson solution (0.5 = round, a disc
+    becomes a hemisphere; smaller = flatter top and steeper sides, boxier)."""
     relief: float = 0.6
     """Image-detail relief in pixels of height per unit of high-passed luminance (brighter = nearer)."""
     relief_sigma: float = 3.0

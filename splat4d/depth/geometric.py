@@ -20,8 +20,10 @@ from splat4d.config import DepthConfig
 from splat4d.types import DepthMap
 
 
-def poisson_height(mask: np.ndarray) -> np.ndarray:
-    """sqrt(2 u) with -laplacian(u) = 2 inside ``mask`` (bool), u = 0 outside; 5-point stencil, sparse direct solve."""
+def poisson_height(mask: np.ndarray, profile: float = 0.5) -> np.ndarray:
+    """sqrt(2 u) with -laplacian(u) = 2 inside ``mask`` (bool), u = 0 outside; 5-point stencil, sparse direct solve.
+
+    ``profile`` != 0.5 reshapes the cross-section to sqrt(2 u_max) * (u / u_max)^profile (same peak height)."""
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
 
@@ -43,8 +45,13 @@ def poisson_height(mask: np.ndarray) -> np.ndarray:
         vals.append(np.full(int(ok.sum()), -1.0))
     A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     u = spla.spsolve(A.tocsc(), np.full(n, 2.0))
+    u = np.maximum(u, 0.0)
     out = np.zeros((h + 2, w + 2))
-    out[ys, xs] = np.sqrt(np.maximum(2.0 * u, 0.0))
+    if profile == 0.5:
+        out[ys, xs] = np.sqrt(2.0 * u)
+    else:
+        peak = max(float(u.max()), 1e-12)
+        out[ys, xs] = np.sqrt(2.0 * peak) * (u / peak) ** profile
     return out[1:-1, 1:-1]
 
 
@@ -77,7 +84,7 @@ class GeometricDepth:
         import cv2
 
         fg = mask > 0.5
-        height = self.cfg.thickness * poisson_height(fg)
+        height = self.cfg.thickness * poisson_height(fg, self.cfg.profile)
         if self.cfg.relief:
             lum = image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
             detail = lum - cv2.GaussianBlur(lum, (0, 0), self.cfg.relief_sigma)
