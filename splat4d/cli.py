@@ -197,6 +197,28 @@ class ExportNerfstudioArgs:
     """Folder to write the nerfstudio dataset into."""
 
 
+@dataclass
+class ModelsArgs:
+    """List each backend, the model id or folder it loads, whether its weights are here, and how to get them."""
+
+    depth_model: str | None = None
+    """Also check this depth model (Hugging Face id or local folder)."""
+
+
+def models_command(args: ModelsArgs) -> list[dict]:
+    from splat4d.models import model_table
+
+    extra = [("depth", "transformers", args.depth_model, "--depth.model")] if args.depth_model else []
+    rows = model_table(extra)
+    print(f"{'stage':<6} {'backend':<13} {'model':<44} {'here':<5} how to get / where")
+    for row in rows:
+        status = "yes" if row["present"] else "no"
+        detail = row["where"] if row["present"] else row["get"]
+        print(f"{row['stage']:<6} {row['backend']:<13} {row['model']:<44} {status:<5} {detail}")
+    print("\nUse a learned depth model with: splat4d run photo.png --depth.backend transformers [--depth.model ID]")
+    return rows
+
+
 def export_nerfstudio_command(args: ExportNerfstudioArgs) -> Path:
     from splat4d.nerfstudio.export import export_nerfstudio
 
@@ -211,6 +233,7 @@ COMMANDS = {
     "view": (ViewArgs, view_command),
     "export-nerfstudio": (ExportNerfstudioArgs, export_nerfstudio_command),
     "info": (InfoArgs, info_command),
+    "models": (ModelsArgs, models_command),
 }
 
 

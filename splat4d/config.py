@@ -40,9 +40,14 @@ class SegmentConfig:
 
 @dataclass
 class DepthConfig:
-    backend: Literal["geometric"] = "geometric"
+    backend: Literal["geometric", "transformers"] = "geometric"
     """Depth estimator. 'geometric' (offline, no weights): silhouette inflation, a Poisson height field inside the
-    mask giving rounded shapes (a disc becomes a hemisphere), plus a small image-detail relief."""
+    mask giving rounded shapes (a disc becomes a hemisphere), plus a small image-detail relief. 'transformers': a
+    learned model through transformers' AutoModelForDepthEstimation (--depth.model), needs its weights."""
+    model: str = "depth-anything/Depth-Anything-V2-Small-hf"
+    """Hugging Face id or local folder of the 'transformers' depth model (e.g. apple/DepthPro-hf for metric depth)."""
+    download: bool = False
+    """Allow downloading missing weights from the Hugging Face hub (off: only local files and the cache are used)."""
     thickness: float = 0.7
     """Scale of the inflated height (1 = a disc inflates to a hemisphere; 0.7 scored best on the held-out views of
     tools/bench_quality.py)."""

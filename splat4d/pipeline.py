@@ -219,8 +219,8 @@ def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, *, backend:
 
     key = stage_key(key, to_dict(cfg.depth))
     key = stage_key(key, cfg.init.fov_deg, cfg.init.distance)
-    estimator = make_depth_estimator(cfg.depth, cfg.init.fov_deg, cfg.init.distance)
-    depth = stage(2, "depth", key, lambda: estimator(image, mask))
+    depth = stage(2, "depth", key, lambda: make_depth_estimator(cfg.depth, cfg.init.fov_deg, cfg.init.distance,
+                                                               device=str(device))(image, mask))
     key = stage_key(key, to_dict(cfg.init))
     init = stage(3, "init", key, lambda: init_scene(image, mask, depth, cfg.init, rasterize_backend="cpu"))
     input_view = Views(torch.from_numpy(image)[None], torch.from_numpy(mask)[None], init.camera)

@@ -16,10 +16,15 @@ class DepthEstimator(Protocol):
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap: ...
 
 
-def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5) -> DepthEstimator:
+def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5,
+                         device: str = "auto") -> DepthEstimator:
     """The configured backend for splat4d's input camera (vertical FoV ``fov_deg``, object at ``distance``)."""
     if cfg.backend == "geometric":
         from splat4d.depth.geometric import GeometricDepth
 
         return GeometricDepth(cfg, fov_deg, distance)
+    if cfg.backend == "transformers":
+        from splat4d.depth.transformers_depth import TransformersDepth
+
+        return TransformersDepth(cfg.model, device=device, download=cfg.download, distance=distance)
     raise ValueError(f"unknown depth backend {cfg.backend!r}; the offline backend is 'geometric'")

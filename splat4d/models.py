@@ -1,0 +1,70 @@
+"""Learned-model plumbing: where weights are looked for, and the one clear error when they are missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+OFFLINE_HINT = "Without weights, `--depth.backend geometric --prior.backend warp` (the defaults) runs fully offline."
+
+
+class ModelNotFoundError(RuntimeError):
+    """Weights for a learned backend are not available locally (and downloading is off or impossible)."""
+
+
+def hf_cache_dir() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except Exception:  # noqa: BLE001 - only used in messages
+        return "~/.cache/huggingface/hub"
+
+
+def missing_model_message(model: str, what: str, flag: str, reason: str = "") -> str:
+    if Path(model).expanduser().exists():
+        where = f"the local folder {model}"
+    elif model.startswith((".", "/", "~")):
+        where = f"the local folder {model} (it does not exist)"
+    else:
+        where = f"the Hugging Face cache ({hf_cache_dir()})"
+    return (
+        f"{what} weights '{model}' were not found in {where}{': ' + reason if reason else ''}. "
+        f"Fetch them on a machine with internet access with `huggingface-cli download {model}` (or `hf download "
+        f"{model}`) and copy the cache over, point {flag} at a local folder saved with `save_pretrained`, or allow "
+        f"downloading with --depth.download. {OFFLINE_HINT}"
+    )
+
+
+def weights_present(model: str) -> tuple[bool, str]:
+    """(present, location) for a local folder or a Hugging Face id, without touching the network."""
+    path = Path(model).expanduser()
+    if path.exists():
+        ok = (path / "config.json").is_file() or (path / "model_index.json").is_file()
+        return ok, str(path)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return True, snapshot_download(model, local_files_only=True)
+    except Exception:  # noqa: BLE001 - any failure means: not in the cache
+        return False, hf_cache_dir()
+
+
+KNOWN_MODELS = (
+    ("depth", "transformers", "depth-anything/Depth-Anything-V2-Small-hf", "relative depth (default learned model)"),
+    ("depth", "transformers", "apple/DepthPro-hf", "metric depth"),
+)
+
+
+def model_table(extra: list[tuple[str, str, str, str]] = ()) -> list[dict]:
+    """One row per backend: what it loads, whether it is here, how to get it."""
+    rows = [
+        {"stage": "depth", "backend": "geometric", "model": "(built in)", "present": True, "where": "-",
+         "get": "nothing to fetch: runs offline", "note": "silhouette inflation"},
+        {"stage": "prior", "backend": "warp", "model": "(built in)", "present": True, "where": "-",
+         "get": "nothing to fetch: runs offline", "note": "render + inpaint"},
+    ]
+    for stage, backend, model, note in (*KNOWN_MODELS, *extra):
+        present, where = weights_present(model)
+        rows.append({"stage": stage, "backend": backend, "model": model, "present": present, "where": where,
+                     "get": "-" if present else f"huggingface-cli download {model}", "note": note})
+    return rows

@@ -1,0 +1,102 @@
+"""The transformers depth backend through its real loading code, with tiny random models the tests build."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers", reason="pip install splat4d[diffusion]")
+
+from splat4d.depth.transformers_depth import TransformersDepth  # noqa: E402
+from splat4d.models import ModelNotFoundError  # noqa: E402
+
+ASSETS = Path(__file__).resolve().parents[1] / "splat4d" / "assets"
+
+
+def tiny_depth_anything(folder: Path, estimation_type: str = "relative") -> Path:
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                            image_size=56, patch_size=14, out_indices=[1, 2, 3, 4], reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
+                                 fusion_hidden_size=16, head_hidden_size=8, patch_size=14,
+                                 depth_estimation_type=estimation_type, max_depth=10)
+    torch.manual_seed(0)
+    model = DepthAnythingForDepthEstimation(config).eval()
+    with torch.no_grad():  # random init gives ~0 through the final ReLU: bias the head so outputs vary
+        model.head.conv3.bias.fill_(0.5)
+    model.save_pretrained(folder)
+    DPTImageProcessor(do_resize=True, size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14,
+                      image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return tiny_depth_anything(tmp_path_factory.mktemp("tiny_da"))
+
+
+def test_relative_model_gives_masked_disparity(tiny_model):
+    g = np.random.default_rng(0)
+    image = g.random((40, 52, 3)).astype(np.float32)
+    mask = np.zeros((40, 52), np.float32)
+    mask[8:30, 10:40] = 1.0
+    depth = TransformersDepth(str(tiny_model), device="cpu")(image, mask)
+    assert depth.kind == "disparity" and depth.depth.shape == (40, 52) and depth.depth.dtype == torch.float32
+    assert torch.isfinite(depth.depth).all()
+    assert (depth.depth[mask == 0] == 0).all() and depth.depth[mask == 1].abs().sum() > 0
+    assert torch.equal(depth.confidence, torch.from_numpy(mask))
+
+
+def test_metric_model_is_scaled_to_the_camera_distance(tmp_path):
+    folder = tiny_depth_anything(tmp_path / "metric", "metric")
+    image = np.random.default_rng(1).random((32, 32, 3)).astype(np.float32)
+    mask = np.ones((32, 32), np.float32)
+    depth = TransformersDepth(str(folder), device="cpu", distance=2.5)(image, mask)
+    assert depth.kind == "metric"
+    assert float(depth.depth.median()) == pytest.approx(2.5, rel=0.05)
+
+
+def test_pipeline_runs_with_the_learned_backend(tiny_model, tmp_path):
+    from splat4d.config import DepthConfig, FitConfig, LoadConfig, PriorConfig, RunConfig, VideoConfig
+    from splat4d.io.ply import read_ply
+    from splat4d.pipeline import run
+
+    cfg = RunConfig(input=ASSETS / "coffee.jpg", out=tmp_path / "run", progress=False, device="cpu",
+                    load=LoadConfig(resolution=48), depth=DepthConfig(backend="transformers", model=str(tiny_model)),
+                    prior=PriorConfig(ring_views=2), fit=FitConfig(iterations=10, densify=False),
+                    video=VideoConfig(frames=2, size=32))
+    result = run(cfg)
+    assert len(read_ply(tmp_path / "run" / "scene.ply")) == result.metrics["gaussians_final"] > 500
+    assert result.metrics["input_psnr"] > 25
+
+
+def test_missing_weights_give_one_clear_paragraph(tmp_path):
+    with pytest.raises(ModelNotFoundError) as info:
+        TransformersDepth("depth-anything/Depth-Anything-V2-Small-hf-not-here", device="cpu")
+    message = str(info.value)
+    assert "Depth-Anything-V2-Small-hf-not-here" in message and "huggingface-cli download" in message
+    assert "--depth.backend geometric" in message and "\n" not in message
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        TransformersDepth(str(tmp_path / "nothing"), device="cpu")
+    res = subprocess.run([sys.executable, "-m", "splat4d", "run", str(ASSETS / "coffee.jpg"), "--out",
+                          str(tmp_path / "cli"), "--depth.backend", "transformers", "--depth.model", "nobody/none",
+                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "nobody/none" in res.stderr
+    assert not (tmp_path / "cli" / "scene.ply").exists()
+
+
+def test_models_command_reports_presence(tiny_model, capsys):
+    from splat4d.cli import main
+
+    rows = main(["models", "--depth-model", str(tiny_model)])
+    by_model = {r["model"]: r for r in rows}
+    assert by_model[str(tiny_model)]["present"] is True
+    assert by_model["(built in)"]["present"] is True
+    out = capsys.readouterr().out
+    assert "geometric" in out
+    if not all(r["present"] for r in rows):  # the default hub models are not cached on this machine
+        assert "huggingface-cli download" in out
