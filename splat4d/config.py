@@ -90,10 +90,25 @@ class InitConfig:
 
 @dataclass
 class PriorConfig:
-    backend: Literal["warp", "none"] = "warp"
+    backend: Literal["warp", "sd-inpaint", "none"] = "warp"
     """View prior. 'warp' (offline): render the initial scene from the target cameras, inpaint disocclusions
-    (OpenCV Telea) inside the object's closed silhouette; the back surface carries mirrored texture. 'none': input
-    view only."""
+    (OpenCV Telea) inside the object's closed silhouette; the back surface carries mirrored texture. 'sd-inpaint':
+    the same warped views, holes filled by a Stable Diffusion inpainting model, progressively (nearest view first;
+    each filled view is lifted into the scene so the next one sees it). 'none': input view only."""
+    model: str = "stabilityai/stable-diffusion-2-inpainting"
+    """Hugging Face id or local folder of the 'sd-inpaint' pipeline."""
+    prompt: str = "a photo of the same object seen from another side, plain white background"
+    """Text prompt of the inpainting model."""
+    negative_prompt: str = "blurry, text, watermark, extra objects"
+    """Negative prompt of the inpainting model."""
+    steps: int = 25
+    """Denoising steps of the inpainting model."""
+    guidance: float = 7.5
+    """Classifier-free guidance scale of the inpainting model."""
+    sd_resolution: int = 512
+    """Resolution the inpainting model runs at (views are resized to it and back; a multiple of 8)."""
+    download: bool = False
+    """Allow downloading missing inpainting weights from the Hugging Face hub."""
     ring_views: int = 8
     """Target cameras on a ring around the object (the input azimuth 0 is skipped)."""
     ring_elevation_deg: float = 10.0

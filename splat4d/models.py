@@ -31,7 +31,7 @@ def missing_model_message(model: str, what: str, flag: str, reason: str = "") ->
         f"{what} weights '{model}' were not found in {where}{': ' + reason if reason else ''}. "
         f"Fetch them on a machine with internet access with `huggingface-cli download {model}` (or `hf download "
         f"{model}`) and copy the cache over, point {flag} at a local folder saved with `save_pretrained`, or allow "
-        f"downloading with --depth.download. {OFFLINE_HINT}"
+        f"downloading with {flag.rsplit('.', 1)[0]}.download. {OFFLINE_HINT}"
     )
 
 
@@ -52,6 +52,7 @@ def weights_present(model: str) -> tuple[bool, str]:
 KNOWN_MODELS = (
     ("depth", "transformers", "depth-anything/Depth-Anything-V2-Small-hf", "relative depth (default learned model)"),
     ("depth", "transformers", "apple/DepthPro-hf", "metric depth"),
+    ("prior", "sd-inpaint", "stabilityai/stable-diffusion-2-inpainting", "diffusion inpainting of warped views"),
 )
 
 

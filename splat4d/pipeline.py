@@ -225,10 +225,10 @@ def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, *, backend:
     init = stage(3, "init", key, lambda: init_scene(image, mask, depth, cfg.init, rasterize_backend="cpu"))
     input_view = Views(torch.from_numpy(image)[None], torch.from_numpy(mask)[None], init.camera)
 
-    key = stage_key(key, to_dict(cfg.prior))
+    key = stage_key(key, to_dict(cfg.prior), cfg.seed)
 
     def do_prior():
-        generator = make_view_generator(cfg.prior, backend="cpu")
+        generator = make_view_generator(cfg.prior, backend="cpu", device=str(device), seed=cfg.seed)
         if generator is None:
             return None
         return generator(input_view, init.scene, target_cameras(cfg.prior, init.camera, cfg.init.distance))

@@ -79,7 +79,7 @@ def test_missing_weights_give_one_clear_paragraph(tmp_path):
         TransformersDepth("depth-anything/Depth-Anything-V2-Small-hf-not-here", device="cpu")
     message = str(info.value)
     assert "Depth-Anything-V2-Small-hf-not-here" in message and "huggingface-cli download" in message
-    assert "--depth.backend geometric" in message and "\n" not in message
+    assert "--depth.backend geometric" in message and "--depth.download" in message and "\n" not in message
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         TransformersDepth(str(tmp_path / "nothing"), device="cpu")
     res = subprocess.run([sys.executable, "-m", "splat4d", "run", str(ASSETS / "coffee.jpg"), "--out",

@@ -14,13 +14,18 @@ class ViewGenerator(Protocol):
     def __call__(self, input_view: Views, scene: GaussianScene, targets: Cameras) -> Views: ...
 
 
-def make_view_generator(cfg: PriorConfig, backend: str = "cpu") -> ViewGenerator | None:
+def make_view_generator(cfg: PriorConfig, backend: str = "cpu", device: str = "auto",
+                        seed: int = 0) -> ViewGenerator | None:
     if cfg.backend == "none":
         return None
     if cfg.backend == "warp":
         from splat4d.prior.warp import WarpPrior
 
         return WarpPrior(cfg, backend)
+    if cfg.backend == "sd-inpaint":
+        from splat4d.prior.sd_inpaint import SDInpaintPrior
+
+        return SDInpaintPrior(cfg, backend, device, seed)
     raise ValueError(f"unknown view prior {cfg.backend!r}; the offline prior is 'warp'")
 
 
