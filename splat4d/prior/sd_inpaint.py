@@ -25,10 +25,15 @@ def load_inpaint_pipeline(model: str, device: torch.device, download: bool = Fal
     except ImportError as err:
         raise ModelNotFoundError("the 'sd-inpaint' prior needs `pip install splat4d[diffusion]` (diffusers, "
                                  "transformers, accelerate, safetensors)") from err
+    import diffusers
+    from packaging.version import Version
+
     dtype = torch.float16 if device.type == "cuda" else torch.float32
+    # diffusers renamed torch_dtype to dtype (0.42 warns about the old name; older releases only know it).
+    dtype_kw = {"dtype": dtype} if Version(diffusers.__version__) >= Version("0.42") else {"torch_dtype": dtype}
     try:
-        pipe = StableDiffusionInpaintPipeline.from_pretrained(model, local_files_only=not download, torch_dtype=dtype,
-                                                              safety_checker=None, requires_safety_checker=False)
+        pipe = StableDiffusionInpaintPipeline.from_pretrained(model, local_files_only=not download, safety_checker=None,
+                                                              requires_safety_checker=False, **dtype_kw)
     except (OSError, ValueError) as err:
         reason = (str(err).strip().split(". ")[0] or type(err).__name__)[:160]
         raise ModelNotFoundError(missing_model_message(model, "Inpainting model", "--prior.model", reason)) from None
