@@ -40,12 +40,16 @@ class SegmentConfig:
 
 @dataclass
 class DepthConfig:
-    backend: Literal["geometric", "transformers"] = "geometric"
+    backend: Literal["geometric", "transformers", "marigold"] = "geometric"
     """Depth estimator. 'geometric' (offline, no weights): silhouette inflation, a Poisson height field inside the
     mask giving rounded shapes (a disc becomes a hemisphere), plus a small image-detail relief. 'transformers': a
-    learned model through transformers' AutoModelForDepthEstimation (--depth.model), needs its weights."""
-    model: str = "depth-anything/Depth-Anything-V2-Small-hf"
-    """Hugging Face id or local folder of the 'transformers' depth model (e.g. apple/DepthPro-hf for metric depth)."""
+    learned model through transformers' AutoModelForDepthEstimation (--depth.model), needs its weights. 'marigold':
+    diffusers' MarigoldDepthPipeline (affine-invariant depth in 1-4 steps), needs its weights."""
+    model: str | None = None
+    """Hugging Face id or local folder of the learned depth model; default depth-anything/Depth-Anything-V2-Small-hf
+    ('transformers'; apple/DepthPro-hf gives metric depth) or prs-eth/marigold-depth-lcm-v1-0 ('marigold')."""
+    steps: int = 4
+    """Denoising steps of the 'marigold' backend."""
     download: bool = False
     """Allow downloading missing weights from the Hugging Face hub (off: only local files and the cache are used)."""
     thickness: float = 0.7

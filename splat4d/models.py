@@ -49,9 +49,44 @@ def weights_present(model: str) -> tuple[bool, str]:
         return False, hf_cache_dir()
 
 
+def load_diffusers_pipeline(cls, model: str, device, download: bool, what: str, flag: str, **kwargs):
+    """``cls.from_pretrained`` with fp16 on CUDA (model CPU offload where accelerate allows), fp32 on CPU, no
+    progress bars, and ``ModelNotFoundError`` (one paragraph) when the weights are not here."""
+    import diffusers
+    import torch
+    from packaging.version import Version
+
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    # diffusers renamed torch_dtype to dtype (0.42 warns about the old name; older releases only know it).
+    dtype_kw = {"dtype": dtype} if Version(diffusers.__version__) >= Version("0.42") else {"torch_dtype": dtype}
+    try:
+        pipe = cls.from_pretrained(model, local_files_only=not download, **dtype_kw, **kwargs)
+    except (OSError, ValueError) as err:
+        reason = (str(err).strip().split(". ")[0] or type(err).__name__)[:160]
+        raise ModelNotFoundError(missing_model_message(model, what, flag, reason)) from None
+    if device.type == "cuda":
+        try:
+            pipe.enable_model_cpu_offload()
+        except Exception:  # noqa: BLE001 - accelerate missing or unsupported: keep everything on the GPU
+            pipe.to(device)
+    else:
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 KNOWN_MODELS = (
     ("depth", "transformers", "depth-anything/Depth-Anything-V2-Small-hf", "relative depth (default learned model)"),
     ("depth", "transformers", "apple/DepthPro-hf", "metric depth"),
+    ("depth", "marigold", "prs-eth/marigold-depth-lcm-v1-0", "diffusion depth, 1-4 steps"),
     ("prior", "sd-inpaint", "stabilityai/stable-diffusion-2-inpainting", "diffusion inpainting of warped views"),
 )
 

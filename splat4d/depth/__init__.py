@@ -24,7 +24,11 @@ def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: floa
 
         return GeometricDepth(cfg, fov_deg, distance)
     if cfg.backend == "transformers":
-        from splat4d.depth.transformers_depth import TransformersDepth
+        from splat4d.depth.transformers_depth import DEFAULT_MODEL, TransformersDepth
 
-        return TransformersDepth(cfg.model, device=device, download=cfg.download, distance=distance)
+        return TransformersDepth(cfg.model or DEFAULT_MODEL, device=device, download=cfg.download, distance=distance)
+    if cfg.backend == "marigold":
+        from splat4d.depth.marigold import DEFAULT_MODEL as MARIGOLD, MarigoldDepth
+
+        return MarigoldDepth(cfg.model or MARIGOLD, device=device, download=cfg.download, steps=cfg.steps)
     raise ValueError(f"unknown depth backend {cfg.backend!r}; the offline backend is 'geometric'")

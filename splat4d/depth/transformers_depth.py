@@ -11,17 +11,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from splat4d.models import ModelNotFoundError, missing_model_message
+from splat4d.models import ModelNotFoundError, missing_model_message, pick_device
 from splat4d.types import DepthMap
 
 DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 METRIC_MODEL_TYPES = ("depth_pro", "zoedepth")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class TransformersDepth:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from splat4d.config import PriorConfig
-from splat4d.models import ModelNotFoundError, missing_model_message
+from splat4d.models import ModelNotFoundError, load_diffusers_pipeline, pick_device
 from splat4d.prior.warp import HOLE_ALPHA, WarpPrior, inpaint_holes
 from splat4d.render import rasterize
 from splat4d.types import Cameras, GaussianScene, Views
@@ -25,27 +25,8 @@ def load_inpaint_pipeline(model: str, device: torch.device, download: bool = Fal
     except ImportError as err:
         raise ModelNotFoundError("the 'sd-inpaint' prior needs `pip install splat4d[diffusion]` (diffusers, "
                                  "transformers, accelerate, safetensors)") from err
-    import diffusers
-    from packaging.version import Version
-
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    # diffusers renamed torch_dtype to dtype (0.42 warns about the old name; older releases only know it).
-    dtype_kw = {"dtype": dtype} if Version(diffusers.__version__) >= Version("0.42") else {"torch_dtype": dtype}
-    try:
-        pipe = StableDiffusionInpaintPipeline.from_pretrained(model, local_files_only=not download, safety_checker=None,
-                                                              requires_safety_checker=False, **dtype_kw)
-    except (OSError, ValueError) as err:
-        reason = (str(err).strip().split(". ")[0] or type(err).__name__)[:160]
-        raise ModelNotFoundError(missing_model_message(model, "Inpainting model", "--prior.model", reason)) from None
-    if device.type == "cuda":
-        try:
-            pipe.enable_model_cpu_offload()
-        except Exception:  # noqa: BLE001 - accelerate missing or unsupported: keep everything on the GPU
-            pipe.to(device)
-    else:
-        pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return load_diffusers_pipeline(StableDiffusionInpaintPipeline, model, device, download, "Inpainting model",
+                                   "--prior.model", safety_checker=None, requires_safety_checker=False)
 
 
 def lift_pixels(rgb: np.ndarray, depth: np.ndarray, pixels: np.ndarray, camera: Cameras,
@@ -77,8 +58,7 @@ class SDInpaintPrior:
     def __init__(self, cfg: PriorConfig, backend: str = "cpu", device: str = "auto", seed: int = 0):
         self.cfg = cfg
         self.backend = backend
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if device == "auto" else device))
+        self.device = pick_device(device)
         self.seed = seed
         self.pipe = load_inpaint_pipeline(cfg.model, self.device, cfg.download)
         self.final_scene: GaussianScene | None = None
