@@ -94,11 +94,12 @@ class InitConfig:
 
 @dataclass
 class PriorConfig:
-    backend: Literal["warp", "sd-inpaint", "none"] = "warp"
+    backend: Literal["warp", "sd-inpaint", "zero123pp", "none"] = "warp"
     """View prior. 'warp' (offline): render the initial scene from the target cameras, inpaint disocclusions
     (OpenCV Telea) inside the object's closed silhouette; the back surface carries mirrored texture. 'sd-inpaint':
     the same warped views, holes filled by a Stable Diffusion inpainting model, progressively (nearest view first;
-    each filled view is lifted into the scene so the next one sees it). 'none': input view only."""
+    each filled view is lifted into the scene so the next one sees it). 'zero123pp': six views at Zero123++'s fixed
+    poses from one diffusion sample. 'none': input view only."""
     model: str = "stabilityai/stable-diffusion-2-inpainting"
     """Hugging Face id or local folder of the 'sd-inpaint' pipeline."""
     prompt: str = "a photo of the same object seen from another side, plain white background"
@@ -111,8 +112,12 @@ class PriorConfig:
     """Classifier-free guidance scale of the inpainting model."""
     sd_resolution: int = 512
     """Resolution the inpainting model runs at (views are resized to it and back; a multiple of 8)."""
+    zero123_model: str = "sudo-ai/zero123plus-v1.2"
+    """Hugging Face id or local folder of the Zero123++ weights."""
+    zero123_pipeline: str = "sudo-ai/zero123plus-pipeline"
+    """Zero123++'s custom diffusers pipeline: a hub id, or a local folder/.py file with its code."""
     download: bool = False
-    """Allow downloading missing inpainting weights from the Hugging Face hub."""
+    """Allow downloading missing weights (and pipeline code) from the Hugging Face hub."""
     ring_views: int = 8
     """Target cameras on a ring around the object (the input azimuth 0 is skipped)."""
     ring_elevation_deg: float = 10.0

@@ -88,6 +88,7 @@ KNOWN_MODELS = (
     ("depth", "transformers", "apple/DepthPro-hf", "metric depth"),
     ("depth", "marigold", "prs-eth/marigold-depth-lcm-v1-0", "diffusion depth, 1-4 steps"),
     ("prior", "sd-inpaint", "stabilityai/stable-diffusion-2-inpainting", "diffusion inpainting of warped views"),
+    ("prior", "zero123pp", "sudo-ai/zero123plus-v1.2", "six fixed-pose views (+ sudo-ai/zero123plus-pipeline code)"),
 )
 
 

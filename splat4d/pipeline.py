@@ -228,7 +228,8 @@ def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, *, backend:
     key = stage_key(key, to_dict(cfg.prior), cfg.seed)
 
     def do_prior():
-        generator = make_view_generator(cfg.prior, backend="cpu", device=str(device), seed=cfg.seed)
+        generator = make_view_generator(cfg.prior, backend="cpu", device=str(device), seed=cfg.seed,
+                                        fov_deg=cfg.init.fov_deg, distance=cfg.init.distance)
         if generator is None:
             return None
         return generator(input_view, init.scene, target_cameras(cfg.prior, init.camera, cfg.init.distance))

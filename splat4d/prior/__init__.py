@@ -14,8 +14,8 @@ class ViewGenerator(Protocol):
     def __call__(self, input_view: Views, scene: GaussianScene, targets: Cameras) -> Views: ...
 
 
-def make_view_generator(cfg: PriorConfig, backend: str = "cpu", device: str = "auto",
-                        seed: int = 0) -> ViewGenerator | None:
+def make_view_generator(cfg: PriorConfig, backend: str = "cpu", device: str = "auto", seed: int = 0,
+                        fov_deg: float = 40.0, distance: float = 2.5) -> ViewGenerator | None:
     if cfg.backend == "none":
         return None
     if cfg.backend == "warp":
@@ -26,6 +26,10 @@ def make_view_generator(cfg: PriorConfig, backend: str = "cpu", device: str = "a
         from splat4d.prior.sd_inpaint import SDInpaintPrior
 
         return SDInpaintPrior(cfg, backend, device, seed)
+    if cfg.backend == "zero123pp":
+        from splat4d.prior.zero123pp import Zero123PlusPrior
+
+        return Zero123PlusPrior(cfg, backend, device, seed, input_fov_deg=fov_deg, distance=distance)
     raise ValueError(f"unknown view prior {cfg.backend!r}; the offline prior is 'warp'")
 
 
