@@ -68,6 +68,8 @@ class DepthConfig:
 class InitConfig:
     fov_deg: float = 40.0
     """Vertical field of view assumed for the input camera."""
+    use_depth_fov: bool = True
+    """Use the field of view the depth model infers (Depth Pro) instead of ``fov_deg`` when it gives one."""
     distance: float = 2.5
     """Distance from the input camera to the object's centre plane (world units)."""
     closed: bool = True

@@ -195,7 +195,8 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
                rasterize_backend: str = "cpu") -> InitResult:
     """Build the initial scene (see module docstring). ``image`` (H, W, 3) over white, ``mask`` (H, W)."""
     height, width = image.shape[:2]
-    camera = input_camera(width, cfg.fov_deg, cfg.distance, height)
+    fov = depth.fov_deg if (cfg.use_depth_fov and depth.fov_deg) else cfg.fov_deg
+    camera = input_camera(width, fov, cfg.distance, height)
     K, c2w = camera.K[0], camera.c2w[0]
     focal = float(K[0, 0])
     fg = mask > 0.5

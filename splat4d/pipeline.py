@@ -167,7 +167,8 @@ def run(cfg: RunConfig) -> RunResult:
     from splat4d.render.frames import render_frames
 
     path = paths.orbit(radius=cfg.init.distance, elevation_deg=cfg.video.elevation_deg, frames=cfg.video.frames,
-                       width=cfg.video.size, height=cfg.video.size, fov_y_deg=cfg.init.fov_deg, fps=cfg.video.fps)
+                       width=cfg.video.size, height=cfg.video.size, fov_y_deg=float(init.camera.fov_y_deg()[0]),
+                       fps=cfg.video.fps)
     with VideoWriter(files["orbit.mp4"], fps=cfg.video.fps) as writer:
         for frame in render_frames(scene.to(device), path, backend=backend, background=torch.ones(3),
                                    progress=progress, desc="orbit.mp4"):

@@ -318,3 +318,5 @@ class DepthMap:
     """(H, W) in [0, 1]."""
     kind: DepthKind = "metric"
     """'metric': z in world units; 'relative': z up to scale and shift; 'disparity': inverse depth up to scale/shift."""
+    fov_deg: float | None = None
+    """Vertical field of view the estimator inferred for the image (e.g. Depth Pro), if any."""

@@ -149,3 +149,47 @@ def test_marigold_backend_with_a_tiny_pipeline(tmp_path):
     assert (depth.depth[mask == 0] == 0).all() and inside.min() >= 0 and inside.max() <= 1 and inside.std() > 0
     again = make_depth_estimator(DepthConfig(backend="marigold", model=str(folder), steps=1), device="cpu")
     assert torch.equal(again(image, mask).depth, depth.depth)  # seeded
+
+
+def tiny_depth_pro(folder: Path) -> Path:
+    import json
+
+    from transformers import DepthProConfig, DepthProForDepthEstimation, Dinov2Config
+
+    def backbone():
+        return Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                            image_size=32, patch_size=8)
+
+    config = DepthProConfig(fusion_hidden_size=16, patch_size=32, intermediate_hook_ids=[1, 0],
+                            intermediate_feature_dims=[16, 16], scaled_images_ratios=[0.5, 1.0],
+                            scaled_images_overlap_ratios=[0.0, 0.25], scaled_images_feature_dims=[16, 16],
+                            use_fov_model=True, num_fov_head_layers=1, image_model_config=backbone(),
+                            patch_model_config=backbone(), fov_model_config=backbone())
+    torch.manual_seed(0)
+    model = DepthProForDepthEstimation(config).eval()
+    with torch.no_grad():  # a plausible field of view from the random head: ~60 degrees
+        model.fov_model.head.layers[2].weight.zero_()
+        model.fov_model.head.layers[2].bias.fill_(60.0)
+    model.save_pretrained(folder)
+    # Depth Pro's processor needs torchvision; its config is all the fallback processor reads.
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "DepthProImageProcessor", "size": {"height": 64, "width": 64}, "do_rescale": True,
+        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3}))
+    return folder
+
+
+def test_depth_pro_metric_depth_and_field_of_view(tmp_path):
+    from splat4d.config import InitConfig
+    from splat4d.init import init_scene
+
+    folder = tiny_depth_pro(tmp_path / "depth_pro")
+    image = np.random.default_rng(3).random((48, 48, 3)).astype(np.float32)
+    mask = np.zeros((48, 48), np.float32)
+    mask[8:40, 10:38] = 1
+    depth = TransformersDepth(str(folder), device="cpu", distance=2.5)(image, mask)
+    assert depth.kind == "metric" and depth.fov_deg == pytest.approx(60.0, rel=1e-4)
+    assert float(depth.depth[mask == 1].median()) == pytest.approx(2.5, rel=0.05)
+    init = init_scene(image, mask, depth, InitConfig(solve_colors=0))
+    assert float(init.camera.fov_y_deg()[0]) == pytest.approx(depth.fov_deg, rel=1e-4)
+    fixed = init_scene(image, mask, depth, InitConfig(solve_colors=0, use_depth_fov=False, fov_deg=40.0))
+    assert float(fixed.camera.fov_y_deg()[0]) == pytest.approx(40.0, rel=1e-4)

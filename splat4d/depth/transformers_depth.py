@@ -8,6 +8,8 @@ pipeline's camera distance). Any model id or local folder saved with ``save_pret
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -33,7 +35,10 @@ class TransformersDepth:
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # e.g. the torchvision-less image-processor fallback notice
         try:
-            self.processor = AutoImageProcessor.from_pretrained(model, local_files_only=not download)
+            try:
+                self.processor = AutoImageProcessor.from_pretrained(model, local_files_only=not download)
+            except (ImportError, ValueError):  # processors needing torchvision (Depth Pro): resize/normalise here
+                self.processor = SimpleImageProcessor.from_pretrained(model, local_files_only=not download)
             self.model = AutoModelForDepthEstimation.from_pretrained(model, local_files_only=not download,
                                                                      dtype=self.dtype)
         except (OSError, ValueError) as err:
@@ -57,15 +62,51 @@ class TransformersDepth:
         inputs = self.processor(images=pil, return_tensors="pt")
         inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
                   for k, v in inputs.items()}
-        predicted = self.model(**inputs).predicted_depth.float()  # (1, h', w')
+        outputs = self.model(**inputs)
+        predicted = outputs.predicted_depth.float()  # (1, h', w')
+        fov_deg = None
+        if getattr(outputs, "field_of_view", None) is not None:  # Depth Pro: horizontal FoV of the input, degrees
+            fov_x_deg = float(outputs.field_of_view.reshape(-1)[0])
+            if 5.0 < fov_x_deg < 170.0:  # an implausible estimate is ignored: the configured FoV stays
+                fov_deg = math.degrees(2 * math.atan(math.tan(math.radians(fov_x_deg) / 2) * h / w))
         pred = torch.nn.functional.interpolate(predicted[:, None], size=(h, w), mode="bicubic",
                                                align_corners=False)[0, 0].cpu().numpy().astype(np.float64)
         fg = mask > 0.5
         if self.metric:
             med = float(np.median(pred[fg])) if fg.any() else 1.0
             pred = pred * (self.distance / med) if med > 0 else np.full_like(pred, self.distance)
+            pred = np.maximum(pred, 0.05 * self.distance)  # depth in front of the camera, whatever the model says
             kind = "metric"
         else:
             kind = "disparity"
         depth = np.where(fg, pred, 0.0).astype(np.float32)
-        return DepthMap(torch.from_numpy(depth), torch.from_numpy(fg.astype(np.float32)), kind=kind)
+        return DepthMap(torch.from_numpy(depth), torch.from_numpy(fg.astype(np.float32)), kind=kind, fov_deg=fov_deg)
+
+
+class SimpleImageProcessor:
+    """Resize + rescale + normalise from a ``preprocessor_config.json``, for processors that require torchvision."""
+
+    def __init__(self, config: dict):
+        size = config.get("size", {"height": 384, "width": 384})
+        self.size = (int(size.get("height", size.get("shortest_edge", 384))),
+                     int(size.get("width", size.get("shortest_edge", 384))))
+        self.mean = np.asarray(config.get("image_mean", [0.5, 0.5, 0.5]), np.float32)
+        self.std = np.asarray(config.get("image_std", [0.5, 0.5, 0.5]), np.float32)
+        self.rescale = float(config.get("rescale_factor", 1 / 255)) if config.get("do_rescale", True) else 1.0
+
+    @staticmethod
+    def from_pretrained(model: str, local_files_only: bool = True) -> "SimpleImageProcessor":
+        import json
+
+        from transformers.utils import cached_file
+
+        path = cached_file(model, "preprocessor_config.json", local_files_only=local_files_only)
+        return SimpleImageProcessor(json.loads(open(path).read()))
+
+    def __call__(self, images, return_tensors: str = "pt") -> dict:
+        from PIL import Image
+
+        h, w = self.size
+        arr = np.asarray(images.convert("RGB").resize((w, h), Image.BICUBIC), np.float32) * self.rescale
+        arr = (arr - self.mean) / self.std
+        return {"pixel_values": torch.from_numpy(arr.transpose(2, 0, 1)[None].copy())}
