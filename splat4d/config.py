@@ -40,7 +40,7 @@ class SegmentConfig:
 
 @dataclass
 class DepthConfig:
-    backend: Literal["geometric", "transformers", "marigold"] = "geometric"
+    backend: Literal["geometric", "transformers", "marigold", "stereo"] = "geometric"
     """Depth estimator. 'geometric' (offline, no weights): silhouette inflation, a Poisson height field inside the
     mask giving rounded shapes (a disc becomes a hemisphere), plus a small image-detail relief. 'transformers': a
     learned model through transformers' AutoModelForDepthEstimation (--depth.model), needs its weights. 'marigold':
@@ -50,6 +50,8 @@ class DepthConfig:
     ('transformers'; apple/DepthPro-hf gives metric depth) or prs-eth/marigold-depth-lcm-v1-0 ('marigold')."""
     steps: int = 4
     """Denoising steps of the 'marigold' backend."""
+    max_disparity: int = 64
+    """Largest disparity (pixels at the working resolution) the 'stereo' backend searches."""
     download: bool = False
     """Allow downloading missing weights from the Hugging Face hub (off: only local files and the cache are used)."""
     thickness: float = 0.7
@@ -209,6 +211,9 @@ class RunConfig:
 
     input: Path = Path("photo.png")
     """Input image (PNG/JPEG/TIFF/WebP...; RGB, RGBA, greyscale or 16-bit)."""
+    right: Path | None = None
+    """Right image of a rectified stereo pair (the input is the left one): depth then comes from stereo matching
+    (OpenCV SGBM with a left-right check) instead of --depth.backend."""
     out: Path = Path("runs/out")
     """Output folder."""
     preset: str | None = None

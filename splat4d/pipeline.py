@@ -8,6 +8,7 @@ atomically; the scene files are written only after a successful fit.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -118,18 +119,35 @@ def run(cfg: RunConfig) -> RunResult:
         return value
 
     # 1-2. load and segment ---------------------------------------------------------------------------------------
-    key = stage_key(file_hash(Path(cfg.input)), to_dict(cfg.load), to_dict(cfg.segment))
+    if cfg.right is not None and not Path(cfg.right).is_file():
+        raise InputError(f"right image not found: {cfg.right}")
+    right_hash = file_hash(Path(cfg.right)) if cfg.right is not None else None
+    key = stage_key(file_hash(Path(cfg.input)), right_hash, to_dict(cfg.load), to_dict(cfg.segment))
 
     def do_segment():
-        image = load_image(cfg.input, max_side=max(2048, 4 * cfg.load.resolution), max_pixels=cfg.load.max_input_pixels)
+        from splat4d.segment import crop_square
+
+        max_side = max(2048, 4 * cfg.load.resolution)
+        image = load_image(cfg.input, max_side=max_side, max_pixels=cfg.load.max_input_pixels)
         seg = segment(image, cfg.segment, cfg.load.resolution)
-        return {"image": seg.image, "mask": seg.mask, "method": seg.method, "box": seg.box,
-                "original_size": image.original_size}
+        out = {"image": seg.image, "mask": seg.mask, "method": seg.method, "box": seg.box,
+               "original_size": image.original_size}
+        if cfg.right is not None:  # the same crop on both keeps the pair rectified
+            right = load_image(cfg.right, max_side=max_side, max_pixels=cfg.load.max_input_pixels)
+            if right.rgb.shape != image.rgb.shape:
+                raise InputError(f"the stereo pair differs in size: {cfg.input} is {image.rgb.shape[1::-1]}, "
+                                 f"{cfg.right} is {right.rgb.shape[1::-1]}")
+            out["stereo"] = (crop_square(image.rgb, seg.box, cfg.load.resolution, 1.0),
+                             crop_square(right.rgb, seg.box, cfg.load.resolution, 1.0))
+        return out
 
     seg = stage(1, "segment", key, do_segment)
     image, mask = seg["image"], seg["mask"]
+    if "stereo" in seg:
+        cfg = dataclasses.replace(cfg, depth=dataclasses.replace(cfg.depth, backend="stereo"))
 
-    init, generated, fitted = reconstruct(image, mask, cfg, backend=backend, device=device, stage=stage, key=key)
+    init, generated, fitted = reconstruct(image, mask, cfg, backend=backend, device=device, stage=stage, key=key,
+                                          stereo=seg.get("stereo"))
     depth = init.depth
     scene = fitted.scene
 
@@ -206,8 +224,11 @@ def _run_stage(index: int, name: str, key: str, compute: Callable[[], Any]) -> A
 
 
 def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, *, backend: str = "cpu",
-                device: torch.device | str = "cpu", stage: Stage = _run_stage, key: str = ""):
+                device: torch.device | str = "cpu", stage: Stage = _run_stage, key: str = "",
+                stereo: tuple[np.ndarray, np.ndarray] | None = None):
     """Stages 3-6 on a working image (R, R, 3) over white and its mask: depth -> init -> prior -> fit.
+
+    ``stereo`` = (left, right) raw working crops of a rectified pair, for the 'stereo' depth backend.
 
     Returns ``(InitResult, generated Views or None, FitResult)``. ``stage(index, name, key, compute)`` wraps each
     stage (the pipeline caches there); ``key`` chains the cache keys of earlier stages.
@@ -220,8 +241,20 @@ def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, *, backend:
 
     key = stage_key(key, to_dict(cfg.depth))
     key = stage_key(key, cfg.init.fov_deg, cfg.init.distance)
-    depth = stage(2, "depth", key, lambda: make_depth_estimator(cfg.depth, cfg.init.fov_deg, cfg.init.distance,
-                                                               device=str(device))(image, mask))
+    def do_depth():
+        if cfg.depth.backend == "stereo":
+            if stereo is None:
+                raise ValueError("the 'stereo' depth backend needs a right image: splat4d run left.png --right right.png")
+            from splat4d.depth.stereo import StereoDepth
+
+            left, right = stereo
+            estimator = StereoDepth(right, num_disparities=cfg.depth.max_disparity, distance=cfg.init.distance,
+                                    left=left)
+        else:
+            estimator = make_depth_estimator(cfg.depth, cfg.init.fov_deg, cfg.init.distance, device=str(device))
+        return estimator(image, mask)
+
+    depth = stage(2, "depth", key, do_depth)
     key = stage_key(key, to_dict(cfg.init))
     init = stage(3, "init", key, lambda: init_scene(image, mask, depth, cfg.init, rasterize_backend="cpu"))
     input_view = Views(torch.from_numpy(image)[None], torch.from_numpy(mask)[None], init.camera)

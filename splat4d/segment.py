@@ -120,15 +120,23 @@ def centre_and_pad(rgb: np.ndarray, mask: np.ndarray, padding: float, resolution
     x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
     side = int(np.ceil(max(x1 - x0, y1 - y0) / max(1e-3, 1.0 - 2.0 * padding)))
     cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-    sx, sy = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
-    h, w = mask.shape
+    box = (int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), side, side)
     comp = rgb * mask[..., None] + (1.0 - mask[..., None])  # over white
-    canvas = np.ones((side, side, 3), np.float32)
-    canvas_mask = np.zeros((side, side), np.float32)
+    image = crop_square(comp, box, resolution, fill=1.0)
+    mask_r = np.clip(crop_square(mask[..., None], box, resolution, fill=0.0)[..., 0], 0.0, 1.0)
+    return Segmented(np.clip(image, 0, 1).astype(np.float32), mask_r.astype(np.float32), method, box)
+
+
+def crop_square(image: np.ndarray, box: tuple[int, int, int, int], resolution: int, fill: float) -> np.ndarray:
+    """The ``box`` = (x0, y0, side, side) of ``image`` (H, W, C), padded with ``fill`` where it leaves the image,
+    resized to ``resolution``. The same box on both images of a rectified stereo pair keeps them rectified."""
+    import cv2
+
+    sx, sy, side, _ = box
+    h, w = image.shape[:2]
+    canvas = np.full((side, side, image.shape[2]), fill, np.float32)
     ix0, iy0, ix1, iy1 = max(sx, 0), max(sy, 0), min(sx + side, w), min(sy + side, h)
-    canvas[iy0 - sy:iy1 - sy, ix0 - sx:ix1 - sx] = comp[iy0:iy1, ix0:ix1]
-    canvas_mask[iy0 - sy:iy1 - sy, ix0 - sx:ix1 - sx] = mask[iy0:iy1, ix0:ix1]
+    canvas[iy0 - sy:iy1 - sy, ix0 - sx:ix1 - sx] = image[iy0:iy1, ix0:ix1]
     interp = cv2.INTER_AREA if side > resolution else cv2.INTER_LINEAR
-    image = cv2.resize(canvas, (resolution, resolution), interpolation=interp)
-    mask_r = np.clip(cv2.resize(canvas_mask, (resolution, resolution), interpolation=interp), 0.0, 1.0)
-    return Segmented(np.clip(image, 0, 1).astype(np.float32), mask_r.astype(np.float32), method, (sx, sy, side, side))
+    out = cv2.resize(canvas, (resolution, resolution), interpolation=interp)
+    return out if out.ndim == 3 else out[..., None]

@@ -31,4 +31,6 @@ def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: floa
         from splat4d.depth.marigold import DEFAULT_MODEL as MARIGOLD, MarigoldDepth
 
         return MarigoldDepth(cfg.model or MARIGOLD, device=device, download=cfg.download, steps=cfg.steps)
+    if cfg.backend == "stereo":
+        raise ValueError("the 'stereo' depth backend needs a right image: splat4d run left.png --right right.png")
     raise ValueError(f"unknown depth backend {cfg.backend!r}; the offline backend is 'geometric'")
