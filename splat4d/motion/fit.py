@@ -1,0 +1,103 @@
+"""Fit motion bases and coefficients to a video (one explicit loop, like ``splat4d.train``).
+
+Per step (one frame t): L1 + silhouette on frame t, + ``depth_weight`` * depth L1 where a per-frame depth is given,
++ ``smooth_weight`` * squared acceleration of the bases (Stereo4D's smoothness) + ``static_weight`` * |w| (most of
+the world does not move). Colours and opacities are refined at a low rate; shapes are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from splat4d.motion import MotionScene
+from splat4d.render import rasterize
+from splat4d.types import Cameras
+
+
+@dataclass
+class MotionFitConfig:
+    iterations: int = 300
+    """Optimisation steps (one frame per step)."""
+    num_bases: int = 8
+    """Shared motion bases."""
+    lr_bases: float = 2e-2
+    """Adam learning rate of the bases (world units per step scale)."""
+    lr_weights: float = 5e-2
+    """Adam learning rate of the per-Gaussian coefficients."""
+    lr_colors: float = 2.5e-3
+    """Adam learning rate of the DC colours."""
+    mask_weight: float = 0.5
+    """Weight of the |alpha - mask| silhouette loss."""
+    depth_weight: float = 1.0
+    """Weight of the per-frame depth L1 (relative to the object distance), where depths are given: without it,
+    motion along the viewing direction is barely constrained by one camera."""
+    smooth_weight: float = 1.0
+    """Weight of the squared acceleration of the bases."""
+    static_weight: float = 1e-3
+    """Weight of the L1 penalty on the coefficients (static prior)."""
+    seed: int = 0
+    """Random seed (frame order, basis init)."""
+
+
+@dataclass
+class MotionFitResult:
+    motion: MotionScene
+    history: list[float] = field(default_factory=list)
+
+
+def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Cameras, cfg: MotionFitConfig,
+               depths: Tensor | None = None, distance: float = 2.5, frames: list[int] | None = None,
+               progress: bool = False) -> MotionFitResult:
+    """``images`` (T, H, W, 3), ``masks`` (T, H, W), ``cameras`` T cameras (or one, static); ``frames`` restricts
+    training to some frames (the others are held out)."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    T = images.shape[0]
+    frames = list(range(T)) if frames is None else frames
+    bases = torch.nn.Parameter(motion.bases.clone())
+    init_w = motion.weights.clone()
+    if not init_w.abs().any():
+        # Displacement = weights @ bases: starting both at zero is a saddle with no gradient. Start every Gaussian
+        # on the sum of the bases (noise breaks the symmetry); the static prior pulls still ones back to zero.
+        B = init_w.shape[1]
+        init_w = 1.0 + 0.1 * torch.randn(init_w.shape, generator=gen)
+    weights = torch.nn.Parameter(init_w)
+    sh0 = torch.nn.Parameter(motion.canonical.sh0.clone())
+    opt = torch.optim.Adam([{"params": [bases], "lr": cfg.lr_bases}, {"params": [weights], "lr": cfg.lr_weights},
+                            {"params": [sh0], "lr": cfg.lr_colors}], eps=1e-15)
+    bg = torch.ones(3)
+    history = []
+    for step in tqdm(range(cfg.iterations), desc="fit motion", disable=not progress, leave=False):
+        t = frames[int(torch.randint(len(frames), (), generator=gen))]
+        with torch.no_grad():
+            bases[:, 0] = 0.0  # frame 0 is the canonical frame
+        c = motion.canonical
+        current = MotionScene(type(c)(c.means, c.scales, c.quats, c.opacities, sh0, c.shN), bases, weights)
+        cam = cameras[t] if len(cameras) > 1 else cameras
+        out = rasterize(current.at(t), cam, background=bg, check_finite=False)
+        loss = (out.rgb[0] - images[t]).abs().mean() + cfg.mask_weight * (out.alpha[0, ..., 0] - masks[t]).abs().mean()
+        if depths is not None and cfg.depth_weight > 0:
+            valid = (masks[t] > 0.5) & (depths[t] > 0)
+            if valid.any():
+                loss = loss + cfg.depth_weight * (out.depth[0, ..., 0] - depths[t]).abs()[valid].mean() / distance
+        if T >= 3:
+            accel = bases[:, 2:] - 2 * bases[:, 1:-1] + bases[:, :-2]
+            loss = loss + cfg.smooth_weight * accel.square().sum(-1).mean()
+        loss = loss + cfg.static_weight * weights.abs().mean()
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"motion fit diverged at step {step} (loss {float(loss.detach())})")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history.append(float(loss.detach()))
+    with torch.no_grad():
+        bases[:, 0] = 0.0
+    c = motion.canonical
+    final = MotionScene(type(c)(c.means, c.scales, c.quats, c.opacities, sh0.detach(), c.shN), bases.detach(),
+                        weights.detach())
+    return MotionFitResult(final, history)
