@@ -136,6 +136,10 @@ def info_command(args: InfoArgs) -> dict:
 def run_command(args) -> object:
     from splat4d.pipeline import run
 
+    if args.motion_mode:
+        from splat4d.motion.pipeline import run_motion
+
+        return run_motion(args)
     result = run(args)
     if args.view:
         serve(result.files["scene.ply"], "127.0.0.1", args.port, 40.0)
@@ -287,6 +291,7 @@ def main(argv: list[str] | None = None):
             from splat4d.config import RunConfig, load_preset
 
             preset, rest = _pop_preset(rest)
+            rest = ["--motion-mode" if a == "--motion" else a for a in rest]  # short form
             default = load_preset(preset) if preset else RunConfig()
             # The input image is positional: `splat4d run photo.png --out runs/photo`.
             if rest and not rest[0].startswith("-"):

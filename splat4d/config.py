@@ -201,6 +201,38 @@ class VideoConfig:
 
 
 @dataclass
+class MotionConfig:
+    max_frames: int = 16
+    """Frames taken from the video (evenly spaced)."""
+    num_bases: int = 8
+    """Shared motion bases."""
+    iterations: int = 300
+    """Optimisation steps of the motion fit."""
+    lr_bases: float = 2e-2
+    """Adam learning rate of the bases' sum (each basis gets lr / num_bases)."""
+    lr_weights: float = 5e-2
+    """Adam learning rate of the per-Gaussian coefficients."""
+    lr_colors: float = 2.5e-3
+    """Adam learning rate of the colours."""
+    mask_weight: float = 0.5
+    """Weight of the silhouette loss."""
+    depth_weight: float = 1.0
+    """Weight of the per-frame depth loss."""
+    smooth_weight: float = 1.0
+    """Weight of the squared acceleration of the bases (smooth trajectories)."""
+    static_weight: float = 1e-3
+    """Weight of the L1 penalty on the coefficients (most things do not move)."""
+    coherence_weight: float = 10.0
+    """Weight of the coefficient difference between neighbouring Gaussians (things move together locally)."""
+    neighbours: int = 8
+    """Neighbours per Gaussian in the coherence term."""
+    seed: int = 0
+    """Random seed of the motion fit."""
+    swing_deg: float = 30.0
+    """The bullet-time camera sweeps from -swing to +swing degrees around the front while time runs."""
+
+
+@dataclass
 class RunConfig:
     """Single image (or RGBA cut-out) -> 360-degree Gaussian-splat object: scene.ply, scene.splat, orbit.mp4, views/,
     depth.png, mask.png, config.yaml, metrics.json in the output folder. Stages are cached there: a re-run with the
@@ -237,6 +269,10 @@ class RunConfig:
     prior: PriorConfig = field(default_factory=PriorConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    """Settings of the motion-aware mode (`--motion` with a video or a folder of frames)."""
+    motion_mode: bool = False
+    """Motion-aware (4D) mode: the input is a short video (or a folder of frames) from a still camera."""
 
 
 def to_dict(cfg: Any) -> dict:

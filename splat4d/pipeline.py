@@ -91,6 +91,10 @@ def run(cfg: RunConfig) -> RunResult:
     out = Path(cfg.out)
     if not Path(cfg.input).is_file():
         raise InputError(f"input image not found: {cfg.input}")
+    from splat4d.motion.pipeline import VIDEO_SUFFIXES
+
+    if Path(cfg.input).suffix.lower() in VIDEO_SUFFIXES and Path(cfg.input).suffix.lower() != ".gif":
+        raise InputError(f"{cfg.input} is a video: add --motion for the motion-aware (4D) mode")
     if cfg.load.resolution < 16:
         raise InputError("--load.resolution must be at least 16")
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else

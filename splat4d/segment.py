@@ -83,6 +83,13 @@ def clean_mask(fg: np.ndarray) -> np.ndarray:
 
 
 def segment(image: LoadedImage, cfg: SegmentConfig, resolution: int) -> Segmented:
+    mask, method = foreground_mask(image, cfg)
+    padding = 0.0 if method == "none" else cfg.padding  # scene mode keeps the whole frame
+    return centre_and_pad(image.rgb, mask, padding, resolution, method)
+
+
+def foreground_mask(image: LoadedImage, cfg: SegmentConfig) -> tuple[np.ndarray, str]:
+    """Full-frame mask (H, W) in [0, 1] and the method used; raises ``InputError`` for empty or full masks."""
     rgb = image.rgb
     method = cfg.method
     if method == "auto":
@@ -109,8 +116,7 @@ def segment(image: LoadedImage, cfg: SegmentConfig, resolution: int) -> Segmente
             f"the {method} mask covers {fraction:.1%} of {image.path}: no separate object was found. Crop the object "
             "onto a plain background, or use --segment.method none to treat the whole frame as the object."
         )
-    padding = 0.0 if method == "none" else cfg.padding  # scene mode keeps the whole frame
-    return centre_and_pad(rgb, mask, padding, resolution, method)
+    return mask, method
 
 
 def centre_and_pad(rgb: np.ndarray, mask: np.ndarray, padding: float, resolution: int, method: str) -> Segmented:

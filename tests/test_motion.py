@@ -82,7 +82,7 @@ def test_fitted_trajectories_recover_the_known_motion(clip):
         moved = (w * motion.displacement(t)).sum(0) / w.sum()
         epe.append(float(np.linalg.norm(moved.numpy() - true_offset(t))))
     span = float(np.linalg.norm(true_offset(T - 1)))
-    assert max(epe) < 0.25 * span, epe  # within 25% of the 0.5 path (measured max 0.09)
+    assert max(epe) < 0.15 * span, epe  # within 15% of the 0.5 path (measured max 0.033)
     # Held-out times render the moved ball; a static scene does not.
     static = MotionScene(init.scene, torch.zeros_like(motion.bases), torch.zeros_like(motion.weights))
     for t in held_out:
@@ -104,3 +104,26 @@ def test_bullet_time_frames_follow_time(clip):
     assert (frame_times(path, 8, frozen_at=3.0) == 3.0).all()
     frames = list(bullet_time_frames(static_motion(random_scene(20, seed=2), 8, 2), path, progress=False))
     assert len(frames) == 5 and frames[0].shape == (24, 24, 3)
+
+
+def test_cli_motion_mode_on_a_video(clip, tmp_path):
+    from splat4d.cli import main
+    from splat4d.io.ply import read_ply
+    from splat4d.io.video import read_video, write_video
+    from splat4d.motion import MotionScene
+
+    images, masks = clip
+    write_video([img for img in images], tmp_path / "clip.mp4", fps=8, crf=10)
+    metrics = main(["run", str(tmp_path / "clip.mp4"), "--motion", "--out", str(tmp_path / "run"), "--no-progress",
+                    "--load.resolution", "48", "--motion.iterations", "80", "--motion.num-bases", "4",
+                    "--video.frames", "4", "--video.size", "32"])
+    out = tmp_path / "run"
+    assert metrics["frames"] == T
+    motion = MotionScene.load(out / "motion.npz")
+    assert motion.bases.shape == (4, T, 3) and len(sorted((out / "frames").glob("scene_*.ply"))) == T
+    first, last = read_ply(out / "frames" / "scene_000.ply"), read_ply(out / "frames" / f"scene_{T - 1:03d}.ply")
+    assert float((last.means - first.means)[:, 0].mean()) > 0.1  # the ball moved right
+    assert read_video(out / "bullet_time.mp4").shape == (4, 32, 32, 3)
+    # A video without --motion is refused with the hint.
+    with pytest.raises(SystemExit):
+        main(["run", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "x"), "--no-progress"])

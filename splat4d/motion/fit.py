@@ -24,7 +24,7 @@ class MotionFitConfig:
     num_bases: int = 8
     """Shared motion bases."""
     lr_bases: float = 2e-2
-    """Adam learning rate of the bases (world units per step scale)."""
+    """Adam learning rate of the bases' sum (world units per step; each basis gets lr / num_bases)."""
     lr_weights: float = 5e-2
     """Adam learning rate of the per-Gaussian coefficients."""
     lr_colors: float = 2.5e-3
@@ -38,6 +38,11 @@ class MotionFitConfig:
     """Weight of the squared acceleration of the bases."""
     static_weight: float = 1e-3
     """Weight of the L1 penalty on the coefficients (static prior)."""
+    coherence_weight: float = 10.0
+    """Weight of the squared difference of coefficients between each Gaussian and its nearest neighbours (things
+    move together locally; without it, unseen Gaussians drift apart)."""
+    neighbours: int = 8
+    """Neighbours per Gaussian in the coherence term."""
     seed: int = 0
     """Random seed (frame order, basis init)."""
 
@@ -46,6 +51,16 @@ class MotionFitConfig:
 class MotionFitResult:
     motion: MotionScene
     history: list[float] = field(default_factory=list)
+
+
+def knn(points: Tensor, k: int) -> Tensor:
+    """(N, k) indices of each point's k nearest other points."""
+    from scipy.spatial import cKDTree
+
+    pts = points.cpu().double().numpy()
+    k = max(1, min(k, len(pts) - 1))
+    _, idx = cKDTree(pts).query(pts, k=k + 1)
+    return torch.from_numpy(idx[:, 1:]).long()
 
 
 def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Cameras, cfg: MotionFitConfig,
@@ -65,13 +80,17 @@ def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Came
         # Displacement = weights @ bases: starting both at zero is a saddle with no gradient. Start every Gaussian
         # on the sum of the bases (noise breaks the symmetry); the static prior pulls still ones back to zero.
         B = init_w.shape[1]
-        init_w = 1.0 + 0.1 * torch.randn(init_w.shape, generator=gen)
+        init_w = 1.0 + 0.01 * torch.randn(init_w.shape, generator=gen)
     weights = torch.nn.Parameter(init_w)
     sh0 = torch.nn.Parameter(motion.canonical.sh0.clone())
-    opt = torch.optim.Adam([{"params": [bases], "lr": cfg.lr_bases}, {"params": [weights], "lr": cfg.lr_weights},
+    # Every Gaussian starts on the sum of the bases: divide their rate by their number so the motion's step size
+    # does not grow with it.
+    lr_bases = cfg.lr_bases / max(1, bases.shape[0])
+    opt = torch.optim.Adam([{"params": [bases], "lr": lr_bases}, {"params": [weights], "lr": cfg.lr_weights},
                             {"params": [sh0], "lr": cfg.lr_colors}], eps=1e-15)
     bg = torch.ones(3)
     history = []
+    neighbours = knn(motion.canonical.means.detach(), cfg.neighbours) if cfg.coherence_weight > 0 else None
     for step in tqdm(range(cfg.iterations), desc="fit motion", disable=not progress, leave=False):
         t = frames[int(torch.randint(len(frames), (), generator=gen))]
         with torch.no_grad():
@@ -89,6 +108,8 @@ def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Came
             accel = bases[:, 2:] - 2 * bases[:, 1:-1] + bases[:, :-2]
             loss = loss + cfg.smooth_weight * accel.square().sum(-1).mean()
         loss = loss + cfg.static_weight * weights.abs().mean()
+        if neighbours is not None:
+            loss = loss + cfg.coherence_weight * (weights[:, None, :] - weights[neighbours]).square().sum(-1).mean()
         if not torch.isfinite(loss):
             raise RuntimeError(f"motion fit diverged at step {step} (loss {float(loss.detach())})")
         opt.zero_grad(set_to_none=True)
