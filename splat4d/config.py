@@ -202,6 +202,8 @@ class VideoConfig:
 
 @dataclass
 class MotionConfig:
+    """Motion-aware mode and its fit (``splat4d.motion.fit``)."""
+
     max_frames: int = 16
     """Frames taken from the video (evenly spaced)."""
     num_bases: int = 8

@@ -13,3 +13,35 @@ def front_cameras(width=48, height=40, distance=3.0, n=1, dtype=torch.float64, f
     eyes = torch.stack([distance * torch.sin(az), -0.3 * torch.ones_like(az), -distance * torch.cos(az)], -1)
     c2w = look_at(eyes, torch.zeros_like(eyes), torch.tensor([0.0, -1.0, 0.0], dtype=dtype))
     return Cameras.from_fov(c2w, width, height, fov)
+
+
+def tiny_diffusion_parts(folder, unet_in_channels: int, vocab_size: int = 100):
+    """Tiny random UNet, VAE, CLIP text model and a CLIP tokenizer written into ``folder`` (for diffusers pipelines
+    built in tests, like diffusers' own tests do)."""
+    import json
+
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=8,
+                                in_channels=unet_in_channels, out_channels=4,
+                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=8)
+    vae = AutoencoderKL(block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
+    text = CLIPTextModel(CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32,
+                                        intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                                        vocab_size=vocab_size))
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for suffix in ("", "</w>"):
+        for c in "abcdefghijklmnopqrstuvwxyz,":
+            vocab[c + suffix] = len(vocab)
+    tok_dir = folder / "_tokenizer_files"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    (tok_dir / "vocab.json").write_text(json.dumps(vocab))
+    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=16)
+    return unet, vae, text, tokenizer

@@ -12,7 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 from splat4d.losses import psnr  # noqa: E402
 from splat4d.motion import MotionScene, static_motion  # noqa: E402
-from splat4d.motion.fit import MotionFitConfig, fit_motion  # noqa: E402
+from splat4d.config import MotionConfig
+from splat4d.motion.fit import fit_motion  # noqa: E402
 
 mitsuba = pytest.importorskip("mitsuba", reason="Mitsuba 3 renders the ground truth")
 
@@ -72,7 +73,7 @@ def test_fitted_trajectories_recover_the_known_motion(clip):
     train = [0, 2, 4, 6]
     held_out = [1, 3, 5]
     result = fit_motion(static_motion(init.scene, T, num_bases=4), images, masks, init.camera,
-                        MotionFitConfig(iterations=250), frames=train, depths=depths)
+                        MotionConfig(iterations=250), frames=train, depths=depths)
     motion = result.motion
     assert np.mean(result.history[-20:]) < np.mean(result.history[:20])
     # End-point error of the ball's trajectory: opacity-weighted mean displacement of its Gaussians.

@@ -12,39 +12,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from splat4d.config import MotionConfig
 from splat4d.motion import MotionScene
 from splat4d.render import rasterize
 from splat4d.types import Cameras
-
-
-@dataclass
-class MotionFitConfig:
-    iterations: int = 300
-    """Optimisation steps (one frame per step)."""
-    num_bases: int = 8
-    """Shared motion bases."""
-    lr_bases: float = 2e-2
-    """Adam learning rate of the bases' sum (world units per step; each basis gets lr / num_bases)."""
-    lr_weights: float = 5e-2
-    """Adam learning rate of the per-Gaussian coefficients."""
-    lr_colors: float = 2.5e-3
-    """Adam learning rate of the DC colours."""
-    mask_weight: float = 0.5
-    """Weight of the |alpha - mask| silhouette loss."""
-    depth_weight: float = 1.0
-    """Weight of the per-frame depth L1 (relative to the object distance), where depths are given: without it,
-    motion along the viewing direction is barely constrained by one camera."""
-    smooth_weight: float = 1.0
-    """Weight of the squared acceleration of the bases."""
-    static_weight: float = 1e-3
-    """Weight of the L1 penalty on the coefficients (static prior)."""
-    coherence_weight: float = 10.0
-    """Weight of the squared difference of coefficients between each Gaussian and its nearest neighbours (things
-    move together locally; without it, unseen Gaussians drift apart)."""
-    neighbours: int = 8
-    """Neighbours per Gaussian in the coherence term."""
-    seed: int = 0
-    """Random seed (frame order, basis init)."""
 
 
 @dataclass
@@ -63,7 +34,7 @@ def knn(points: Tensor, k: int) -> Tensor:
     return torch.from_numpy(idx[:, 1:]).long()
 
 
-def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Cameras, cfg: MotionFitConfig,
+def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Cameras, cfg: MotionConfig,
                depths: Tensor | None = None, distance: float = 2.5, frames: list[int] | None = None,
                progress: bool = False) -> MotionFitResult:
     """``images`` (T, H, W, 3), ``masks`` (T, H, W), ``cameras`` T cameras (or one, static); ``frames`` restricts
