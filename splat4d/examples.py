@@ -28,10 +28,6 @@ def _surfels(points: Tensor, normals: Tensor, colors: Tensor, size: float, opaci
                                         quats=quat_from_z_to(normals))
 
 
-def _cat(scenes: list[GaussianScene]) -> GaussianScene:
-    return GaussianScene(**{k: torch.cat([getattr(s, k) for s in scenes]) for k in scenes[0].params()})
-
-
 def toy_scene(n_sphere: int = 9000, n_torus: int = 5000, n_cone: int = 2000, seed: int = 0) -> GaussianScene:
     """A striped ball inside a tilted ring with a cone on top (world y is down): distinct from every side."""
     g = torch.Generator().manual_seed(seed)
@@ -64,7 +60,7 @@ def toy_scene(n_sphere: int = 9000, n_torus: int = 5000, n_cone: int = 2000, see
     nrm = torch.nn.functional.normalize(torch.stack([torch.cos(a), -slope * torch.ones_like(a), torch.sin(a)], -1), dim=-1)
     cone_col = torch.tensor([0.2, 0.75, 0.3]) * (0.7 + 0.3 * h[:, None])
     cone = _surfels(pts, nrm, cone_col, 0.02)
-    return _cat([sphere, torus, cone])
+    return GaussianScene.concat([sphere, torus, cone])
 
 
 def random_scene(n: int, sh_degree: int = 0, seed: int = 0, dtype: torch.dtype = torch.float32,

@@ -196,6 +196,12 @@ class GaussianScene:
     def detach(self) -> "GaussianScene":
         return GaussianScene(**{k: v.detach() for k, v in self.items()})
 
+    @staticmethod
+    def concat(scenes: list["GaussianScene"]) -> "GaussianScene":
+        """One scene holding all Gaussians of ``scenes`` (same SH degree), in order."""
+        return GaussianScene(**{k: torch.cat([getattr(s, k).to(getattr(scenes[0], k)) for s in scenes])
+                                for k in PARAM_KEYS})
+
     def select(self, mask_or_index: Tensor) -> "GaussianScene":
         return GaussianScene(**{k: v[mask_or_index] for k, v in self.items()})
 

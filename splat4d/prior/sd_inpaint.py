@@ -98,7 +98,8 @@ class SDInpaintPrior:
                 painted = self.inpaint(warped, holes, i)
                 result[holes] = painted[holes]  # only hole pixels change
                 filled_depth = nearest_fill(depth, (alpha > HOLE_ALPHA) & ~holes)
-                current = _concat(current, lift_pixels(result, filled_depth, np.argwhere(holes), targets[i]))
+                lifted = lift_pixels(result, filled_depth, np.argwhere(holes), targets[i])
+                current = GaussianScene.concat([current, lifted])
             images[i] = torch.from_numpy(result).float()
             masks[i] = torch.from_numpy(np.where(holes, 1.0, np.where(silhouette, np.maximum(alpha, HOLE_ALPHA),
                                                                       alpha))).float()
@@ -107,7 +108,3 @@ class SDInpaintPrior:
         weights = torch.tensor([weigh(input_view.cameras.c2w[0], targets.c2w[i]) for i in range(len(targets))])
         return Views(torch.stack(images), torch.stack(masks), targets, weights, torch.stack(confidence),
                      input_view.background)
-
-
-def _concat(a: GaussianScene, b: GaussianScene) -> GaussianScene:
-    return GaussianScene(**{k: torch.cat([getattr(a, k), getattr(b, k).to(getattr(a, k))]) for k in a.params()})
