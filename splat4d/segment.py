@@ -120,8 +120,6 @@ def foreground_mask(image: LoadedImage, cfg: SegmentConfig) -> tuple[np.ndarray,
 
 
 def centre_and_pad(rgb: np.ndarray, mask: np.ndarray, padding: float, resolution: int, method: str) -> Segmented:
-    import cv2
-
     ys, xs = np.nonzero(mask > 0.5)
     x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
     side = int(np.ceil(max(x1 - x0, y1 - y0) / max(1e-3, 1.0 - 2.0 * padding)))

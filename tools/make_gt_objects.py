@@ -224,8 +224,6 @@ def render_view(scene, c2w: np.ndarray, res: int, fov_deg: float, spp: int, seed
 
 def cameras(res: int, fov_deg: float = 40.0, distance: float = 2.5):
     """The input camera and the held-out orbit cameras (OpenCV c2w as numpy, one shared K)."""
-    import torch
-
     from splat4d import paths
     from splat4d.init import input_camera
 

@@ -50,7 +50,6 @@ def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Came
     if not init_w.abs().any():
         # Displacement = weights @ bases: starting both at zero is a saddle with no gradient. Start every Gaussian
         # on the sum of the bases (noise breaks the symmetry); the static prior pulls still ones back to zero.
-        B = init_w.shape[1]
         init_w = 1.0 + 0.01 * torch.randn(init_w.shape, generator=gen)
     weights = torch.nn.Parameter(init_w)
     sh0 = torch.nn.Parameter(motion.canonical.sh0.clone())
