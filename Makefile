@@ -2,7 +2,7 @@
 PY ?= python3
 PIP = $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install demo test bench browser
+.PHONY: install demo test bench browser test-nerfstudio
 
 install:
 	# torch first, pinned: 2.13.0 is a CPU build on this workplace's disk; a bare `torch` pulls a multi-GB CUDA build.
@@ -24,3 +24,14 @@ browser:
 bench: install
 	$(PY) tools/bench_raster.py
 	$(PY) tools/bench_pipeline.py
+
+# nerfstudio plug-in tests, in nerfstudio's own environment (it pins gsplat 1.4.0 / viser 0.2.7 and needs torchvision,
+# which does not import beside CPU torch 2.13.0). Optional: several GB, about 6 minutes; `make test` skips these tests.
+NS_ENV ?= .venv-nerfstudio
+test-nerfstudio:
+	test -x $(NS_ENV)/bin/python || $(PY) -m venv $(NS_ENV)
+	$(NS_ENV)/bin/python -m pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+	$(NS_ENV)/bin/python -m pip install --quiet --disable-pip-version-check nerfstudio==1.1.5 numba pytest
+	$(NS_ENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(NS_ENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_nerfstudio_plugin.py \
+		tests/test_viewer_nerfstudio.py -k "nerfstudio and not chromium"

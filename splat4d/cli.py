@@ -190,15 +190,20 @@ def view_command(args: ViewArgs):
 
 @dataclass
 class ExportNerfstudioArgs:
-    """Write a nerfstudio dataset (transforms.json, images, masks, sparse_pc.ply) from a `splat4d run` folder.
+    """Write a nerfstudio dataset (transforms.json, images, masks, sparse_pc.ply) from a `splat4d run` folder, and
+    with --model a splatfacto checkpoint + config.yml of the run's scene for nerfstudio's viewer.
 
-    Example: splat4d export-nerfstudio runs/photo runs/photo_ns && ns-train splatfacto --data runs/photo_ns
+    Example: splat4d export-nerfstudio runs/photo runs/photo_ns --model && ns-viewer --load-config
+    runs/photo_ns/outputs/photo_ns/splat4d/export/config.yml   (or: ns-train splat4d --data runs/photo_ns)
     """
 
     run_dir: tyro.conf.Positional[Path]
     """Output folder of `splat4d run`."""
     out_dir: tyro.conf.Positional[Path]
     """Folder to write the nerfstudio dataset into."""
+    model: bool = False
+    """Also write OUT_DIR/outputs/NAME/splat4d/export/config.yml + nerfstudio_models/ holding the run's scene.ply in
+    splatfacto's layout (needs nerfstudio importable: it lives in its own environment, see the README)."""
 
 
 @dataclass
@@ -285,8 +290,24 @@ def models_command(args: ModelsArgs) -> list[dict]:
 def export_nerfstudio_command(args: ExportNerfstudioArgs) -> Path:
     from splat4d.nerfstudio.export import export_nerfstudio
 
+    if args.model:  # check before writing anything
+        try:
+            import nerfstudio  # noqa: F401
+        except ImportError:
+            raise RuntimeError(
+                "--model writes a nerfstudio config.yml and needs nerfstudio importable; it pins gsplat 1.4.0 / viser "
+                "0.2.7 and needs torchvision, so install it in its own environment (README: nerfstudio) and run "
+                "this command there, or leave out --model") from None
+        if not (args.run_dir / "scene.ply").is_file():
+            raise FileNotFoundError(f"{args.run_dir / 'scene.ply'} not found: is {args.run_dir} a `splat4d run` folder?")
     path = export_nerfstudio(args.run_dir, args.out_dir)
     print(f"wrote {path}")
+    if args.model:
+        from splat4d.io.ply import read_ply
+        from splat4d.nerfstudio.method import write_nerfstudio_model
+
+        config = write_nerfstudio_model(read_ply(args.run_dir / "scene.ply"), args.out_dir)
+        print(f"wrote {config}\nview it: ns-viewer --load-config {config}")
     return path
 
 

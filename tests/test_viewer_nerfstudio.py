@@ -155,3 +155,20 @@ def test_splatfacto_checkpoint_layout(tmp_path):
     back = scene_from_splatfacto_state(state)
     for key, value in scene.items():
         assert torch.equal(getattr(back, key), value), key
+
+
+def test_export_model_without_nerfstudio_says_how_and_writes_nothing(tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("nerfstudio") is not None:
+        pytest.skip("nerfstudio is installed here: tests/test_nerfstudio_plugin.py covers --model")
+    from splat4d.cli import main
+
+    run = tmp_path / "run"
+    (run / "views").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export-nerfstudio", str(run), str(tmp_path / "ns"), "--model"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "needs nerfstudio" in err and "own environment" in err
+    assert not (tmp_path / "ns").exists()
