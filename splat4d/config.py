@@ -40,16 +40,26 @@ class SegmentConfig:
 
 @dataclass
 class DepthConfig:
-    backend: Literal["geometric", "transformers", "marigold", "stereo"] = "geometric"
+    backend: Literal["geometric", "transformers", "marigold", "depthcrafter", "stereo"] = "geometric"
     """Depth estimator. 'geometric' (offline, no weights): silhouette inflation, a Poisson height field inside the
     mask giving rounded shapes (a disc becomes a hemisphere), plus a small image-detail relief. 'transformers': a
     learned model through transformers' AutoModelForDepthEstimation (--depth.model), needs its weights. 'marigold':
-    diffusers' MarigoldDepthPipeline (affine-invariant depth in 1-4 steps), needs its weights."""
+    diffusers' MarigoldDepthPipeline (affine-invariant depth in 1-4 steps), needs its weights. 'depthcrafter':
+    DepthCrafter video depth (Stable Video Diffusion UNet fine-tuned for depth; consistent over a whole clip, for
+    --motion), needs its weights and in practice a GPU. 'stereo': SGBM on a rectified pair (--right)."""
     model: str | None = None
     """Hugging Face id or local folder of the learned depth model; default depth-anything/Depth-Anything-V2-Small-hf
-    ('transformers'; apple/DepthPro-hf gives metric depth) or prs-eth/marigold-depth-lcm-v1-0 ('marigold')."""
+    ('transformers'; apple/DepthPro-hf gives metric depth), prs-eth/marigold-depth-lcm-v1-0 ('marigold') or
+    tencent/DepthCrafter ('depthcrafter', its UNet)."""
+    base_model: str | None = None
+    """'depthcrafter' only: Stable Video Diffusion pipeline giving the VAE, CLIP image encoder and scheduler; default
+    stabilityai/stable-video-diffusion-img2vid-xt."""
     steps: int = 4
-    """Denoising steps of the 'marigold' backend."""
+    """Denoising steps of the 'marigold' and 'depthcrafter' backends (DepthCrafter's authors use 5)."""
+    window: int = 110
+    """'depthcrafter': frames denoised together; longer clips go in windows sharing ``overlap`` frames."""
+    overlap: int = 25
+    """'depthcrafter': frames shared by consecutive windows (blended linearly)."""
     max_disparity: int = 64
     """Largest disparity (pixels at the working resolution) the 'stereo' backend searches."""
     download: bool = False

@@ -59,6 +59,13 @@ def align_depth(depth: DepthMap, mask: np.ndarray, focal: float, distance: float
     backend, whose output therefore passes unchanged), in pixel units, then converted to world units at
     ``distance``: the object's centre plane is z = distance.
     """
+    return apply_depth_alignment(depth, mask, depth_alignment(depth, mask, focal, distance))
+
+
+def depth_alignment(depth: DepthMap, mask: np.ndarray, focal: float, distance: float) -> tuple[float, float, bool]:
+    """(a, b, use_prior): camera z = a * r + b on the object, r the signed relative depth of ``depth`` (or the
+    negated silhouette-inflation height when ``use_prior``: the depth was unusable). See :func:`align_depth`.
+    Fitting it once on one frame and applying it to every frame keeps a clip's depth consistent."""
     from splat4d.depth.geometric import poisson_height
 
     d = depth.depth.detach().cpu().numpy().astype(np.float64)
@@ -66,14 +73,27 @@ def align_depth(depth: DepthMap, mask: np.ndarray, focal: float, distance: float
     if depth.kind == "metric":
         if not (d[fg] > 0).all():
             raise ValueError("metric depth must be positive on the whole object")
-        return np.where(fg, d, 0.0)
+        return 1.0, 0.0, False
     rel = -d if depth.kind == "disparity" else d
     target = -poisson_height(fg)[fg]  # nearer = more negative, like z
     design = np.stack([rel[fg], np.ones(int(fg.sum()))], axis=1)
     (scale, shift), *_ = np.linalg.lstsq(design, target, rcond=None)
     if not scale > 0:  # depth anti-correlated with the prior or constant: fall back to the prior
-        scale, shift, rel = 1.0, 0.0, np.where(fg, -poisson_height(fg), 0.0)
-    return np.where(fg, distance + (scale * rel + shift) * distance / focal, 0.0)
+        return distance / focal, distance, True
+    return scale * distance / focal, distance + shift * distance / focal, False
+
+
+def apply_depth_alignment(depth: DepthMap, mask: np.ndarray, alignment: tuple[float, float, bool]) -> np.ndarray:
+    """Camera z (H, W) of ``depth`` under an alignment from :func:`depth_alignment`; 0 off the object."""
+    from splat4d.depth.geometric import poisson_height
+
+    a, b, use_prior = alignment
+    d = depth.depth.detach().cpu().numpy().astype(np.float64)
+    fg = mask > 0.5
+    if depth.kind == "metric":
+        return np.where(fg, d, 0.0)
+    rel = -poisson_height(fg) if use_prior else (-d if depth.kind == "disparity" else d)
+    return np.where(fg, a * rel + b, 0.0)
 
 
 def _rotmat_to_quat(R: Tensor) -> Tensor:

@@ -87,6 +87,8 @@ KNOWN_MODELS = (
     ("depth", "transformers", "depth-anything/Depth-Anything-V2-Small-hf", "relative depth (default learned model)"),
     ("depth", "transformers", "apple/DepthPro-hf", "metric depth"),
     ("depth", "marigold", "prs-eth/marigold-depth-lcm-v1-0", "diffusion depth, 1-4 steps"),
+    ("depth", "depthcrafter", "tencent/DepthCrafter", "video depth UNet (+ the SVD pipeline below)"),
+    ("depth", "depthcrafter", "stabilityai/stable-video-diffusion-img2vid-xt", "VAE + CLIP image encoder for DepthCrafter"),
     ("prior", "sd-inpaint", "stabilityai/stable-diffusion-2-inpainting", "diffusion inpainting of warped views"),
     ("prior", "zero123pp", "sudo-ai/zero123plus-v1.2", "six fixed-pose views (+ sudo-ai/zero123plus-pipeline code)"),
 )

@@ -16,6 +16,13 @@ class DepthEstimator(Protocol):
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap: ...
 
 
+class VideoDepthEstimator(DepthEstimator, Protocol):
+    """A depth estimator that also takes a whole clip at once and returns temporally consistent depth (one scale and
+    shift for the clip), e.g. DepthCrafter. ``frames`` (T, H, W, 3), ``masks`` (T, H, W)."""
+
+    def video(self, frames: np.ndarray, masks: np.ndarray) -> list[DepthMap]: ...
+
+
 def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5,
                          device: str = "auto") -> DepthEstimator:
     """The configured backend for splat4d's input camera (vertical FoV ``fov_deg``, object at ``distance``)."""
@@ -31,6 +38,11 @@ def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: floa
         from splat4d.depth.marigold import DEFAULT_MODEL as MARIGOLD, MarigoldDepth
 
         return MarigoldDepth(cfg.model or MARIGOLD, device=device, download=cfg.download, steps=cfg.steps)
+    if cfg.backend == "depthcrafter":
+        from splat4d.depth.depthcrafter import DEFAULT_BASE_MODEL, DEFAULT_MODEL as CRAFTER, DepthCrafterDepth
+
+        return DepthCrafterDepth(cfg.model or CRAFTER, cfg.base_model or DEFAULT_BASE_MODEL, device=device,
+                                 download=cfg.download, steps=cfg.steps, window=cfg.window, overlap=cfg.overlap)
     if cfg.backend == "stereo":
         raise ValueError("the 'stereo' depth backend needs a right image: splat4d run left.png --right right.png")
     raise ValueError(f"unknown depth backend {cfg.backend!r}; the offline backend is 'geometric'")

@@ -91,15 +91,19 @@ def run_motion(cfg: RunConfig) -> dict:
     images = np.stack([crop_square(f * m[..., None] + (1 - m[..., None]), box, R, 1.0)
                        for f, m in zip(raw, masks_full)])
     estimator = make_depth_estimator(cfg.depth, cfg.init.fov_deg, cfg.init.distance, device=cfg.device)
-    per_frame = [estimator(images[t], masks[t]) for t in range(len(images))]
-    if per_frame[0].kind != "metric":  # relative depth flickers from frame to frame: one scale/shift for the clip
-        aligned = consistent_video_depth(np.stack([d.depth.numpy() for d in per_frame]), masks)
-        per_frame = [DepthMap(torch.from_numpy(a), d.confidence, kind=d.kind) for a, d in zip(aligned, per_frame)]
+    if hasattr(estimator, "video"):  # a video model (DepthCrafter): consistent over the clip by construction
+        per_frame = estimator.video(images, masks)
+    else:
+        per_frame = [estimator(images[t], masks[t]) for t in range(len(images))]
+        if per_frame[0].kind != "metric":  # relative depth flickers from frame to frame: one scale/shift for the clip
+            aligned = consistent_video_depth(np.stack([d.depth.numpy() for d in per_frame]), masks)
+            per_frame = [DepthMap(torch.from_numpy(a), d.confidence, kind=d.kind) for a, d in zip(aligned, per_frame)]
     init = init_scene(images[0], masks[0], per_frame[0], cfg.init)
-    from splat4d.init import align_depth
+    from splat4d.init import apply_depth_alignment, depth_alignment
 
-    focal = float(init.camera.K[0, 0, 0])
-    depths = torch.stack([torch.from_numpy(align_depth(d, masks[t], focal, cfg.init.distance)).float()
+    # One alignment (fitted on the first frame) for every frame: a per-frame fit would bring the flicker back.
+    alignment = depth_alignment(per_frame[0], masks[0], float(init.camera.K[0, 0, 0]), cfg.init.distance)
+    depths = torch.stack([torch.from_numpy(apply_depth_alignment(d, masks[t], alignment)).float()
                           for t, d in enumerate(per_frame)])
     motion = static_motion(init.scene, len(images), cfg.motion.num_bases)
     fitted = fit_motion(motion, torch.from_numpy(images).float(), torch.from_numpy(masks).float(), init.camera,
