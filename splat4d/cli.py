@@ -208,18 +208,22 @@ class ExportNerfstudioArgs:
 
 @dataclass
 class AnimateArgs:
-    """Animate a `splat4d run` result Make-It-4D style: a region of the input view moves along a direction (looping)
-    while the camera swings; writes an mp4.
+    """Animate a `splat4d run` result Make-It-4D style: a region of the input view moves along a direction, or every
+    pixel by a flow image (looping), while the camera swings; writes an mp4.
 
     Example: splat4d animate runs/photo --region water.png --direction 6 0 --out runs/photo/animated.mp4
+             splat4d animate runs/photo --flow motion.flo
     """
 
     run_dir: tyro.conf.Positional[Path]
     """Output folder of `splat4d run` (needs scene.ply and views/cameras.json)."""
-    region: Path
-    """Mask image (white = moves) over the input view; resized to the working resolution."""
+    region: Path | None = None
+    """Mask image (white = moves) over the input view (views/ image 0); resized to the working resolution."""
     direction: tuple[float, float] = (6.0, 0.0)
     """Peak motion of the region in input-view pixels (right, down)."""
+    flow: Path | None = None
+    """Instead of --region/--direction: a flow image over the input view, .flo (Middlebury) or .npy (H, W, 2), the
+    peak motion in pixels of what each pixel shows; resized (vectors scaled) to the working resolution."""
     frames: int = 60
     """Frames of the loop."""
     fps: float = 30.0
@@ -238,20 +242,31 @@ def animate_command(args: AnimateArgs) -> Path:
     from PIL import Image
 
     from splat4d import paths
+    from splat4d.io.flow import read_flow, resize_flow
     from splat4d.io.ply import read_ply
     from splat4d.io.video import VideoWriter
-    from splat4d.motion.animate import animate
+    from splat4d.motion.animate import animate_flow
     from splat4d.motion.render import bullet_time_frames
     from splat4d.nerfstudio.export import CAMERAS_FILE, read_view_cameras
 
+    if (args.region is None) == (args.flow is None):
+        raise ValueError("give either --region (with --direction) or --flow")
     scene = read_ply(args.run_dir / "scene.ply")
     cameras, _ = read_view_cameras(args.run_dir / "views" / CAMERAS_FILE)
     camera = cameras[0]
-    with Image.open(args.region) as im:
-        region = np.asarray(im.convert("L").resize((camera.width, camera.height), Image.NEAREST)) > 127
-    if not region.any():
-        raise ValueError(f"{args.region} marks no pixel (white = moves)")
-    motion = animate(scene, camera, region, args.direction, args.frames)
+    if args.flow is not None:
+        flow = resize_flow(read_flow(args.flow), camera.width, camera.height)
+        if not np.abs(flow).max() > 0:
+            raise ValueError(f"{args.flow} is zero everywhere: nothing would move")
+    else:
+        if not args.region.is_file():
+            raise FileNotFoundError(f"region mask not found: {args.region}")
+        with Image.open(args.region) as im:
+            region = np.asarray(im.convert("L").resize((camera.width, camera.height), Image.NEAREST)) > 127
+        if not region.any():
+            raise ValueError(f"{args.region} marks no pixel (white = moves)")
+        flow = region[..., None] * np.asarray(args.direction, np.float64)
+    motion = animate_flow(scene, camera, flow, args.frames)
     distance = float(camera.c2w[0, :3, 3].norm())
     path = paths.swing(radius=distance, amplitude_deg=args.swing, frames=args.frames, width=args.size,
                        height=args.size, fov_y_deg=float(camera.fov_y_deg()[0]), fps=args.fps, elevation_deg=0.0)
@@ -260,7 +275,7 @@ def animate_command(args: AnimateArgs) -> Path:
     with VideoWriter(out, fps=args.fps) as writer:
         for frame in bullet_time_frames(motion, path):
             writer.write(frame)
-    moving = int((motion.weights[:, 0] != 0).sum())
+    moving = int((motion.weights.abs().sum(1) > 0).sum())
     print(f"wrote {out} ({args.frames} frames; {moving} of {len(scene)} Gaussians move)")
     return out
 

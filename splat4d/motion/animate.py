@@ -1,9 +1,12 @@
-"""Make-It-4D-style animation of a single-image scene from a user's 2D motion: a region of the input view moves
-along a direction (pixels), lifted to 3D through each Gaussian's depth, looping; rendered while the camera swings.
+"""Make-It-4D-style animation of a single-image scene from a user's 2D motion, lifted to 3D through each Gaussian's
+depth, looping; rendered while the camera swings. The motion is a flow image (H, W, 2): the peak displacement in
+input-view pixels of whatever is seen at each pixel; a region mask plus one direction is the special case of a
+flow that is constant inside the region and zero outside.
 
-A Gaussian whose centre projects into the region moves by ``(z / f) * s(t) * (dx * x_cam + dy * y_cam)``: at its
-depth z that is exactly (dx, dy) * s(t) pixels in the input view, with s(t) = sin(2 pi t / T) (a seamless loop).
-It is one motion basis of a :class:`MotionScene` with per-Gaussian coefficients z / f.
+A Gaussian whose centre projects to pixel p moves by ``(z / f) * s(t) * (flow_x(p) * x_cam + flow_y(p) * y_cam)``:
+at its depth z that is exactly flow(p) * s(t) pixels in the input view, with s(t) = sin(2 pi t / T) (a seamless
+loop). That is a :class:`MotionScene` with two bases (s(t) x_cam and s(t) y_cam in world units) and per-Gaussian
+coefficients (z / f) * flow(p).
 """
 
 from __future__ import annotations
@@ -17,28 +20,48 @@ from splat4d.motion import MotionScene
 from splat4d.types import Cameras, GaussianScene
 
 
-def region_coefficients(scene: GaussianScene, camera: Cameras, region: np.ndarray) -> torch.Tensor:
-    """(N,) z / f for Gaussians whose centre projects inside ``region`` (H, W bool, the camera's size), else 0."""
+def _project(scene: GaussianScene, camera: Cameras, size: tuple[int, int]):
+    """Pixel (v, u) of each centre in ``camera``, its camera z, and whether it lands inside the (H, W) image."""
     w2c = torch.linalg.inv(camera.c2w[0].double())
     pc = scene.means.double() @ w2c[:3, :3].T + w2c[:3, 3]
     K = camera.K[0].double()
     z = pc[:, 2]
     u = (K[0, 0] * pc[:, 0] / z + K[0, 2]).floor().long()
     v = (K[1, 1] * pc[:, 1] / z + K[1, 2]).floor().long()
-    h, w = region.shape
+    h, w = size
     inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    hit = torch.zeros(len(scene), dtype=torch.bool)
-    reg = torch.from_numpy(np.asarray(region, bool))
-    hit[inside] = reg[v[inside], u[inside]]
-    return torch.where(hit, z / K[0, 0], torch.zeros_like(z)).float()
+    return v, u, z, inside
+
+
+def flow_coefficients(scene: GaussianScene, camera: Cameras, flow: np.ndarray) -> torch.Tensor:
+    """(N, 2) (z / f) * flow at the pixel each centre projects to (the camera's size); 0 outside the image."""
+    flow_t = torch.from_numpy(np.asarray(flow, np.float64))
+    v, u, z, inside = _project(scene, camera, flow_t.shape[:2])
+    coeffs = torch.zeros(len(scene), 2, dtype=torch.float64)
+    coeffs[inside] = flow_t[v[inside], u[inside]] * (z[inside] / camera.K[0, 0, 0].double())[:, None]
+    return coeffs.float()
+
+
+def region_coefficients(scene: GaussianScene, camera: Cameras, region: np.ndarray) -> torch.Tensor:
+    """(N,) z / f for Gaussians whose centre projects inside ``region`` (H, W bool, the camera's size), else 0."""
+    return flow_coefficients(scene, camera, np.asarray(region, bool)[..., None] * np.array([1.0, 0.0]))[:, 0]
+
+
+def animate_flow(scene: GaussianScene, camera: Cameras, flow: np.ndarray, frames: int = 60) -> MotionScene:
+    """A looping animation: what is seen at pixel p moves +-flow[p] pixels (a sine over ``frames``)."""
+    flow = np.asarray(flow, np.float64)
+    if flow.shape != (camera.height, camera.width, 2):
+        raise ValueError(f"flow must be (H, W, 2) = ({camera.height}, {camera.width}, 2) here, got {flow.shape}")
+    if not np.isfinite(flow).all():
+        raise ValueError("flow has NaN or infinite values")
+    c2w = camera.c2w[0].double()
+    s = torch.sin(2 * math.pi * torch.arange(frames, dtype=torch.float64) / frames)
+    bases = torch.stack([s[:, None] * c2w[:3, 0], s[:, None] * c2w[:3, 1]]).float()  # (2, T, 3): camera x, y
+    return MotionScene(scene, bases, flow_coefficients(scene, camera, flow))
 
 
 def animate(scene: GaussianScene, camera: Cameras, region: np.ndarray, direction_px: tuple[float, float],
             frames: int = 60) -> MotionScene:
     """A looping animation: the region moves +-direction_px pixels (a sine over ``frames``)."""
-    c2w = camera.c2w[0].double()
-    step = direction_px[0] * c2w[:3, 0] + direction_px[1] * c2w[:3, 1]  # camera x (right), y (down) in world
-    s = torch.sin(2 * math.pi * torch.arange(frames, dtype=torch.float64) / frames)
-    bases = (s[:, None] * step[None])[None].float()  # (1, T, 3)
-    weights = region_coefficients(scene, camera, region)[:, None]
-    return MotionScene(scene, bases, weights)
+    flow = np.asarray(region, bool)[..., None] * np.asarray(direction_px, np.float64)
+    return animate_flow(scene, camera, flow, frames)
