@@ -257,7 +257,11 @@ class RunConfig:
     """Input image (PNG/JPEG/TIFF/WebP...; RGB, RGBA, greyscale or 16-bit)."""
     right: Path | None = None
     """Right image of a rectified stereo pair (the input is the left one): depth then comes from stereo matching
-    (OpenCV SGBM with a left-right check) instead of --depth.backend."""
+    (OpenCV SGBM with a left-right check) instead of --depth.backend. With --motion: the right video (or folder of
+    frames) of a stereo clip."""
+    side_by_side: bool = False
+    """The input holds a rectified stereo pair side by side (left view | right view), an image or, with --motion, a
+    video: depth comes from stereo matching as with --right."""
     out: Path = Path("runs/out")
     """Output folder."""
     preset: str | None = None

@@ -82,7 +82,7 @@ def run(cfg: RunConfig) -> RunResult:
     """Run the pipeline on ``cfg.input`` into ``cfg.out``; returns the metrics and output paths."""
     from splat4d.io.ply import atomic_write_bytes, write_ply, write_splat
     from splat4d.io.video import VideoWriter, write_png
-    from splat4d.load import InputError, load_image
+    from splat4d.load import InputError, LoadedImage, load_image
     from splat4d.nerfstudio.export import CAMERAS_FILE, export_nerfstudio, write_view_cameras
     from splat4d.segment import segment
     from splat4d.train import loss_decreased
@@ -126,18 +126,32 @@ def run(cfg: RunConfig) -> RunResult:
     if cfg.right is not None and not Path(cfg.right).is_file():
         raise InputError(f"right image not found: {cfg.right}")
     right_hash = file_hash(Path(cfg.right)) if cfg.right is not None else None
-    key = stage_key(file_hash(Path(cfg.input)), right_hash, to_dict(cfg.load), to_dict(cfg.segment))
+    if cfg.side_by_side and cfg.right is not None:
+        raise InputError("give either --side-by-side or --right, not both")
+    key = stage_key(file_hash(Path(cfg.input)), right_hash, cfg.side_by_side, to_dict(cfg.load),
+                    to_dict(cfg.segment))
 
     def do_segment():
         from splat4d.segment import crop_square
 
         max_side = max(2048, 4 * cfg.load.resolution)
         image = load_image(cfg.input, max_side=max_side, max_pixels=cfg.load.max_input_pixels)
+        right = None
+        if cfg.side_by_side:  # left view | right view in one image
+            from splat4d.depth.stereo import split_side_by_side
+
+            try:
+                left_rgb, right_rgb = split_side_by_side(image.rgb)
+            except ValueError as err:
+                raise InputError(f"{cfg.input}: {err}") from None
+            image = LoadedImage(np.ascontiguousarray(left_rgb), None, image.path, left_rgb.shape[1::-1])
+            right = LoadedImage(np.ascontiguousarray(right_rgb), None, image.path, right_rgb.shape[1::-1])
+        elif cfg.right is not None:
+            right = load_image(cfg.right, max_side=max_side, max_pixels=cfg.load.max_input_pixels)
         seg = segment(image, cfg.segment, cfg.load.resolution)
         out = {"image": seg.image, "mask": seg.mask, "method": seg.method, "box": seg.box,
                "original_size": image.original_size}
-        if cfg.right is not None:  # the same crop on both keeps the pair rectified
-            right = load_image(cfg.right, max_side=max_side, max_pixels=cfg.load.max_input_pixels)
+        if right is not None:  # the same crop on both keeps the pair rectified
             if right.rgb.shape != image.rgb.shape:
                 raise InputError(f"the stereo pair differs in size: {cfg.input} is {image.rgb.shape[1::-1]}, "
                                  f"{cfg.right} is {right.rgb.shape[1::-1]}")

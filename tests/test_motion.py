@@ -233,3 +233,48 @@ def test_animate_command_with_a_flow_file(tmp_path):
     assert read_video(out).shape == (4, 32, 32, 3)
     with pytest.raises(SystemExit):  # both or neither of --region / --flow: refused
         main(["animate", str(tmp_path / "run")])
+
+
+def test_stereo_video_recovers_motion_towards_the_camera(tmp_path):
+    """A checkered ball comes 0.6 units towards a stereo rig (Mitsuba renders both views): with stereo depth the
+    fitted motion carries that depth change; monocular silhouette depth cannot see it."""
+    import mitsuba as mi
+    from make_gt_objects import cameras, mitsuba_scene, render_view, sphere, texture
+
+    from splat4d.cli import main
+    from splat4d.io.video import write_video
+    from splat4d.motion import MotionScene
+
+    mi.set_variant("scalar_rgb")
+    res, frames_n, baseline = 96, 5, 0.2
+    left_c2w, _, _ = cameras(res)
+    right_c2w = left_c2w.copy()
+    right_c2w[:3, 3] += baseline * left_c2w[:3, 0]  # the right camera, shifted along the camera's x axis
+    tex = texture("checker", size=64, colors=((0.9, 0.4, 0.1), (0.1, 0.3, 0.8)))
+    lefts, rights = [], []
+    for t in range(frames_n):
+        pos, faces, uv = sphere(np.array([0.0, 0.0, -0.6 * t / (frames_n - 1)]), 0.4, n=40)
+        (tmp_path / f"f{t}").mkdir()
+        scene = mitsuba_scene([(pos, faces, uv, tex)], tmp_path / f"f{t}")
+        lefts.append(render_view(scene, left_c2w, res, 40.0, spp=16, seed=t)[..., :3])
+        rights.append(render_view(scene, right_c2w, res, 40.0, spp=16, seed=t)[..., :3])
+    write_video(lefts, tmp_path / "left.mp4", fps=5, crf=5)
+    write_video(rights, tmp_path / "right.mp4", fps=5, crf=5)
+    sbs = [np.concatenate([a, b], axis=1) for a, b in zip(lefts, rights)]
+    write_video(sbs, tmp_path / "sbs.mp4", fps=5, crf=5)
+    common = ["--motion", "--no-progress", "--load.resolution", "64", "--motion.iterations", "60",
+              "--motion.num-bases", "4", "--video.frames", "2", "--video.size", "32", "--depth.max-disparity", "32"]
+
+    def z_motion(run):
+        motion = MotionScene.load(run / "motion.npz")
+        return float((motion.at(frames_n - 1).means - motion.at(0).means)[:, 2].mean())
+
+    stereo = main(["run", str(tmp_path / "left.mp4"), "--right", str(tmp_path / "right.mp4"), "--out",
+                   str(tmp_path / "stereo"), *common])
+    assert stereo["depth"] == "stereo"
+    main(["run", str(tmp_path / "sbs.mp4"), "--side-by-side", "--out", str(tmp_path / "sbs"), *common])
+    main(["run", str(tmp_path / "left.mp4"), "--out", str(tmp_path / "mono"), *common])
+    dz_stereo, dz_sbs, dz_mono = (z_motion(tmp_path / n) for n in ("stereo", "sbs", "mono"))
+    print(f"z motion: stereo {dz_stereo:.3f}, side-by-side {dz_sbs:.3f}, mono {dz_mono:.3f} (true -0.6)")
+    assert abs(dz_stereo - -0.6) < 0.2 and abs(dz_sbs - -0.6) < 0.2  # measured -0.57 and -0.53 (codec noise)
+    assert abs(dz_mono - -0.6) > abs(dz_stereo - -0.6) + 0.2

@@ -118,3 +118,28 @@ def test_run_with_a_right_image(tmp_path, middlebury):
     with pytest.raises(SystemExit):
         main(["run", str(tmp_path / "left.png"), "--right", str(bad), "--out", str(tmp_path / "bad"),
               "--segment.method", "none", "--no-progress"])
+
+
+def test_side_by_side_image_equals_two_files(tmp_path, middlebury):
+    from PIL import Image
+
+    from splat4d.cli import main
+    from splat4d.io.ply import read_ply
+
+    L, R, _ = middlebury
+    to8 = lambda a: (a * 255).astype(np.uint8)  # noqa: E731
+    Image.fromarray(to8(L)).save(tmp_path / "left.png")
+    Image.fromarray(to8(R)).save(tmp_path / "right.png")
+    Image.fromarray(np.concatenate([to8(L), to8(R)], axis=1)).save(tmp_path / "sbs.png")
+    common = ["--segment.method", "none", "--load.resolution", "48", "--no-progress", "--depth.max-disparity", "32",
+              "--prior.backend", "none", "--fit.iterations", "3", "--fit.no-densify", "--video.frames", "2",
+              "--video.size", "32"]
+    main(["run", str(tmp_path / "left.png"), "--right", str(tmp_path / "right.png"), "--out", str(tmp_path / "a"),
+          *common])
+    main(["run", str(tmp_path / "sbs.png"), "--side-by-side", "--out", str(tmp_path / "b"), *common])
+    a, b = read_ply(tmp_path / "a" / "scene.ply"), read_ply(tmp_path / "b" / "scene.ply")
+    assert len(a) == len(b) and np.array_equal(a.means.numpy(), b.means.numpy())
+    odd = np.zeros((20, 41, 3), np.uint8)
+    Image.fromarray(odd).save(tmp_path / "odd.png")
+    with pytest.raises(SystemExit):  # an odd width cannot be split into two views
+        main(["run", str(tmp_path / "odd.png"), "--side-by-side", "--out", str(tmp_path / "c"), *common])

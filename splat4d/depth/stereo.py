@@ -93,3 +93,34 @@ class StereoDepth:
                             torch.from_numpy(conf * fg), kind="disparity")
         return DepthMap(torch.from_numpy(np.where(fg, depth, 0.0).astype(np.float32)), torch.from_numpy(conf * fg),
                         kind="metric")
+
+
+def split_side_by_side(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) halves of a side-by-side stereo frame (left view on the left)."""
+    w = frame.shape[1]
+    if w % 2:
+        raise ValueError(f"a side-by-side stereo frame needs an even width, got {w}")
+    return frame[:, : w // 2], frame[:, w // 2:]
+
+
+def stereo_video_depth(lefts: np.ndarray, rights: np.ndarray, masks: np.ndarray, num_disparities: int = 64,
+                       distance: float = 2.5, block_size: int = 5) -> list[DepthMap]:
+    """Metric depth for each frame of a rectified stereo clip, with one scale for the whole clip.
+
+    z = f B / d holds in every frame with the same unknown f B, so one constant k = distance * median(d_0) (the
+    object's median depth in the first frame put at the pipeline's camera distance) makes z_t = k / d_t: motion
+    towards or away from the camera is kept, where a per-frame scale would remove it.
+    """
+    disparities, confidences = [], []
+    for left, right in zip(lefts, rights):
+        disp, conf = sgbm_disparity(left, right, num_disparities, block_size)
+        disparities.append(np.maximum(fill_invalid(disp, conf), 0.25))
+        confidences.append(conf)
+    fg0 = masks[0] > 0.5
+    k = distance * float(np.median(disparities[0][fg0] if fg0.any() else disparities[0]))
+    out = []
+    for disp, conf, mask in zip(disparities, confidences, masks):
+        fg = mask > 0.5
+        out.append(DepthMap(torch.from_numpy(np.where(fg, k / disp, 0.0).astype(np.float32)),
+                            torch.from_numpy((conf * fg).astype(np.float32)), kind="metric"))
+    return out

@@ -74,6 +74,23 @@ def run_motion(cfg: RunConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     raw = load_frames(cfg.input, cfg.motion.max_frames)
+    right_raw = None  # a stereo clip: the right view of every frame
+    if cfg.side_by_side and cfg.right is not None:
+        raise InputError("give either --side-by-side or --right, not both")
+    if cfg.side_by_side:
+        from splat4d.depth.stereo import split_side_by_side
+
+        try:
+            raw, right_raw = (list(x) for x in zip(*(split_side_by_side(f) for f in raw)))
+        except ValueError as err:
+            raise InputError(f"{cfg.input}: {err}") from None
+    elif cfg.right is not None:
+        if not Path(cfg.right).exists():
+            raise InputError(f"right video not found: {cfg.right}")
+        right_raw = load_frames(cfg.right, cfg.motion.max_frames)
+        if len(right_raw) != len(raw) or right_raw[0].shape != raw[0].shape:
+            raise InputError(f"the stereo clips differ: {cfg.input} has {len(raw)} frames of "
+                             f"{raw[0].shape[1::-1]}, {cfg.right} {len(right_raw)} of {right_raw[0].shape[1::-1]}")
     masks_full = []
     method = cfg.segment.method
     for i, frame in enumerate(raw):
@@ -90,14 +107,22 @@ def run_motion(cfg: RunConfig) -> dict:
     masks = np.stack([np.clip(crop_square(m[..., None], box, R, 0.0)[..., 0], 0, 1) for m in masks_full])
     images = np.stack([crop_square(f * m[..., None] + (1 - m[..., None]), box, R, 1.0)
                        for f, m in zip(raw, masks_full)])
-    estimator = make_depth_estimator(cfg.depth, cfg.init.fov_deg, cfg.init.distance, device=cfg.device)
-    if hasattr(estimator, "video"):  # a video model (DepthCrafter): consistent over the clip by construction
-        per_frame = estimator.video(images, masks)
+    if right_raw is not None:  # rectified stereo: the same crop on both views keeps the rows aligned
+        from splat4d.depth.stereo import stereo_video_depth
+
+        per_frame = stereo_video_depth(np.stack([crop_square(f, box, R, 1.0) for f in raw]),
+                                       np.stack([crop_square(f, box, R, 1.0) for f in right_raw]), masks,
+                                       cfg.depth.max_disparity, cfg.init.distance)
     else:
-        per_frame = [estimator(images[t], masks[t]) for t in range(len(images))]
-        if per_frame[0].kind != "metric":  # relative depth flickers from frame to frame: one scale/shift for the clip
-            aligned = consistent_video_depth(np.stack([d.depth.numpy() for d in per_frame]), masks)
-            per_frame = [DepthMap(torch.from_numpy(a), d.confidence, kind=d.kind) for a, d in zip(aligned, per_frame)]
+        estimator = make_depth_estimator(cfg.depth, cfg.init.fov_deg, cfg.init.distance, device=cfg.device)
+        if hasattr(estimator, "video"):  # a video model (DepthCrafter): consistent over the clip by construction
+            per_frame = estimator.video(images, masks)
+        else:
+            per_frame = [estimator(images[t], masks[t]) for t in range(len(images))]
+            if per_frame[0].kind != "metric":  # relative depth flickers: one scale/shift for the clip
+                aligned = consistent_video_depth(np.stack([d.depth.numpy() for d in per_frame]), masks)
+                per_frame = [DepthMap(torch.from_numpy(a), d.confidence, kind=d.kind)
+                             for a, d in zip(aligned, per_frame)]
     init = init_scene(images[0], masks[0], per_frame[0], cfg.init)
     from splat4d.init import apply_depth_alignment, depth_alignment
 
@@ -119,6 +144,7 @@ def run_motion(cfg: RunConfig) -> dict:
         for frame in bullet_time_frames(fitted, path, progress=cfg.progress):
             writer.write(frame)
     metrics = {"input": str(cfg.input), "frames": len(images), "gaussians": len(init.scene),
+               "depth": "stereo" if right_raw is not None else cfg.depth.backend,
                "moving_fraction": float((fitted.weights.abs().sum(1) > 0.05).float().mean()),
                "seconds": round(time.perf_counter() - t0, 2)}
     atomic_write_bytes(out / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=2).encode()))
