@@ -218,6 +218,11 @@ class MotionConfig:
     """Frames taken from the video (evenly spaced)."""
     num_bases: int = 8
     """Shared motion bases."""
+    se3: bool = False
+    """SE(3) bases: every basis also rotates (about the scene's centre) instead of only translating; for turning
+    and spinning objects."""
+    lr_rotations: float = 2e-2
+    """Adam learning rate of the bases' rotations (radians; divided by num_bases like the translations)."""
     iterations: int = 300
     """Optimisation steps of the motion fit."""
     lr_bases: float = 2e-2

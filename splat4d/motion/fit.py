@@ -56,8 +56,15 @@ def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Came
     # Every Gaussian starts on the sum of the bases: divide their rate by their number so the motion's step size
     # does not grow with it.
     lr_bases = cfg.lr_bases / max(1, bases.shape[0])
-    opt = torch.optim.Adam([{"params": [bases], "lr": lr_bases}, {"params": [weights], "lr": cfg.lr_weights},
-                            {"params": [sh0], "lr": cfg.lr_colors}], eps=1e-15)
+    groups = [{"params": [bases], "lr": lr_bases}, {"params": [weights], "lr": cfg.lr_weights},
+              {"params": [sh0], "lr": cfg.lr_colors}]
+    rotations = None
+    if motion.rotations is not None or cfg.se3:
+        start = motion.rotations if motion.rotations is not None else torch.zeros_like(motion.bases)
+        rotations = torch.nn.Parameter(start.clone())
+        groups.append({"params": [rotations], "lr": cfg.lr_rotations / max(1, bases.shape[0])})
+    pivot = motion.centre().detach()
+    opt = torch.optim.Adam(groups, eps=1e-15)
     bg = torch.ones(3)
     history = []
     neighbours = knn(motion.canonical.means.detach(), cfg.neighbours) if cfg.coherence_weight > 0 else None
@@ -65,8 +72,11 @@ def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Came
         t = frames[int(torch.randint(len(frames), (), generator=gen))]
         with torch.no_grad():
             bases[:, 0] = 0.0  # frame 0 is the canonical frame
+            if rotations is not None:
+                rotations[:, 0] = 0.0
         c = motion.canonical
-        current = MotionScene(type(c)(c.means, c.scales, c.quats, c.opacities, sh0, c.shN), bases, weights)
+        current = MotionScene(type(c)(c.means, c.scales, c.quats, c.opacities, sh0, c.shN), bases, weights,
+                              rotations, pivot)
         cam = cameras[t] if len(cameras) > 1 else cameras
         out = rasterize(current.at(t), cam, background=bg, check_finite=False)
         loss = (out.rgb[0] - images[t]).abs().mean() + cfg.mask_weight * (out.alpha[0, ..., 0] - masks[t]).abs().mean()
@@ -75,8 +85,9 @@ def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Came
             if valid.any():
                 loss = loss + cfg.depth_weight * (out.depth[0, ..., 0] - depths[t]).abs()[valid].mean() / distance
         if T >= 3:
-            accel = bases[:, 2:] - 2 * bases[:, 1:-1] + bases[:, :-2]
-            loss = loss + cfg.smooth_weight * accel.square().sum(-1).mean()
+            for track in (bases,) if rotations is None else (bases, rotations):
+                accel = track[:, 2:] - 2 * track[:, 1:-1] + track[:, :-2]
+                loss = loss + cfg.smooth_weight * accel.square().sum(-1).mean()
         loss = loss + cfg.static_weight * weights.abs().mean()
         if neighbours is not None:
             loss = loss + cfg.coherence_weight * (weights[:, None, :] - weights[neighbours]).square().sum(-1).mean()
@@ -88,7 +99,9 @@ def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Came
         history.append(float(loss.detach()))
     with torch.no_grad():
         bases[:, 0] = 0.0
+        if rotations is not None:
+            rotations[:, 0] = 0.0
     c = motion.canonical
     final = MotionScene(type(c)(c.means, c.scales, c.quats, c.opacities, sh0.detach(), c.shN), bases.detach(),
-                        weights.detach())
+                        weights.detach(), None if rotations is None else rotations.detach(), pivot)
     return MotionFitResult(final, history)

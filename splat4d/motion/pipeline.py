@@ -130,7 +130,7 @@ def run_motion(cfg: RunConfig) -> dict:
     alignment = depth_alignment(per_frame[0], masks[0], float(init.camera.K[0, 0, 0]), cfg.init.distance)
     depths = torch.stack([torch.from_numpy(apply_depth_alignment(d, masks[t], alignment)).float()
                           for t, d in enumerate(per_frame)])
-    motion = static_motion(init.scene, len(images), cfg.motion.num_bases)
+    motion = static_motion(init.scene, len(images), cfg.motion.num_bases, se3=cfg.motion.se3)
     fitted = fit_motion(motion, torch.from_numpy(images).float(), torch.from_numpy(masks).float(), init.camera,
                         cfg.motion, depths=depths, distance=cfg.init.distance, progress=cfg.progress).motion
     fitted.save(out / "motion.npz")
