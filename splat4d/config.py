@@ -70,6 +70,9 @@ class DepthConfig:
     profile: float = 0.5
     """Shape of the inflated cross-section: height ~ u^profile with u the Poisson solution (0.5 = round, a disc
     becomes a hemisphere; smaller = flatter top and steeper sides, boxier)."""
+    scene_coverage: float = 0.95
+    """When the mask covers at least this fraction of the frame (a scene, e.g. --segment.method none), the
+    geometric backend uses a ground-plane prior (nearer towards the bottom) instead of inflating a dome."""
     relief: float = 0.6
     """Image-detail relief in pixels of height per unit of high-passed luminance (brighter = nearer)."""
     relief_sigma: float = 3.0
