@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from splat4d.config import InitConfig
+from splat4d.transform import rotmat_to_quat
 from splat4d.types import Cameras, DepthMap, GaussianScene, rgb_to_sh0
 
 MAX_STRETCH = 8.0  # longest Gaussian axis, in pixel footprints
@@ -96,32 +97,13 @@ def apply_depth_alignment(depth: DepthMap, mask: np.ndarray, alignment: tuple[fl
     return np.where(fg, a * rel + b, 0.0)
 
 
-def _rotmat_to_quat(R: Tensor) -> Tensor:
-    """(N, 3, 3) proper rotations -> (N, 4) wxyz (Shepperd's method, branch by largest diagonal term)."""
-    m = R
-    t = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    cands = torch.stack([
-        torch.stack([1 + t, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
-        torch.stack([m[:, 2, 1] - m[:, 1, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], m[:, 0, 1] + m[:, 1, 0],
-                     m[:, 0, 2] + m[:, 2, 0]], -1),
-        torch.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0], 1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2],
-                     m[:, 1, 2] + m[:, 2, 1]], -1),
-        torch.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1],
-                     1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], -1),
-    ], 1)  # (N, 4 candidates, 4)
-    diag = torch.stack([t, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], -1)
-    best = diag.argmax(-1)
-    q = cands[torch.arange(len(m)), best]
-    return torch.nn.functional.normalize(q, dim=-1)
-
-
 def covariance_to_scale_quat(cov: Tensor, min_std: float) -> tuple[Tensor, Tensor]:
     """(N, 3, 3) SPD covariances -> log-scales (N, 3), wxyz quats (N, 4)."""
     evals, evecs = torch.linalg.eigh(cov.double())
     det = torch.linalg.det(evecs)
     evecs[:, :, 2] *= det.sign()[:, None]  # proper rotation
     std = torch.sqrt(evals.clamp_min(min_std**2))
-    return torch.log(std).float(), _rotmat_to_quat(evecs).float()
+    return torch.log(std).float(), rotmat_to_quat(evecs).float()
 
 
 def surface_gaussians(z: np.ndarray, sample: np.ndarray, K: Tensor, c2w: Tensor, stride: int,

@@ -18,23 +18,24 @@ from splat4d.types import GaussianScene
 
 
 def rotmat_to_quat(R: Tensor) -> Tensor:
-    """(3, 3) rotation -> (4,) unit quaternion wxyz (Shepperd's method, stable for every rotation)."""
-    R = R.double()
-    tr = R.trace()
-    if tr > 0:
-        s = 2.0 * torch.sqrt(tr + 1.0)
-        q = torch.stack([0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s])
-    else:
-        i = int(torch.argmax(torch.diagonal(R)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * torch.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
-        q = torch.zeros(4, dtype=torch.float64)
-        q[0] = (R[k, j] - R[j, k]) / s
-        q[1 + i] = 0.25 * s
-        q[1 + j] = (R[j, i] + R[i, j]) / s
-        q[1 + k] = (R[k, i] + R[i, k]) / s
-    q = q / q.norm()
-    return q if q[0] >= 0 else -q
+    """(..., 3, 3) proper rotations -> (..., 4) unit quaternions wxyz with w >= 0 (Shepperd's method: the branch of
+    the largest diagonal term, stable for every rotation)."""
+    shape = R.shape[:-2]
+    m = R.reshape(-1, 3, 3)
+    t = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    cands = torch.stack([
+        torch.stack([1 + t, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
+        torch.stack([m[:, 2, 1] - m[:, 1, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], m[:, 0, 1] + m[:, 1, 0],
+                     m[:, 0, 2] + m[:, 2, 0]], -1),
+        torch.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0], 1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2],
+                     m[:, 1, 2] + m[:, 2, 1]], -1),
+        torch.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1],
+                     1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], -1),
+    ], 1)  # (N, 4 candidates, 4)
+    best = torch.stack([t, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], -1).argmax(-1)
+    q = torch.nn.functional.normalize(cands[torch.arange(len(m)), best], dim=-1)
+    q = torch.where(q[:, :1] < 0, -q, q)
+    return q.reshape(*shape, 4)
 
 
 def quat_multiply(a: Tensor, b: Tensor) -> Tensor:

@@ -28,9 +28,9 @@ def viser_arrays(scene: GaussianScene) -> dict[str, np.ndarray]:
 
 
 def rotation_to_wxyz(R: np.ndarray) -> np.ndarray:
-    from splat4d.init import _rotmat_to_quat
+    from splat4d.transform import rotmat_to_quat
 
-    return _rotmat_to_quat(torch.as_tensor(R, dtype=torch.float64)[None])[0].numpy()
+    return rotmat_to_quat(torch.as_tensor(R, dtype=torch.float64)).numpy()
 
 
 def start_viewer(scene: GaussianScene, host: str = "127.0.0.1", port: int = 8080, *, initial_c2w=None,
