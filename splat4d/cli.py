@@ -136,6 +136,9 @@ def info_command(args: InfoArgs) -> dict:
 def run_command(args) -> object:
     from splat4d.pipeline import run
 
+    if args.motion_mode and args.multiview:
+        raise ValueError("--motion (still camera, moving object) and --multiview (moving camera, still object) "
+                         "exclude each other")
     if args.motion_mode:
         from splat4d.motion.pipeline import run_motion
 

@@ -253,6 +253,35 @@ class MotionConfig:
 
 
 @dataclass
+class SfmConfig:
+    """Multi-view mode (`--multiview`): camera poses of a video that moves around a still object
+    (``splat4d.sfm``: SIFT, essential matrix, PnP, bundle adjustment)."""
+
+    max_frames: int = 24
+    """Frames taken from the video (evenly spaced)."""
+    features: int = 4000
+    """SIFT features per frame (on the object)."""
+    ratio: float = 0.8
+    """Lowe's ratio test for feature matches."""
+    match_window: int = 3
+    """Each new frame is matched with this many registered frames nearest in time (longer tracks tie the poses
+    together over wider baselines)."""
+    min_parallax_deg: float = 2.0
+    """Median triangulation angle wanted between the first frame and the frame it is first paired with."""
+    pnp_error_px: float = 2.0
+    """RANSAC reprojection threshold in pixels (essential matrix and PnP)."""
+    min_inliers: int = 12
+    """A frame with fewer PnP inliers stays unregistered (and unused)."""
+    bundle_iterations: int = 30
+    """Levenberg-Marquardt steps of the final bundle adjustment (0 = none)."""
+    min_registered: float = 0.5
+    """Stop with an error when fewer than this fraction of the frames get a pose."""
+    prior_min_angle_deg: float = 40.0
+    """Views of the view prior closer than this (angle about the object) to a video frame are left out: the real
+    frame is better."""
+
+
+@dataclass
 class RunConfig:
     """Single image (or RGBA cut-out) -> 360-degree Gaussian-splat object: scene.ply, scene.splat, orbit.mp4, views/,
     depth.png, mask.png, config.yaml, metrics.json in the output folder. Stages are cached there: a re-run with the
@@ -297,6 +326,11 @@ class RunConfig:
     """Settings of the motion-aware mode (`--motion` with a video or a folder of frames)."""
     motion_mode: bool = False
     """Motion-aware (4D) mode: the input is a short video (or a folder of frames) from a still camera."""
+    multiview: bool = False
+    """Multi-view mode: the input video (or folder of frames) moves around a still object; camera poses are
+    estimated and every registered frame supervises the fit next to the view prior."""
+    sfm: SfmConfig = field(default_factory=SfmConfig)
+    """Settings of the multi-view mode's pose estimation."""
 
 
 def to_dict(cfg: Any) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from splat4d.config import RunConfig, to_dict
+from splat4d.types import Cameras, Views
 
 CACHE_VERSION = 1
 STAGES = ("segment", "depth", "init", "prior", "fit", "export")
@@ -80,6 +81,7 @@ def _log(msg: str, quiet: bool = False) -> None:
 
 def run(cfg: RunConfig) -> RunResult:
     """Run the pipeline on ``cfg.input`` into ``cfg.out``; returns the metrics and output paths."""
+    user_fov = cfg.init.fov_deg
     from splat4d.io.ply import atomic_write_bytes, write_ply, write_splat
     from splat4d.io.video import VideoWriter, write_png
     from splat4d.load import InputError, LoadedImage, load_image
@@ -89,12 +91,16 @@ def run(cfg: RunConfig) -> RunResult:
     from splat4d.types import Cameras
 
     out = Path(cfg.out)
-    if not Path(cfg.input).is_file():
+    if not Path(cfg.input).is_file() and not (cfg.multiview and Path(cfg.input).is_dir()):
         raise InputError(f"input image not found: {cfg.input}")
     from splat4d.motion.pipeline import VIDEO_SUFFIXES
 
-    if Path(cfg.input).suffix.lower() in VIDEO_SUFFIXES and Path(cfg.input).suffix.lower() != ".gif":
-        raise InputError(f"{cfg.input} is a video: add --motion for the motion-aware (4D) mode")
+    is_video = Path(cfg.input).suffix.lower() in VIDEO_SUFFIXES and Path(cfg.input).suffix.lower() != ".gif"
+    if is_video and not cfg.multiview:
+        raise InputError(f"{cfg.input} is a video: add --motion for a still camera filming something that moves "
+                         "(4D), or --multiview for a camera moving around a still object")
+    if cfg.multiview and (cfg.right is not None or cfg.side_by_side):
+        raise InputError("--multiview takes one video (or folder of frames); stereo input goes with --motion")
     if cfg.load.resolution < 16:
         raise InputError("--load.resolution must be at least 16")
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
@@ -128,11 +134,23 @@ def run(cfg: RunConfig) -> RunResult:
     right_hash = file_hash(Path(cfg.right)) if cfg.right is not None else None
     if cfg.side_by_side and cfg.right is not None:
         raise InputError("give either --side-by-side or --right, not both")
-    key = stage_key(file_hash(Path(cfg.input)), right_hash, cfg.side_by_side, to_dict(cfg.load),
-                    to_dict(cfg.segment))
+    input_hash = file_hash(Path(cfg.input)) if Path(cfg.input).is_file() else _folder_hash(Path(cfg.input))
+    key = stage_key(input_hash, right_hash, cfg.side_by_side, to_dict(cfg.load), to_dict(cfg.segment),
+                    to_dict(cfg.sfm) if cfg.multiview else None)
 
     def do_segment():
         from splat4d.segment import crop_square
+
+        if cfg.multiview:  # one square crop for every frame keeps one camera model (K) for all of them
+            from splat4d.motion.pipeline import crop_clip, load_frames
+
+            raw = load_frames(cfg.input, cfg.sfm.max_frames)
+            images, masks, box, method = crop_clip(raw, cfg, centred=True)
+            # --init.fov-deg is the video's vertical field of view; the centred crop sees a part of it.
+            f_full = 0.5 * raw[0].shape[0] / np.tan(np.radians(cfg.init.fov_deg) / 2)
+            fov = float(np.degrees(2 * np.arctan(0.5 * box[2] / f_full)))
+            return {"image": images[0], "mask": masks[0], "method": method, "box": box,
+                    "original_size": raw[0].shape[1::-1], "frames": (images, masks), "fov_deg": fov}
 
         max_side = max(2048, 4 * cfg.load.resolution)
         image = load_image(cfg.input, max_side=max_side, max_pixels=cfg.load.max_input_pixels)
@@ -163,9 +181,11 @@ def run(cfg: RunConfig) -> RunResult:
     image, mask = seg["image"], seg["mask"]
     if "stereo" in seg:
         cfg = dataclasses.replace(cfg, depth=dataclasses.replace(cfg.depth, backend="stereo"))
+    if "fov_deg" in seg:  # multi-view: the working crop's own field of view
+        cfg = dataclasses.replace(cfg, init=dataclasses.replace(cfg.init, fov_deg=seg["fov_deg"]))
 
     init, generated, fitted = reconstruct(image, mask, cfg, backend=backend, device=device, stage=stage, key=key,
-                                          stereo=seg.get("stereo"))
+                                          stereo=seg.get("stereo"), frames=seg.get("frames"))
     depth = init.depth
     scene = fitted.scene
 
@@ -219,6 +239,7 @@ def run(cfg: RunConfig) -> RunResult:
         "gaussians_init": len(init.scene),
         "gaussians_final": len(scene),
         "generated_views": 0 if generated is None else len(generated),
+        "fov_deg": round(cfg.init.fov_deg, 3),
         "input_psnr_init": round(fitted.initial_input_psnr, 3),
         "input_psnr": round(fitted.input_psnr, 3),
         "loss_decreased": loss_decreased(fitted.history),
@@ -227,7 +248,9 @@ def run(cfg: RunConfig) -> RunResult:
         "cached_stages": cached,
         "backend": backend,
     }
-    save_config_atomic(cfg, files["config.yaml"])
+    # The saved config re-runs this run: the multi-view crop's field of view is derived, not a setting.
+    save_config_atomic(dataclasses.replace(cfg, init=dataclasses.replace(cfg.init, fov_deg=user_fov)),
+                       files["config.yaml"])
     atomic_write_bytes(files["metrics.json"], lambda f: f.write(json.dumps(metrics, indent=2).encode()))
     _log(f"done in {metrics['seconds']['total']:.1f} s: {len(scene)} Gaussians, input-view PSNR "
          f"{fitted.input_psnr:.2f} dB -> {out}")
@@ -243,10 +266,13 @@ def _run_stage(index: int, name: str, key: str, compute: Callable[[], Any]) -> A
 
 def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, *, backend: str = "cpu",
                 device: torch.device | str = "cpu", stage: Stage = _run_stage, key: str = "",
-                stereo: tuple[np.ndarray, np.ndarray] | None = None):
+                stereo: tuple[np.ndarray, np.ndarray] | None = None,
+                frames: tuple[np.ndarray, np.ndarray] | None = None):
     """Stages 3-6 on a working image (R, R, 3) over white and its mask: depth -> init -> prior -> fit.
 
     ``stereo`` = (left, right) raw working crops of a rectified pair, for the 'stereo' depth backend.
+    ``frames`` = (images (T, R, R, 3), masks (T, R, R)) of a video around a still object whose frame 0 is
+    ``image``: camera poses are estimated (``splat4d.sfm``) and the registered frames join the supervisory views.
 
     Returns ``(InitResult, generated Views or None, FitResult)``. ``stage(index, name, key, compute)`` wraps each
     stage (the pipeline caches there); ``key`` chains the cache keys of earlier stages.
@@ -279,12 +305,23 @@ def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, *, backend:
 
     key = stage_key(key, to_dict(cfg.prior), cfg.seed)
 
+    observed = None
+    if frames is not None:
+        observed = stage(4, "poses", stage_key(key, to_dict(cfg.sfm)),
+                         lambda: observed_views(frames[0], frames[1], init.camera, cfg, init.depth.numpy()))
+
     def do_prior():
         generator = make_view_generator(cfg.prior, backend="cpu", device=str(device), seed=cfg.seed,
                                         fov_deg=cfg.init.fov_deg, distance=cfg.init.distance)
-        if generator is None:
-            return None
-        return generator(input_view, init.scene, target_cameras(cfg.prior, init.camera, cfg.init.distance))
+        targets = target_cameras(cfg.prior, init.camera, cfg.init.distance)
+        if observed is not None:  # the prior only fills in where no video frame looks
+            targets = far_from(targets, observed.cameras, cfg.sfm.prior_min_angle_deg)
+        prior_views = None if generator is None or len(targets) == 0 else generator(input_view, init.scene, targets)
+        if observed is None:
+            return prior_views
+        from splat4d.train import concat_views
+
+        return observed if prior_views is None else concat_views(observed, prior_views)
 
     generated = stage(4, "prior", key, do_prior)
     key = stage_key(key, to_dict(cfg.fit), cfg.seed, backend)
@@ -297,6 +334,52 @@ def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, *, backend:
 
     fitted = stage(5, "fit", key, do_fit)
     return init, generated, fitted
+
+
+def observed_views(images: np.ndarray, masks: np.ndarray, camera, cfg: RunConfig, depth0=None) -> Views:
+    """The video frames after the first, with the camera poses estimated for them, as supervisory views (weight 1:
+    they are real observations). Frames that could not be registered are left out; too few registered is an
+    error."""
+    from splat4d.sfm import SfmError, estimate_poses, to_splat4d_world
+    from splat4d.load import InputError
+
+    K = camera.K[0].double().numpy()
+    try:
+        sfm = estimate_poses(images, masks, K, cfg.sfm, progress=cfg.progress)
+    except SfmError as err:
+        raise InputError(f"camera poses of {cfg.input}: {err}. --multiview needs a textured object filmed from "
+                         "overlapping viewpoints; for a still camera use --motion") from None
+    registered = int(sfm.registered.sum())
+    if registered < max(2, cfg.sfm.min_registered * len(images)):
+        raise InputError(f"camera poses of {cfg.input}: only {registered} of {len(images)} frames registered "
+                         f"(--sfm.min-registered {cfg.sfm.min_registered}); film more slowly or a more textured "
+                         "object, or use --motion for a still camera")
+    c2w = torch.from_numpy(to_splat4d_world(sfm, cfg.init.distance, K, depth0)).float()
+    keep = [k for k in range(1, len(images)) if sfm.registered[k]]
+    _log(f"          poses: {registered}/{len(images)} frames, {len(sfm.points)} points, median reprojection "
+         f"{sfm.reprojection_px:.2f} px")
+    cams = Cameras(c2w[keep], camera.K[:1].expand(len(keep), 3, 3).clone(), camera.width, camera.height)
+    return Views(torch.from_numpy(images[keep]).float(), torch.from_numpy(masks[keep]).float(), cams)
+
+
+def far_from(targets, cameras, min_angle_deg: float):
+    """The target cameras whose direction from the object centre (origin) is at least ``min_angle_deg`` from every
+    camera of ``cameras``."""
+    a = torch.nn.functional.normalize(targets.centers().double(), dim=-1)
+    b = torch.nn.functional.normalize(cameras.centers().double(), dim=-1)
+    angle = torch.rad2deg(torch.acos((a @ b.T).clamp(-1, 1))).min(dim=1).values
+    keep = torch.nonzero(angle >= min_angle_deg).flatten()
+    return targets[keep] if len(keep) else Cameras(targets.c2w[:0], targets.K[:0], targets.width, targets.height)
+
+
+def _folder_hash(path: Path) -> str:
+    """Hash of a folder of frames: the names and contents of its files, in order."""
+    h = hashlib.sha256()
+    for p in sorted(path.iterdir()):
+        if p.is_file():
+            h.update(p.name.encode())
+            h.update(file_hash(p).encode())
+    return h.hexdigest()
 
 
 def save_config_atomic(cfg: RunConfig, path: Path) -> None:

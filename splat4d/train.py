@@ -59,7 +59,7 @@ def fit(scene: GaussianScene, input_view: Views, generated: Views | None, init_d
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     device = scene.device
-    views = input_view if generated is None else _concat(input_view, generated)
+    views = input_view if generated is None else concat_views(input_view, generated)
     view_weights = views.view_weights().to(device)
     n_views = len(views)
     width, height = views.cameras.width, views.cameras.height
@@ -157,7 +157,8 @@ def fit(scene: GaussianScene, input_view: Views, generated: Views | None, init_d
     return result
 
 
-def _concat(a: Views, b: Views) -> Views:
+def concat_views(a: Views, b: Views) -> Views:
+    """The views of ``a`` then those of ``b`` (weights and confidences kept)."""
     from splat4d.types import Cameras
 
     conf = lambda v: v.confidence if v.confidence is not None else torch.ones_like(v.masks)  # noqa: E731

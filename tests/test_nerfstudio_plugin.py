@@ -11,7 +11,6 @@ replaced by an empty module (a metric, never used here).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

@@ -3,7 +3,6 @@ ours, and one object end to end at tiny resolution."""
 
 import math
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

@@ -1,6 +1,5 @@
 """Pipeline stages against analytic cases and ground truth: segmentation, geometric depth, init, warp prior."""
 
-import math
 
 import numpy as np
 import pytest

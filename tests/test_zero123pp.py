@@ -2,7 +2,6 @@
 stand-in pipeline written here, grid splitting, background removal and camera registration."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest

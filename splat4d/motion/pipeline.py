@@ -56,6 +56,38 @@ def load_frames(path: Path, max_frames: int, max_side: int = 1024) -> list[np.nd
     return out
 
 
+def crop_clip(raw: list[np.ndarray], cfg: RunConfig, centred: bool = False):
+    """Segment every frame and crop all of them by one square (the union of the object's boxes, padded) resized to
+    the working resolution: (images over white (T, R, R, 3), masks (T, R, R), box, segmentation method).
+    ``centred``: the square is centred on the frame's centre (the principal point stays in the middle, so the crop is
+    a pinhole camera with a known field of view)."""
+    from splat4d.segment import crop_square, foreground_mask
+
+    masks_full = []
+    method = cfg.segment.method
+    for i, frame in enumerate(raw):
+        mask, method = foreground_mask(LoadedImage(frame, None, Path(f"{cfg.input}#{i}"), frame.shape[1::-1]),
+                                       cfg.segment)
+        masks_full.append(mask)
+    union = np.any(np.stack(masks_full) > 0.5, axis=0)
+    ys, xs = np.nonzero(union)
+    padding = 0.0 if method == "none" else cfg.segment.padding
+    side = int(np.ceil(max(np.ptp(xs) + 1, np.ptp(ys) + 1) / max(1e-3, 1 - 2 * padding)))
+    box = (int(round((xs.min() + xs.max() + 1) / 2 - side / 2)), int(round((ys.min() + ys.max() + 1) / 2 - side / 2)),
+           side, side)
+    if centred:
+        h, w = union.shape
+        reach = max(w / 2 - box[0], box[0] + side - w / 2, h / 2 - box[1], box[1] + side - h / 2)
+        side = int(np.ceil(2 * reach / 2)) * 2
+        box = (w // 2 - side // 2, h // 2 - side // 2, side, side) if w % 2 == 0 and h % 2 == 0 else \
+            (int(round(w / 2 - side / 2)), int(round(h / 2 - side / 2)), side, side)
+    R = cfg.load.resolution
+    masks = np.stack([np.clip(crop_square(m[..., None], box, R, 0.0)[..., 0], 0, 1) for m in masks_full])
+    images = np.stack([crop_square(f * m[..., None] + (1 - m[..., None]), box, R, 1.0)
+                       for f, m in zip(raw, masks_full)])
+    return images, masks, box, method
+
+
 def run_motion(cfg: RunConfig) -> dict:
     from splat4d import paths
     from splat4d.depth import make_depth_estimator
@@ -66,7 +98,7 @@ def run_motion(cfg: RunConfig) -> dict:
     from splat4d.motion import static_motion
     from splat4d.motion.fit import fit_motion
     from splat4d.motion.render import bullet_time_frames
-    from splat4d.segment import crop_square, foreground_mask
+    from splat4d.segment import crop_square
     from splat4d.types import DepthMap
 
     t0 = time.perf_counter()
@@ -91,22 +123,8 @@ def run_motion(cfg: RunConfig) -> dict:
         if len(right_raw) != len(raw) or right_raw[0].shape != raw[0].shape:
             raise InputError(f"the stereo clips differ: {cfg.input} has {len(raw)} frames of "
                              f"{raw[0].shape[1::-1]}, {cfg.right} {len(right_raw)} of {right_raw[0].shape[1::-1]}")
-    masks_full = []
-    method = cfg.segment.method
-    for i, frame in enumerate(raw):
-        mask, method = foreground_mask(LoadedImage(frame, None, Path(f"{cfg.input}#{i}"), frame.shape[1::-1]),
-                                       cfg.segment)
-        masks_full.append(mask)
-    union = np.any(np.stack(masks_full) > 0.5, axis=0)
-    ys, xs = np.nonzero(union)
-    padding = 0.0 if method == "none" else cfg.segment.padding
-    side = int(np.ceil(max(np.ptp(xs) + 1, np.ptp(ys) + 1) / max(1e-3, 1 - 2 * padding)))
-    box = (int(round((xs.min() + xs.max() + 1) / 2 - side / 2)), int(round((ys.min() + ys.max() + 1) / 2 - side / 2)),
-           side, side)
+    images, masks, box, _ = crop_clip(raw, cfg)
     R = cfg.load.resolution
-    masks = np.stack([np.clip(crop_square(m[..., None], box, R, 0.0)[..., 0], 0, 1) for m in masks_full])
-    images = np.stack([crop_square(f * m[..., None] + (1 - m[..., None]), box, R, 1.0)
-                       for f, m in zip(raw, masks_full)])
     if right_raw is not None:  # rectified stereo: the same crop on both views keeps the rows aligned
         from splat4d.depth.stereo import stereo_video_depth
 

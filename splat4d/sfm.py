@@ -1,0 +1,350 @@
+"""Camera poses of a video that moves around a still object: a small incremental structure-from-motion.
+
+SIFT features on the object (OpenCV), ratio-test matches between frames, the first pair with enough parallax from
+the essential matrix (five-point RANSAC, cheirality check), every further frame by PnP (RANSAC) against the points
+seen so far, new points triangulated as frames register, and a final bundle adjustment (scipy least_squares,
+Huber loss, sparse Jacobian) of all poses and points. Intrinsics are known (splat4d's assumed field of view).
+Poses come out in camera 0's frame with an arbitrary scale; :func:`to_splat4d_world` puts them in splat4d's world:
+camera 0 at (0, 0, -distance) looking along +z, the object's median point depth at ``distance``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from splat4d.config import SfmConfig
+
+
+@dataclass
+class SfmResult:
+    w2c: np.ndarray
+    """(T, 4, 4) world-to-camera in camera 0's frame (frame 0 is the identity); NaN for unregistered frames."""
+    points: np.ndarray
+    """(P, 3) triangulated points (camera 0's frame)."""
+    registered: np.ndarray
+    """(T,) bool."""
+    reprojection_px: float
+    """Median reprojection error after bundle adjustment."""
+    observations: int
+    """Point observations used by the bundle adjustment."""
+
+
+class SfmError(RuntimeError):
+    """Poses could not be estimated (too little texture, parallax or overlap between frames)."""
+
+
+def _features(images: np.ndarray, masks: np.ndarray, n: int):
+    import cv2
+
+    # Small, clean renders and crops have little contrast detail: a low contrast threshold and 2x upsampling keep
+    # enough features on the object.
+    sift = cv2.SIFT_create(nfeatures=n, contrastThreshold=0.01)
+    kernel = np.ones((5, 5), np.uint8)
+    out = []
+    for image, mask in zip(images, masks):
+        grey = cv2.cvtColor(np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+        m = cv2.dilate((mask > 0.5).astype(np.uint8) * 255, kernel)
+        big = cv2.resize(grey, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+        kp, desc = sift.detectAndCompute(big, cv2.resize(m, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
+        pts = (np.array([k.pt for k in kp], np.float64).reshape(-1, 2) + 0.5) / 2 - 0.5
+        out.append((pts, desc if desc is not None else np.zeros((0, 128), np.float32)))
+    return out
+
+
+def _match(d1: np.ndarray, d2: np.ndarray, ratio: float) -> np.ndarray:
+    """(M, 2) index pairs passing the ratio test both ways."""
+    import cv2
+
+    if len(d1) < 2 or len(d2) < 2:
+        return np.zeros((0, 2), int)
+    bf = cv2.BFMatcher(cv2.NORM_L2)
+
+    def one_way(a, b):
+        best = {}
+        for pair in bf.knnMatch(a, b, k=2):
+            if len(pair) == 2 and pair[0].distance < ratio * pair[1].distance:
+                best[pair[0].queryIdx] = pair[0].trainIdx
+        return best
+
+    fwd, bwd = one_way(d1, d2), one_way(d2, d1)
+    return np.array([(i, j) for i, j in fwd.items() if bwd.get(j) == i], int).reshape(-1, 2)
+
+
+def _project(K: np.ndarray, w2c: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pc = X @ w2c[:3, :3].T + w2c[:3, 3]
+    uv = pc[:, :2] / pc[:, 2:3] @ K[:2, :2].T + K[:2, 2]
+    return uv, pc[:, 2]
+
+
+def _triangulate(K, w2c_a, w2c_b, pa, pb):
+    import cv2
+
+    Xh = cv2.triangulatePoints(K @ w2c_a[:3], K @ w2c_b[:3], pa.T, pb.T)
+    return (Xh[:3] / Xh[3]).T
+
+
+def _pose(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    w2c = np.eye(4)
+    w2c[:3, :3], w2c[:3, 3] = R, np.ravel(t)
+    return w2c
+
+
+def estimate_poses(images: np.ndarray, masks: np.ndarray, K: np.ndarray, cfg: SfmConfig | None = None,
+                   progress: bool = False) -> SfmResult:
+    """Poses of T frames (T, H, W, 3) in [0, 1] with object masks (T, H, W) and shared intrinsics K (3, 3)."""
+    import cv2
+
+    cfg = cfg or SfmConfig()
+    T = len(images)
+    feats = _features(images, masks, cfg.features)
+    if min(len(f[0]) for f in feats[:2]) < 20:
+        raise SfmError("fewer than 20 features on the object in the first frames: too little texture to track")
+    track = [np.full(len(f[0]), -1, int) for f in feats]  # point id of each keypoint
+    points: list[np.ndarray] = []
+    w2c = np.full((T, 4, 4), np.nan)
+    w2c[0] = np.eye(4)
+
+    # First pair: frame 0 and the first frame with enough parallax.
+    best = None
+    for k in range(1, T):
+        m = _match(feats[0][1], feats[k][1], cfg.ratio)
+        if len(m) < 20:
+            continue
+        p0, pk = feats[0][0][m[:, 0]], feats[k][0][m[:, 1]]
+        E, inl = cv2.findEssentialMat(p0, pk, K, cv2.RANSAC, 0.999, cfg.pnp_error_px)
+        if E is None or E.shape != (3, 3):
+            continue
+        _, R, t, inl = cv2.recoverPose(E, p0, pk, K, mask=inl)
+        ok = inl.ravel() > 0
+        if ok.sum() < 20:
+            continue
+        pose = _pose(R, t)
+        X = _triangulate(K, w2c[0], pose, p0[ok], pk[ok])
+        rays0 = X / np.linalg.norm(X, axis=1, keepdims=True)
+        ck = -R.T @ t.ravel()
+        raysk = (X - ck) / np.linalg.norm(X - ck, axis=1, keepdims=True)
+        parallax = float(np.degrees(np.median(np.arccos(np.clip((rays0 * raysk).sum(1), -1, 1)))))
+        if best is None or parallax > best[0]:
+            best = (parallax, k, pose, m[ok], X)
+        if parallax >= cfg.min_parallax_deg:
+            break
+    if best is None:
+        raise SfmError("no frame shares enough matched features with the first one")
+    _, k0, pose, m, X = best
+    w2c[k0] = pose
+    for (i, j), x in zip(m, X):
+        track[0][i] = track[k0][j] = len(points)
+        points.append(x)
+
+    return _register_and_adjust(K, feats, track, points, w2c, [k for k in range(1, T) if k != k0], cfg, progress)
+
+
+def _register_and_adjust(K, feats, track, points, w2c, order, cfg: SfmConfig, progress: bool) -> SfmResult:
+    """Register the frames of ``order`` one by one (PnP against the known points, then new points triangulated
+    with their registered neighbours) and bundle-adjust everything."""
+    import cv2
+    from tqdm.auto import tqdm
+
+    T = len(feats)
+    for k in tqdm(order, desc="camera poses", disable=not progress, leave=False):
+        done = [j for j in range(T) if np.isfinite(w2c[j, 0, 0])]
+        near = sorted(done, key=lambda j: abs(j - k))[:cfg.match_window]
+        matches, seen = {}, {}  # keypoint of frame k -> point id (first registered neighbour wins)
+        for j in near:
+            matches[j] = _match(feats[j][1], feats[k][1], cfg.ratio)
+            for a, b in matches[j]:
+                if track[j][a] >= 0 and b not in seen:
+                    seen[b] = track[j][a]
+        pose = None
+        if len(seen) >= cfg.min_inliers:
+            kps = np.array(list(seen))
+            obj = np.array([points[seen[b]] for b in kps])
+            img = feats[k][0][kps]
+            ok, rvec, tvec, inliers = cv2.solvePnPRansac(obj, img, K, None, reprojectionError=cfg.pnp_error_px,
+                                                         iterationsCount=300, flags=cv2.SOLVEPNP_EPNP)
+            if ok and inliers is not None and len(inliers) >= cfg.min_inliers:
+                inl = inliers.ravel()
+                rvec, tvec = cv2.solvePnPRefineLM(obj[inl], img[inl], K, None, rvec, tvec)
+                pose = _pose(cv2.Rodrigues(rvec)[0], tvec)
+                track[k][kps[inl]] = [seen[b] for b in kps[inl]]  # only PnP inliers extend their tracks
+        if pose is None:  # too few known points seen from here: left unregistered
+            continue
+        w2c[k] = pose
+        # New points from matches with registered neighbours that no point covers yet.
+        for j in near:
+            mm = matches[j]
+            new = [(a, b) for a, b in mm if track[j][a] < 0 and track[k][b] < 0]
+            if not new:
+                continue
+            new = np.array(new)
+            X = _triangulate(K, w2c[j], w2c[k], feats[j][0][new[:, 0]], feats[k][0][new[:, 1]])
+            for (a, b), x in zip(new, X):
+                good = True
+                for frame, idx in ((j, a), (k, b)):
+                    uv, z = _project(K, w2c[frame], x[None])
+                    good &= bool(z[0] > 0 and np.linalg.norm(uv[0] - feats[frame][0][idx]) < 2 * cfg.pnp_error_px)
+                if good:
+                    track[j][a] = track[k][b] = len(points)
+                    points.append(x)
+
+    registered = np.isfinite(w2c[:, 0, 0])
+    if registered.sum() < 2:
+        raise SfmError("only one frame could be registered")
+    pts = np.array(points)
+    obs = [(f, int(pid), feats[f][0][i]) for f in range(T) if registered[f]
+           for i, pid in enumerate(track[f]) if pid >= 0]
+    w2c, pts, err = _bundle_adjust(K, w2c, registered, pts, obs, cfg.bundle_iterations)
+    return SfmResult(w2c, pts, registered, err, len(obs))
+
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    """(N, 3) -> (N, 3, 3) cross-product matrices."""
+    z = np.zeros(len(v))
+    return np.stack([np.stack([z, -v[:, 2], v[:, 1]], -1), np.stack([v[:, 2], z, -v[:, 0]], -1),
+                     np.stack([-v[:, 1], v[:, 0], z], -1)], -2)
+
+
+def _bundle_adjust(K, w2c, registered, pts, obs, iterations: int):
+    """Levenberg-Marquardt on the reprojection error of all points in all registered frames (frame 0 fixed), the
+    points eliminated by the Schur complement, Huber weights (1 px) by iterative reweighting; ``iterations`` LM
+    steps at most. An object filmed with a normal lens from a few of its sizes away is a near-degenerate case (the
+    bas-relief ambiguity: a turn around the object and a turn of the camera differ by a tenth of a pixel in two
+    views), so the essential matrix of the first pair can be degrees off; only the joint adjustment of all frames
+    pulls the poses back."""
+    import cv2
+
+    frames = [f for f in range(len(w2c)) if registered[f] and f != 0]
+    slot = {f: i for i, f in enumerate(frames)}
+    fi = np.array([o[0] for o in obs], int)
+    pi = np.array([o[1] for o in obs], int)
+    uv = np.array([o[2] for o in obs], np.float64).reshape(-1, 2)
+    P = np.array(pts, np.float64).reshape(-1, 3)
+    n_real = len(obs)
+    R = {f: w2c[f][:3, :3].copy() for f in [0] + frames}
+    t = {f: w2c[f][:3, 3].copy() for f in [0] + frames}
+    f_xy, c_xy = np.array([K[0, 0], K[1, 1]]), K[:2, 2]
+    C, N = len(frames), len(P)
+
+    def project(R, t, P):
+        Rs = np.stack([R[f] for f in fi])
+        pc = np.einsum("nij,nj->ni", Rs, P[pi]) + np.stack([t[f] for f in fi])
+        return pc, pc[:, :2] / pc[:, 2:3] * f_xy + c_xy
+
+    def cost(R, t, P):
+        pc, proj = project(R, t, P)
+        r = np.linalg.norm(proj - uv, axis=1)
+        behind = pc[:, 2] <= 1e-6
+        huber = np.where(r <= 1.0, 0.5 * r * r, r - 0.5)
+        return float(huber.sum() + 1e6 * behind.sum())
+
+    lam = 1e-3
+    current = cost(R, t, P)
+    for _ in range(max(0, iterations)):
+        pc, proj = project(R, t, P)
+        res = proj - uv  # (M, 2)
+        norm = np.linalg.norm(res, axis=1)
+        w = np.where(norm <= 1.0, 1.0, 1.0 / np.maximum(norm, 1e-12))  # IRLS Huber weights
+        z = pc[:, 2:3]
+        d_proj = np.zeros((len(pc), 2, 3))
+        d_proj[:, 0, 0] = f_xy[0] / z[:, 0]
+        d_proj[:, 1, 1] = f_xy[1] / z[:, 0]
+        d_proj[:, :, 2] = -(pc[:, :2] / z) * f_xy / z
+        J_pose = np.concatenate([d_proj @ -_skew(pc), d_proj], axis=2)  # (M, 2, 6), left update
+        J_pt = d_proj @ np.stack([R[f] for f in fi])  # (M, 2, 3)
+        has = fi != 0
+        cam = np.array([slot.get(f, -1) for f in fi])
+        U = np.zeros((C, 6, 6))
+        V = np.zeros((N, 3, 3))
+        Wm = np.zeros((len(pc), 6, 3))
+        gc = np.zeros((C, 6))
+        gp = np.zeros((N, 3))
+        JpT = np.swapaxes(J_pose, 1, 2) * w[:, None, None]
+        JxT = np.swapaxes(J_pt, 1, 2) * w[:, None, None]
+        np.add.at(U, cam[has], (JpT @ J_pose)[has])
+        np.add.at(V, pi, JxT @ J_pt)
+        Wm[has] = (JpT @ J_pt)[has]
+        np.add.at(gc, cam[has], np.einsum("nij,nj->ni", JpT, res)[has])
+        np.add.at(gp, pi, np.einsum("nij,nj->ni", JxT, res))
+        while True:
+            Vd = V + lam * (np.eye(3) * np.maximum(np.diagonal(V, axis1=1, axis2=2), 1e-9)[:, None, :] + 1e-9)
+            Vinv = np.linalg.inv(Vd)
+            S = np.zeros((6 * C, 6 * C))
+            b = -gc.reshape(-1).copy()
+            for k in range(C):
+                S[6 * k:6 * k + 6, 6 * k:6 * k + 6] += U[k] + lam * np.diag(np.maximum(np.diagonal(U[k]), 1e-9))
+            # S -= sum over points of W_kp V_p^-1 W_lp^T (cameras sharing point p)
+            WV = np.einsum("nij,njk->nik", Wm, Vinv[pi])  # (M, 6, 3)
+            by_point: dict[int, list[int]] = {}
+            for m in np.nonzero(has)[0]:
+                by_point.setdefault(int(pi[m]), []).append(int(m))
+            for p_id, ms in by_point.items():
+                for a in ms:
+                    ka = cam[a]
+                    b[6 * ka:6 * ka + 6] += WV[a] @ gp[p_id]
+                    for c in ms:
+                        kc = cam[c]
+                        S[6 * ka:6 * ka + 6, 6 * kc:6 * kc + 6] -= WV[a] @ Wm[c].T
+            try:
+                dc = np.linalg.solve(S, b).reshape(C, 6) if C else np.zeros((0, 6))
+            except np.linalg.LinAlgError:
+                lam *= 10
+                continue
+            # Points: dp = V^-1 (-g_p - sum_k W_kp^T dc_k)
+            rhs = -gp.copy()
+            np.add.at(rhs, pi[has], -np.einsum("nji,nj->ni", Wm[has], dc[cam[has]]))
+            dp = np.einsum("nij,nj->ni", Vinv, rhs)
+            R_new, t_new = dict(R), dict(t)
+            for f in frames:
+                d = dc[slot[f]]
+                dR = cv2.Rodrigues(d[:3])[0]
+                R_new[f] = dR @ R[f]
+                t_new[f] = dR @ t[f] + d[3:]
+            P_new = P + dp
+            new = cost(R_new, t_new, P_new)
+            if new < current:
+                R, t, P, current = R_new, t_new, P_new, new
+                lam = max(lam / 3, 1e-9)
+                break
+            lam *= 5
+            if lam > 1e8:
+                break
+        if lam > 1e8:
+            break
+    out = np.full_like(w2c, np.nan)
+    for f in [0] + frames:
+        out[f] = _pose(R[f], t[f])
+    _, proj = project(R, t, P)
+    err = float(np.median(np.abs(proj[:n_real] - uv[:n_real]).max(1))) if n_real else float("nan")
+    return out, P[:len(pts)], err
+
+
+def to_splat4d_world(result: SfmResult, distance: float, K: np.ndarray | None = None,
+                     depth0: np.ndarray | None = None) -> np.ndarray:
+    """(T, 4, 4) camera-to-world in splat4d's world (OpenCV axes, world = camera 0's axes, camera 0 at
+    (0, 0, -distance)). The reconstruction's free scale is fixed to agree with ``depth0`` (H, W), the depth splat4d
+    initialised frame 0's surface with (0 = unknown; K its intrinsics): the median ratio of that depth to the points'
+    depth where they project. Without it the points' median depth is put at ``distance``."""
+    P = result.points
+    z = P[:, 2]
+    s = None
+    if depth0 is not None and K is not None:
+        front = z > 0
+        uv = P[front, :2] / z[front, None] @ K[:2, :2].T + K[:2, 2]
+        h, w = depth0.shape
+        u, v = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
+        inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        d = depth0[v[inside], u[inside]]
+        ok = d > 0
+        if ok.sum() >= 10:
+            s = float(np.median(d[ok] / z[front][inside][ok]))
+    if s is None:
+        s = distance / float(np.median(z[z > 0]))
+    c2w = np.full_like(result.w2c, np.nan)
+    for k in range(len(c2w)):
+        if result.registered[k]:
+            inv = np.linalg.inv(result.w2c[k])
+            inv[:3, 3] = s * inv[:3, 3] + np.array([0.0, 0.0, -distance])
+            c2w[k] = inv
+    return c2w
