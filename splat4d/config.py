@@ -82,7 +82,7 @@ class DepthConfig:
 @dataclass
 class InitConfig:
     fov_deg: float = 40.0
-    """Vertical field of view assumed for the input camera."""
+    """Vertical field of view assumed for the input camera (with --multiview: of the video's frames)."""
     use_depth_fov: bool = True
     """Use the field of view the depth model infers (Depth Pro) instead of ``fov_deg`` when it gives one."""
     distance: float = 2.5
