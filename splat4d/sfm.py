@@ -2,10 +2,10 @@
 
 SIFT features on the object (OpenCV), ratio-test matches between frames, the first pair with enough parallax from
 the essential matrix (five-point RANSAC, cheirality check), every further frame by PnP (RANSAC) against the points
-seen so far, new points triangulated as frames register, and a final bundle adjustment (scipy least_squares,
-Huber loss, sparse Jacobian) of all poses and points. Intrinsics are known (splat4d's assumed field of view).
-Poses come out in camera 0's frame with an arbitrary scale; :func:`to_splat4d_world` puts them in splat4d's world:
-camera 0 at (0, 0, -distance) looking along +z, the object's median point depth at ``distance``.
+seen so far, new points triangulated as frames register, and a final bundle adjustment of all poses and points
+(Levenberg-Marquardt, points eliminated by the Schur complement, Huber weights). Intrinsics are known (splat4d's
+assumed field of view). Poses come out in camera 0's frame with an arbitrary scale; :func:`to_splat4d_world` puts
+them in splat4d's world: camera 0 at (0, 0, -distance) looking along +z, the scale tied to frame 0's depth.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def _features(images: np.ndarray, masks: np.ndarray, n: int):
         m = cv2.dilate((mask > 0.5).astype(np.uint8) * 255, kernel)
         big = cv2.resize(grey, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
         kp, desc = sift.detectAndCompute(big, cv2.resize(m, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
-        pts = (np.array([k.pt for k in kp], np.float64).reshape(-1, 2) + 0.5) / 2 - 0.5
+        # OpenCV puts pixel centres at integers, splat4d's K at +0.5: (x_big + 0.5) / 2 in the original image.
+        pts = (np.array([k.pt for k in kp], np.float64).reshape(-1, 2) + 0.5) / 2
         out.append((pts, desc if desc is not None else np.zeros((0, 128), np.float32)))
     return out
 
