@@ -92,7 +92,7 @@ def run(cfg: RunConfig) -> RunResult:
 
     out = Path(cfg.out)
     if not Path(cfg.input).is_file() and not (cfg.multiview and Path(cfg.input).is_dir()):
-        raise InputError(f"input image not found: {cfg.input}")
+        raise InputError(f"input not found: {cfg.input}")
     from splat4d.motion.pipeline import VIDEO_SUFFIXES
 
     is_video = Path(cfg.input).suffix.lower() in VIDEO_SUFFIXES and Path(cfg.input).suffix.lower() != ".gif"
