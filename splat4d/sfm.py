@@ -139,7 +139,35 @@ def estimate_poses(images: np.ndarray, masks: np.ndarray, K: np.ndarray, cfg: Sf
         track[0][i] = track[k0][j] = len(points)
         points.append(x)
 
-    return _register_and_adjust(K, feats, track, points, w2c, [k for k in range(1, T) if k != k0], cfg, progress)
+    result = _register_and_adjust(K, feats, track, points, w2c, [k for k in range(1, T) if k != k0], cfg, progress)
+    return _silhouette_check(result, masks, K, cfg.silhouette_agreement)
+
+
+def _silhouette_check(result: SfmResult, masks: np.ndarray, K: np.ndarray, agreement: float) -> SfmResult:
+    """Every point of a still object projects inside the object's silhouette in every frame, not only where it was
+    matched: a frame where fewer than ``agreement`` of the points do (mask dilated by 3 px) has a wrong pose (on
+    repetitive textures wrong matches can agree with each other) and is unregistered."""
+    import cv2
+
+    registered = result.registered.copy()
+    kernel = np.ones((7, 7), np.uint8)
+    for k in np.nonzero(registered)[0]:
+        if k == 0:
+            continue
+        uv, z = _project(K, result.w2c[k], result.points)
+        m = cv2.dilate((masks[k] > 0.5).astype(np.uint8), kernel)
+        h, w = m.shape
+        u, v = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
+        ok = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        inside = np.zeros(len(uv), bool)
+        inside[ok] = m[v[ok], u[ok]] > 0
+        if inside.mean() < agreement:
+            registered[k] = False
+    if not registered.all():
+        w2c = result.w2c.copy()
+        w2c[~registered] = np.nan
+        return SfmResult(w2c, result.points, registered, result.reprojection_px, result.observations)
+    return result
 
 
 def _register_and_adjust(K, feats, track, points, w2c, order, cfg: SfmConfig, progress: bool) -> SfmResult:

@@ -79,3 +79,23 @@ def test_too_few_features_is_an_sfm_error(monkeypatch):
     monkeypatch.setattr(sfm, "_features", lambda images, masks, n: [(np.zeros((5, 2)), np.zeros((5, 128)))] * 3)
     with pytest.raises(sfm.SfmError, match="too little texture"):
         sfm.estimate_poses(np.zeros((3, 8, 8, 3)), np.ones((3, 8, 8)), np.eye(3))
+
+
+def test_silhouette_check_drops_a_wrong_pose():
+    import cv2
+
+    rng = np.random.default_rng(2)
+    w2c, K = _rig()
+    X = rng.uniform(-0.5, 0.5, (800, 3)) + np.array([0.0, 0.0, 2.5])
+    masks = np.zeros((FRAMES, RES, RES), np.float32)
+    for k in range(FRAMES):  # the object's silhouette: where its points land
+        uv, _ = sfm._project(K, w2c[k], X)
+        ok = (uv >= 0).all(1) & (uv < RES).all(1)
+        masks[k][np.floor(uv[ok, 1]).astype(int), np.floor(uv[ok, 0]).astype(int)] = 1
+        masks[k] = cv2.dilate(masks[k], np.ones((3, 3), np.uint8))
+    wrong = w2c.copy()
+    wrong[3][:3, :3] = cv2.Rodrigues(np.array([0.0, np.radians(15.0), 0.0]))[0] @ wrong[3][:3, :3]
+    result = sfm.SfmResult(wrong, X, np.ones(FRAMES, bool), 0.1, 0)
+    checked = sfm._silhouette_check(result, masks, K, 0.9)
+    assert checked.registered.tolist() == [k != 3 for k in range(FRAMES)]
+    assert np.isnan(checked.w2c[3]).all()

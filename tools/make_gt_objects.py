@@ -266,6 +266,26 @@ def make_object(name: str, out: Path, res: int, spp: int, held_out: bool = True)
     return folder
 
 
+def make_arc(name: str, out: Path, res: int, spp: int, frames: int = 8, degrees: float = 90.0) -> Path:
+    """A short "video" of the object: ``frames`` views from the input camera (level, azimuth 0) turning to
+    ``degrees`` around it, saved as RGBA cut-outs ``OUT/NAME/arc/frame_XXX.png`` (what a person filming while
+    walking around it, then matting the frames, would give ``splat4d run FOLDER --multiview``)."""
+    import mitsuba as mi
+
+    from splat4d import paths
+
+    mi.set_variant("scalar_rgb")
+    folder = out / name / "arc"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = paths.orbit(radius=2.5, elevation_deg=0.0, frames=frames, width=res, height=res, fov_y_deg=40.0,
+                       degrees=degrees * frames / max(1, frames - 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        scene = mitsuba_scene(normalise(object_parts(name)), Path(tmp))
+        for i, c2w in enumerate(path.cameras.c2w.double().numpy()):
+            save_rgba(folder / f"frame_{i:03d}.png", render_view(scene, c2w, res, 40.0, spp, seed=100 + i))
+    return folder
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("bench_results/gt_objects"))

@@ -23,8 +23,8 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif")
 
 
 def load_frames(path: Path, max_frames: int, max_side: int = 1024) -> list[np.ndarray]:
-    """Frames (H, W, 3) float in [0, 1] from a video file (PyAV) or a folder of images (sorted by name), evenly
-    subsampled to at most ``max_frames``."""
+    """Frames (H, W, 3) float in [0, 1] from a video file (PyAV) or a folder of images (sorted by name; (H, W, 4)
+    with the alpha channel for RGBA cut-outs), evenly subsampled to at most ``max_frames``."""
     import cv2
 
     path = Path(path)
@@ -32,7 +32,10 @@ def load_frames(path: Path, max_frames: int, max_side: int = 1024) -> list[np.nd
         from splat4d.load import load_image
 
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".tif"))
-        frames = [load_image(p, max_side=max_side).rgb for p in files]
+        frames = []
+        for p in files:  # cut-outs (RGBA) keep their alpha: it becomes the frame's mask
+            image = load_image(p, max_side=max_side)
+            frames.append(image.rgb if image.alpha is None else np.dstack([image.rgb, image.alpha]))
     else:
         import av
 
@@ -65,8 +68,10 @@ def crop_clip(raw: list[np.ndarray], cfg: RunConfig, centred: bool = False):
 
     masks_full = []
     method = cfg.segment.method
+    rgbs = [np.ascontiguousarray(f[..., :3]) for f in raw]
     for i, frame in enumerate(raw):
-        mask, method = foreground_mask(LoadedImage(frame, None, Path(f"{cfg.input}#{i}"), frame.shape[1::-1]),
+        alpha = frame[..., 3] if frame.shape[2] == 4 else None
+        mask, method = foreground_mask(LoadedImage(rgbs[i], alpha, Path(f"{cfg.input}#{i}"), frame.shape[1::-1]),
                                        cfg.segment)
         masks_full.append(mask)
     union = np.any(np.stack(masks_full) > 0.5, axis=0)
@@ -84,7 +89,7 @@ def crop_clip(raw: list[np.ndarray], cfg: RunConfig, centred: bool = False):
     R = cfg.load.resolution
     masks = np.stack([np.clip(crop_square(m[..., None], box, R, 0.0)[..., 0], 0, 1) for m in masks_full])
     images = np.stack([crop_square(f * m[..., None] + (1 - m[..., None]), box, R, 1.0)
-                       for f, m in zip(raw, masks_full)])
+                       for f, m in zip(rgbs, masks_full)])
     return images, masks, box, method
 
 
@@ -128,8 +133,8 @@ def run_motion(cfg: RunConfig) -> dict:
     if right_raw is not None:  # rectified stereo: the same crop on both views keeps the rows aligned
         from splat4d.depth.stereo import stereo_video_depth
 
-        per_frame = stereo_video_depth(np.stack([crop_square(f, box, R, 1.0) for f in raw]),
-                                       np.stack([crop_square(f, box, R, 1.0) for f in right_raw]), masks,
+        per_frame = stereo_video_depth(np.stack([crop_square(f[..., :3], box, R, 1.0) for f in raw]),
+                                       np.stack([crop_square(f[..., :3], box, R, 1.0) for f in right_raw]), masks,
                                        cfg.depth.max_disparity, cfg.init.distance)
     else:
         estimator = make_depth_estimator(cfg.depth, cfg.init.fov_deg, cfg.init.distance, device=cfg.device)
