@@ -274,9 +274,10 @@ class SfmConfig:
     """A frame with fewer PnP inliers stays unregistered (and unused)."""
     bundle_iterations: int = 30
     """Levenberg-Marquardt steps of the final bundle adjustment (0 = none)."""
-    silhouette_agreement: float = 0.9
-    """A registered frame is dropped when fewer than this fraction of all points project inside its (dilated)
-    mask: every point of a still object must (a visual-hull check that catches poses from wrong matches)."""
+    silhouette_agreement: float = 0.8
+    """A registered frame is dropped when fewer than this fraction of the points inside frame 0's silhouette project
+    inside its own: every point of a still object must (a visual-hull check; it catches grossly wrong poses, not
+    small errors)."""
     min_registered: float = 0.5
     """Stop with an error when fewer than this fraction of the frames get a pose."""
     prior_min_angle_deg: float = 40.0

@@ -145,23 +145,29 @@ def estimate_poses(images: np.ndarray, masks: np.ndarray, K: np.ndarray, cfg: Sf
 
 def _silhouette_check(result: SfmResult, masks: np.ndarray, K: np.ndarray, agreement: float) -> SfmResult:
     """Every point of a still object projects inside the object's silhouette in every frame, not only where it was
-    matched: a frame where fewer than ``agreement`` of the points do (mask dilated by 3 px) has a wrong pose (on
-    repetitive textures wrong matches can agree with each other) and is unregistered."""
+    matched. The points inside frame 0's silhouette (the others are stray triangulations) are projected into every
+    registered frame; one where fewer than ``agreement`` of them land inside its mask (dilated by 1 px) has a wrong
+    pose and is unregistered. A coarse check: on the benchmark's textured test object correct poses score 0.96-1.0
+    and a 1.6-degree error at 80 degrees 0.5; poses built from a repetitive dot pattern's wrong matches still score
+    0.85-0.97."""
     import cv2
 
-    registered = result.registered.copy()
-    kernel = np.ones((7, 7), np.uint8)
-    for k in np.nonzero(registered)[0]:
-        if k == 0:
-            continue
-        uv, z = _project(K, result.w2c[k], result.points)
+    kernel = np.ones((3, 3), np.uint8)
+
+    def inside(k: int, points: np.ndarray) -> np.ndarray:
+        uv, z = _project(K, result.w2c[k], points)
         m = cv2.dilate((masks[k] > 0.5).astype(np.uint8), kernel)
         h, w = m.shape
         u, v = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
         ok = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        inside = np.zeros(len(uv), bool)
-        inside[ok] = m[v[ok], u[ok]] > 0
-        if inside.mean() < agreement:
+        hit = np.zeros(len(uv), bool)
+        hit[ok] = m[v[ok], u[ok]] > 0
+        return hit
+
+    core = result.points[inside(0, result.points)]
+    registered = result.registered.copy()
+    for k in np.nonzero(registered)[0][1:]:
+        if len(core) == 0 or inside(k, core).mean() < agreement:
             registered[k] = False
     if not registered.all():
         w2c = result.w2c.copy()

@@ -96,6 +96,6 @@ def test_silhouette_check_drops_a_wrong_pose():
     wrong = w2c.copy()
     wrong[3][:3, :3] = cv2.Rodrigues(np.array([0.0, np.radians(15.0), 0.0]))[0] @ wrong[3][:3, :3]
     result = sfm.SfmResult(wrong, X, np.ones(FRAMES, bool), 0.1, 0)
-    checked = sfm._silhouette_check(result, masks, K, 0.9)
+    checked = sfm._silhouette_check(result, masks, K, 0.8)
     assert checked.registered.tolist() == [k != 3 for k in range(FRAMES)]
     assert np.isnan(checked.w2c[3]).all()
