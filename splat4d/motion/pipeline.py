@@ -45,7 +45,7 @@ def load_frames(path: Path, max_frames: int, max_side: int = 1024) -> list[np.nd
         except (av.error.FFmpegError, OSError) as err:
             raise InputError(f"cannot read {path} as a video ({err})") from err
     if len(frames) < 2:
-        raise InputError(f"{path} has {len(frames)} frame(s); motion needs at least 2")
+        raise InputError(f"{path} has {len(frames)} frame(s); a video mode needs at least 2")
     if len({f.shape for f in frames}) != 1:
         raise InputError(f"the frames of {path} differ in size")
     pick = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
