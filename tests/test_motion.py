@@ -353,3 +353,21 @@ def test_se3_bases_recover_a_spinning_ball():
     assert abs(float(turn[1]) - angle) < 0.25 * angle  # measured 0.52 of 0.63 rad
     assert float(turn[[0, 2]].abs().max()) < 0.1 * angle
     assert scores[True] > scores[False] + 1.5  # measured 28.2-32.0 vs 25.6-25.9 dB (float order varies the fit)
+
+
+def test_load_frames_picks_evenly_and_keeps_only_those(tmp_path):
+    from splat4d.io.video import write_video
+    from splat4d.motion.pipeline import load_frames
+
+    frames = [np.full((16, 24, 3), i / 40, np.float32) for i in range(41)]  # brightness = frame index / 40
+    write_video(frames, tmp_path / "ramp.mp4", fps=10, crf=0)
+    got = load_frames(tmp_path / "ramp.mp4", max_frames=5)
+    assert len(got) == 5 and got[0].shape == (16, 24, 3)
+    np.testing.assert_allclose([f.mean() * 40 for f in got], [0, 10, 20, 30, 40], atol=1.0)
+    (tmp_path / "frames").mkdir()
+    from PIL import Image
+
+    for i in range(7):
+        Image.fromarray(np.full((16, 16, 4), [i * 30, 0, 0, 255], np.uint8), "RGBA").save(tmp_path / "frames" / f"{i}.png")
+    got = load_frames(tmp_path / "frames", max_frames=3)
+    assert [round(float(f[0, 0, 0]) * 255 / 30) for f in got] == [0, 3, 6] and got[0].shape == (16, 16, 4)

@@ -22,9 +22,15 @@ from splat4d.load import InputError, LoadedImage
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif")
 
 
+def _pick(n: int, max_frames: int) -> np.ndarray:
+    """Indices of at most ``max_frames`` of ``n`` frames, evenly spaced, first and last included."""
+    return np.unique(np.linspace(0, n - 1, min(max_frames, n)).round().astype(int))
+
+
 def load_frames(path: Path, max_frames: int, max_side: int = 1024) -> list[np.ndarray]:
     """Frames (H, W, 3) float in [0, 1] from a video file (PyAV) or a folder of images (sorted by name; (H, W, 4)
-    with the alpha channel for RGBA cut-outs), evenly subsampled to at most ``max_frames``."""
+    with the alpha channel for RGBA cut-outs), evenly subsampled to at most ``max_frames`` and downscaled to at most
+    ``max_side``. Only the picked frames are converted and kept, so long clips do not fill the memory."""
     import cv2
 
     path = Path(path)
@@ -32,26 +38,31 @@ def load_frames(path: Path, max_frames: int, max_side: int = 1024) -> list[np.nd
         from splat4d.load import load_image
 
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".tif"))
+        total = len(files)
         frames = []
-        for p in files:  # cut-outs (RGBA) keep their alpha: it becomes the frame's mask
-            image = load_image(p, max_side=max_side)
+        for i in _pick(total, max_frames) if total else []:  # RGBA cut-outs keep their alpha: it becomes the mask
+            image = load_image(files[i], max_side=max_side)
             frames.append(image.rgb if image.alpha is None else np.dstack([image.rgb, image.alpha]))
     else:
         import av
 
         try:
+            with av.open(str(path)) as container:  # first pass: count (decoding without converting)
+                total = sum(1 for _ in container.decode(video=0))
+            wanted = set(_pick(total, max_frames).tolist()) if total else set()
+            frames = []
             with av.open(str(path)) as container:
-                frames = [f.to_ndarray(format="rgb24").astype(np.float32) / 255.0 for f in container.decode(video=0)]
+                for i, f in enumerate(container.decode(video=0)):
+                    if i in wanted:
+                        frames.append(f.to_ndarray(format="rgb24").astype(np.float32) / 255.0)
         except (av.error.FFmpegError, OSError) as err:
             raise InputError(f"cannot read {path} as a video ({err})") from err
-    if len(frames) < 2:
-        raise InputError(f"{path} has {len(frames)} frame(s); a video mode needs at least 2")
+    if total < 2:
+        raise InputError(f"{path} has {total} frame(s); a video mode needs at least 2")
     if len({f.shape for f in frames}) != 1:
         raise InputError(f"the frames of {path} differ in size")
-    pick = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
     out = []
-    for i in pick:
-        f = frames[i]
+    for f in frames:
         scale = max_side / max(f.shape[:2])
         if scale < 1:
             f = cv2.resize(f, (round(f.shape[1] * scale), round(f.shape[0] * scale)), interpolation=cv2.INTER_AREA)
