@@ -155,8 +155,10 @@ class PriorConfig:
 class FitConfig:
     iterations: int = 300
     """Optimisation steps (one view per step)."""
-    input_view_probability: float = 0.5
-    """Chance that a step uses the input view (else a random generated view)."""
+    input_view_probability: float | None = None
+    """Probability that a step trains on the input view (the others pick one of the other views). Default: 0.5 for
+    a single image (its generated views are guesses); with --multiview every real frame is as likely as the input
+    (measured on the multi-view test object: +0.4-0.9 dB on held-out views over 0.5 at the same cost)."""
     ssim_weight: float = 0.2
     """Weight of D-SSIM against L1 in the photometric loss."""
     mask_weight: float = 0.5

@@ -326,8 +326,12 @@ def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, *, backend:
     generated = stage(4, "prior", key, do_prior)
     key = stage_key(key, to_dict(cfg.fit), cfg.seed, backend)
 
+    fit_cfg = cfg.fit
+    if observed is not None and fit_cfg.input_view_probability is None:  # real frames weigh as much as the input
+        fit_cfg = dataclasses.replace(fit_cfg, input_view_probability=1.0 / (1 + len(observed)))
+
     def do_fit():
-        result = fit(init.scene.to(device), input_view, generated, init.depth, cfg.fit, distance=cfg.init.distance,
+        result = fit(init.scene.to(device), input_view, generated, init.depth, fit_cfg, distance=cfg.init.distance,
                      seed=cfg.seed, backend=backend, progress=cfg.progress)
         result.scene = result.scene.to("cpu")
         return result

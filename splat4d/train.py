@@ -62,6 +62,7 @@ def fit(scene: GaussianScene, input_view: Views, generated: Views | None, init_d
     views = input_view if generated is None else concat_views(input_view, generated)
     view_weights = views.view_weights().to(device)
     n_views = len(views)
+    p_input = 0.5 if cfg.input_view_probability is None else cfg.input_view_probability
     width, height = views.cameras.width, views.cameras.height
     focal = float(input_view.cameras.K[0, 0, 0])
     scene_scale = max(float(scene.means.detach().norm(dim=1).max()), 1e-3)
@@ -95,7 +96,7 @@ def fit(scene: GaussianScene, input_view: Views, generated: Views | None, init_d
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.iterations), desc="fit", unit="step", disable=not progress, leave=False)
     for step in bar:
-        if n_views == 1 or float(torch.rand((), generator=gen)) < cfg.input_view_probability:
+        if n_views == 1 or float(torch.rand((), generator=gen)) < p_input:
             i = 0
         else:
             i = 1 + int(torch.randint(n_views - 1, (), generator=gen))

@@ -103,7 +103,7 @@ def test_multiview_run_beats_a_single_image_on_held_out_views(arc, tmp_path):
         scores[name] = [psnr(out[i], torch.from_numpy(g).float()) for i, g in enumerate(gts)]
     print({k: [round(v, 2) for v in vs] for k, vs in scores.items()})
     inside = slice(0, 4)  # azimuths 15-75: inside the filmed arc
-    assert np.mean(scores["multi"][inside]) > np.mean(scores["single"][inside]) + 2.0
+    assert np.mean(scores["multi"][inside]) > np.mean(scores["single"][inside]) + 3.0  # measured +4.5
     assert np.mean(scores["multi"]) > np.mean(scores["single"])
 
 
