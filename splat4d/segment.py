@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from splat4d.config import SegmentConfig
+from splat4d.io.video import to_uint8
 from splat4d.load import InputError, LoadedImage
 
 
@@ -59,7 +60,7 @@ def grabcut_mask(rgb: np.ndarray, cfg: SegmentConfig) -> np.ndarray:
     gc[:b], gc[-b:], gc[:, :b], gc[:, -b:] = cv2.GC_BGD, cv2.GC_BGD, cv2.GC_BGD, cv2.GC_BGD
     if not (gc == cv2.GC_FGD).any() and not (gc == cv2.GC_PR_FGD).any():
         return np.zeros((h, w), np.float32)
-    img8 = np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8)
+    img8 = to_uint8(rgb)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)
     try:

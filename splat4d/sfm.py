@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from splat4d.config import SfmConfig
+from splat4d.io.video import to_uint8
 
 
 @dataclass
@@ -44,7 +45,7 @@ def _features(images: np.ndarray, masks: np.ndarray, n: int):
     kernel = np.ones((5, 5), np.uint8)
     out = []
     for image, mask in zip(images, masks):
-        grey = cv2.cvtColor(np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+        grey = cv2.cvtColor(to_uint8(image), cv2.COLOR_RGB2GRAY)
         m = cv2.dilate((mask > 0.5).astype(np.uint8) * 255, kernel)
         big = cv2.resize(grey, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
         kp, desc = sift.detectAndCompute(big, cv2.resize(m, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Iterator, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -326,3 +327,11 @@ class DepthMap:
     """'metric': z in world units; 'relative': z up to scale and shift; 'disparity': inverse depth up to scale/shift."""
     fov_deg: float | None = None
     """Vertical field of view the estimator inferred for the image (e.g. Depth Pro), if any."""
+
+    @staticmethod
+    def on_mask(values: np.ndarray, fg: np.ndarray, kind: DepthKind = "metric",
+                confidence: np.ndarray | float | None = None, fov_deg: float | None = None) -> "DepthMap":
+        """``values`` (H, W) kept where ``fg`` (bool), 0 elsewhere; ``confidence`` likewise (default: 1 on ``fg``)."""
+        conf = fg if confidence is None else confidence
+        return DepthMap(torch.from_numpy(np.where(fg, values, 0.0).astype(np.float32)),
+                        torch.from_numpy(np.where(fg, conf, 0.0).astype(np.float32)), kind=kind, fov_deg=fov_deg)

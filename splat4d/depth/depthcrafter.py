@@ -126,8 +126,7 @@ class DepthCrafterDepth:
         values = disparity[fg] if fg.any() else disparity.ravel()
         lo, hi = float(values.min()), float(values.max())
         norm = (disparity - lo) / max(hi - lo, 1e-12)
-        return [DepthMap(torch.from_numpy(np.where(fg[t], norm[t], 0.0).astype(np.float32)),
-                         torch.from_numpy(fg[t].astype(np.float32)), kind="disparity") for t in range(T)]
+        return [DepthMap.on_mask(norm[t], fg[t], kind="disparity") for t in range(T)]
 
     def infer(self, frames: torch.Tensor) -> torch.Tensor:
         """(T, H, W, 3) in [0, 1] -> (T, H', W') raw decoded disparity (channel mean, in [-1, 1]) at the processing

@@ -94,25 +94,20 @@ class GeometricDepth:
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap:
         import math
 
-        import torch
-
         fg = mask > 0.5
         focal = 0.5 * mask.shape[0] / math.tan(math.radians(self.fov_deg) / 2)
         if fg.mean() >= self.cfg.scene_coverage:
             return self.scene_depth(image, fg)
         height = self.heights(image, mask)
-        depth = np.where(fg, self.distance - height * self.distance / focal, 0.0)
         peak = max(float(height.max()), 1e-6)
-        confidence = np.where(fg, 0.3 + 0.7 * np.clip(height / (0.25 * peak), 0, 1), 0.0)
-        return DepthMap(depth=torch.from_numpy(depth.astype(np.float32)),
-                        confidence=torch.from_numpy(confidence.astype(np.float32)), kind="metric")
+        confidence = 0.3 + 0.7 * np.clip(height / (0.25 * peak), 0, 1)
+        return DepthMap.on_mask(self.distance - height * self.distance / focal, fg, confidence=confidence)
 
     def scene_depth(self, image: np.ndarray, fg: np.ndarray) -> DepthMap:
         """A whole-frame scene (no object cut out): inflating the frame would make a dome. The prior is instead a
         ground plane seen from eye height, the usual layout of photographs: disparity grows linearly from the top
         row (at ``distance``) to the bottom row (at half of it), plus the relief term as disparity detail."""
         import cv2
-        import torch
 
         h, w = fg.shape
         rows = (np.arange(h, dtype=np.float64)[:, None] + 0.5) / h
@@ -121,5 +116,4 @@ class GeometricDepth:
             lum = image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
             disparity += 0.02 * self.cfg.relief * (lum - cv2.GaussianBlur(lum, (0, 0), self.cfg.relief_sigma))
         depth = self.distance / np.maximum(disparity, 0.25)
-        return DepthMap(depth=torch.from_numpy(np.where(fg, depth, 0.0).astype(np.float32)),
-                        confidence=torch.from_numpy(np.where(fg, 0.3, 0.0).astype(np.float32)), kind="metric")
+        return DepthMap.on_mask(depth, fg, confidence=0.3)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from splat4d.io.video import to_uint8
 from splat4d.models import ModelNotFoundError, load_diffusers_pipeline, pick_device
 from splat4d.types import DepthMap
 
@@ -32,11 +33,9 @@ class MarigoldDepth:
         from PIL import Image
 
         h, w = mask.shape
-        pil = Image.fromarray(np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8))
+        pil = Image.fromarray(to_uint8(image))
         out = self.pipe(pil, num_inference_steps=self.steps, ensemble_size=1, match_input_resolution=True,
                         processing_resolution=self.processing_resolution,
                         generator=torch.Generator(device="cpu").manual_seed(self.seed), output_type="np")
         pred = np.asarray(out.prediction, dtype=np.float64).reshape(-1, h, w)[0]
-        fg = mask > 0.5
-        depth = np.where(fg, pred, 0.0).astype(np.float32)
-        return DepthMap(torch.from_numpy(depth), torch.from_numpy(fg.astype(np.float32)), kind="relative")
+        return DepthMap.on_mask(pred, mask > 0.5, kind="relative")

@@ -4,7 +4,6 @@ as confidence. Disparity d (pixels) relates to depth by z = f * B / d (focal f i
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from splat4d.types import DepthMap
 
@@ -89,10 +88,8 @@ class StereoDepth:
         elif self.distance:
             depth = self.distance * float(np.median(disp[fg])) / disp
         else:
-            return DepthMap(torch.from_numpy(np.where(fg, disp, 0.0).astype(np.float32)),
-                            torch.from_numpy(conf * fg), kind="disparity")
-        return DepthMap(torch.from_numpy(np.where(fg, depth, 0.0).astype(np.float32)), torch.from_numpy(conf * fg),
-                        kind="metric")
+            return DepthMap.on_mask(disp, fg, kind="disparity", confidence=conf)
+        return DepthMap.on_mask(depth, fg, kind="metric", confidence=conf)
 
 
 def split_side_by_side(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,6 +118,5 @@ def stereo_video_depth(lefts: np.ndarray, rights: np.ndarray, masks: np.ndarray,
     out = []
     for disp, conf, mask in zip(disparities, confidences, masks):
         fg = mask > 0.5
-        out.append(DepthMap(torch.from_numpy(np.where(fg, k / disp, 0.0).astype(np.float32)),
-                            torch.from_numpy((conf * fg).astype(np.float32)), kind="metric"))
+        out.append(DepthMap.on_mask(k / disp, fg, kind="metric", confidence=conf))
     return out

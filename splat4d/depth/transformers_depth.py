@@ -13,6 +13,7 @@ import math
 import numpy as np
 import torch
 
+from splat4d.io.video import to_uint8
 from splat4d.models import ModelNotFoundError, missing_model_message, pick_device
 from splat4d.types import DepthMap
 
@@ -58,7 +59,7 @@ class TransformersDepth:
         from PIL import Image
 
         h, w = mask.shape
-        pil = Image.fromarray(np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8))
+        pil = Image.fromarray(to_uint8(image))
         inputs = self.processor(images=pil, return_tensors="pt")
         inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
                   for k, v in inputs.items()}
@@ -79,8 +80,7 @@ class TransformersDepth:
             kind = "metric"
         else:
             kind = "disparity"
-        depth = np.where(fg, pred, 0.0).astype(np.float32)
-        return DepthMap(torch.from_numpy(depth), torch.from_numpy(fg.astype(np.float32)), kind=kind, fov_deg=fov_deg)
+        return DepthMap.on_mask(pred, fg, kind=kind, fov_deg=fov_deg)
 
 
 class SimpleImageProcessor:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from splat4d.config import PriorConfig
+from splat4d.io.video import to_uint8
 from splat4d.models import ModelNotFoundError, load_diffusers_pipeline, pick_device
 from splat4d.prior.warp import HOLE_ALPHA, WarpPrior, inpaint_holes
 from splat4d.render import rasterize
@@ -70,7 +71,7 @@ class SDInpaintPrior:
 
         h, w = holes.shape
         res = max(8, self.cfg.sd_resolution // 8 * 8)
-        image = Image.fromarray(np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8)).resize((res, res), Image.BICUBIC)
+        image = Image.fromarray(to_uint8(rgb)).resize((res, res), Image.BICUBIC)
         grown = cv2.dilate(holes.astype(np.uint8), np.ones((3, 3), np.uint8))  # let the model blend the seam
         mask = Image.fromarray(grown * 255).resize((res, res), Image.NEAREST)
         generator = torch.Generator(device="cpu").manual_seed(self.seed * 1000 + index)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from splat4d.config import PriorConfig
+from splat4d.io.video import to_uint8
 from splat4d.render import rasterize
 from splat4d.types import Cameras, GaussianScene, Views
 
@@ -40,7 +41,7 @@ def inpaint_holes(rgb: np.ndarray, alpha: np.ndarray, radius: int) -> tuple[np.n
     holes = silhouette & (alpha <= HOLE_ALPHA)
     out = rgb.copy()
     if holes.any():
-        img8 = np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8)
+        img8 = to_uint8(rgb)
         # Inpaint from object pixels only: mark the background as unknown too, then keep the filled holes.
         unknown = (holes | ~silhouette).astype(np.uint8)
         filled = cv2.inpaint(img8, unknown, radius, cv2.INPAINT_TELEA).astype(np.float32) / 255.0

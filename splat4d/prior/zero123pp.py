@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from splat4d.config import PriorConfig
+from splat4d.io.video import to_uint8
 from splat4d.models import ModelNotFoundError, load_diffusers_pipeline, pick_device
 from splat4d.types import Cameras, GaussianScene, Views
 
@@ -73,7 +74,7 @@ class Zero123PlusPrior:
         from PIL import Image
 
         size = input_view.cameras.width
-        cond = Image.fromarray(np.clip(input_view.images[0].numpy() * 255 + 0.5, 0, 255).astype(np.uint8))
+        cond = Image.fromarray(to_uint8(input_view.images[0]))
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
         result = self.pipe(cond, num_inference_steps=self.cfg.steps, generator=generator).images[0]
         grid = np.asarray(result.convert("RGB"), dtype=np.float32) / 255.0
