@@ -49,21 +49,36 @@ def weights_present(model: str) -> tuple[bool, str]:
         return False, hf_cache_dir()
 
 
+def model_dtype(device):
+    """fp16 on CUDA, fp32 elsewhere."""
+    import torch
+
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def diffusers_dtype_kwargs(device) -> dict:
+    """The dtype keyword of diffusers' ``from_pretrained`` (renamed from torch_dtype to dtype in 0.42, which warns
+    about the old name; older releases only know it)."""
+    import diffusers
+    from packaging.version import Version
+
+    name = "dtype" if Version(diffusers.__version__) >= Version("0.42") else "torch_dtype"
+    return {name: model_dtype(device)}
+
+
+def missing_model_error(err: Exception, model: str, what: str, flag: str) -> ModelNotFoundError:
+    """The one-paragraph ``ModelNotFoundError`` for a ``from_pretrained`` that failed with ``err``."""
+    reason = (str(err).strip().split(". ")[0] or type(err).__name__)[:160]
+    return ModelNotFoundError(missing_model_message(model, what, flag, reason))
+
+
 def load_diffusers_pipeline(cls, model: str, device, download: bool, what: str, flag: str, **kwargs):
     """``cls.from_pretrained`` with fp16 on CUDA (model CPU offload where accelerate allows), fp32 on CPU, no
     progress bars, and ``ModelNotFoundError`` (one paragraph) when the weights are not here."""
-    import diffusers
-    import torch
-    from packaging.version import Version
-
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    # diffusers renamed torch_dtype to dtype (0.42 warns about the old name; older releases only know it).
-    dtype_kw = {"dtype": dtype} if Version(diffusers.__version__) >= Version("0.42") else {"torch_dtype": dtype}
     try:
-        pipe = cls.from_pretrained(model, local_files_only=not download, **dtype_kw, **kwargs)
+        pipe = cls.from_pretrained(model, local_files_only=not download, **diffusers_dtype_kwargs(device), **kwargs)
     except (OSError, ValueError) as err:
-        reason = (str(err).strip().split(". ")[0] or type(err).__name__)[:160]
-        raise ModelNotFoundError(missing_model_message(model, what, flag, reason)) from None
+        raise missing_model_error(err, model, what, flag) from None
     if device.type == "cuda":
         try:
             pipe.enable_model_cpu_offload()

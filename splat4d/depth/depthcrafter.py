@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from splat4d.models import ModelNotFoundError, load_diffusers_pipeline, missing_model_message, pick_device
+from splat4d.models import (ModelNotFoundError, diffusers_dtype_kwargs, load_diffusers_pipeline, missing_model_error,
+                            pick_device)
 from splat4d.types import DepthMap
 
 DEFAULT_MODEL = "tencent/DepthCrafter"
@@ -95,13 +96,11 @@ class DepthCrafterDepth:
         except ImportError as err:
             raise ModelNotFoundError("the 'depthcrafter' depth backend needs `pip install splat4d[diffusion]`") from err
         self.device = pick_device(device)
-        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         try:
-            unet = _unet_class().from_pretrained(model, local_files_only=not download, torch_dtype=dtype)
+            unet = _unet_class().from_pretrained(model, local_files_only=not download,
+                                                 **diffusers_dtype_kwargs(self.device))
         except (OSError, ValueError) as err:
-            reason = (str(err).strip().split(". ")[0] or type(err).__name__)[:160]
-            raise ModelNotFoundError(missing_model_message(model, "DepthCrafter UNet", "--depth.model", reason)) \
-                from None
+            raise missing_model_error(err, model, "DepthCrafter UNet", "--depth.model") from None
         self.pipe = load_diffusers_pipeline(StableVideoDiffusionPipeline, base_model, self.device, download,
                                             "Stable Video Diffusion (DepthCrafter's VAE and image encoder)",
                                             "--depth.base-model", unet=unet)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from splat4d.io.video import to_uint8
-from splat4d.models import ModelNotFoundError, missing_model_message, pick_device
+from splat4d.models import ModelNotFoundError, missing_model_error, model_dtype, pick_device
 from splat4d.types import DepthMap
 
 DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
@@ -30,7 +30,7 @@ class TransformersDepth:
             raise ModelNotFoundError("the 'transformers' depth backend needs `pip install splat4d[diffusion]` "
                                      "(transformers, safetensors)") from err
         self.device = pick_device(device)
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.dtype = model_dtype(self.device)
         from transformers.utils import logging as hf_logging
 
         verbosity = hf_logging.get_verbosity()
@@ -43,8 +43,7 @@ class TransformersDepth:
             self.model = AutoModelForDepthEstimation.from_pretrained(model, local_files_only=not download,
                                                                      dtype=self.dtype)
         except (OSError, ValueError) as err:
-            reason = (str(err).strip().split(". ")[0] or type(err).__name__)[:160]
-            raise ModelNotFoundError(missing_model_message(model, "Depth model", "--depth.model", reason)) from None
+            raise missing_model_error(err, model, "Depth model", "--depth.model") from None
         finally:
             hf_logging.set_verbosity(verbosity)
         self.model.to(self.device).eval()
