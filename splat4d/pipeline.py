@@ -213,9 +213,7 @@ def run(cfg: RunConfig) -> RunResult:
             write_png(generated.images[i], views_dir / view_files[-1])
             write_png(np.repeat(generated.masks[i].numpy()[..., None], 3, axis=2), views_dir / mask_files[-1])
         weights += [float(w) for w in generated.view_weights()]
-        cameras = Cameras(torch.cat([init.camera.c2w, generated.cameras.c2w.to(init.camera.c2w)]),
-                          torch.cat([init.camera.K, generated.cameras.K.to(init.camera.K)]), init.camera.width,
-                          init.camera.height)
+        cameras = Cameras.concat([init.camera, generated.cameras])
     write_view_cameras(views_dir / CAMERAS_FILE, cameras, view_files, mask_files, weights)
     files["nerfstudio"] = out / "nerfstudio"
     export_nerfstudio(out, files["nerfstudio"])

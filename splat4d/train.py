@@ -163,8 +163,7 @@ def concat_views(a: Views, b: Views) -> Views:
     from splat4d.types import Cameras
 
     conf = lambda v: v.confidence if v.confidence is not None else torch.ones_like(v.masks)  # noqa: E731
-    cams = Cameras(torch.cat([a.cameras.c2w, b.cameras.c2w.to(a.cameras.c2w)]),
-                   torch.cat([a.cameras.K, b.cameras.K.to(a.cameras.K)]), a.cameras.width, a.cameras.height)
+    cams = Cameras.concat([a.cameras, b.cameras])
     return Views(torch.cat([a.images, b.images]), torch.cat([a.masks, b.masks]), cams,
                  torch.cat([a.view_weights(), b.view_weights()]), torch.cat([conf(a), conf(b)]), a.background)
 

@@ -97,6 +97,13 @@ class Cameras:
         return replace(self, c2w=self.c2w.to(device, dtype), K=self.K.to(device, dtype))
 
     @staticmethod
+    def concat(cameras: list["Cameras"]) -> "Cameras":
+        """All cameras of ``cameras`` (one image size), in order, in the first one's dtype and device."""
+        c2w, K = cameras[0].c2w, cameras[0].K
+        return Cameras(torch.cat([c.c2w.to(c2w) for c in cameras]), torch.cat([c.K.to(K) for c in cameras]),
+                       cameras[0].width, cameras[0].height)
+
+    @staticmethod
     def from_fov(c2w: Tensor, width: int, height: int, fov_y_deg: float) -> "Cameras":
         """Cameras with square pixels, principal point at the image centre and a vertical field of view."""
         c2w = c2w if c2w.ndim == 3 else c2w[None]

@@ -14,6 +14,8 @@ import torch
 from splat4d.types import GaussianScene
 
 PREFIX = "_model.gauss_params."
+CHECKPOINT_DIR = "nerfstudio_models"
+"""Folder of the checkpoints next to config.yml (nerfstudio's default ``relative_model_dir``)."""
 
 
 def splatfacto_state_dict(scene: GaussianScene) -> dict[str, torch.Tensor]:
@@ -40,7 +42,7 @@ def scene_from_splatfacto_state(state: dict[str, torch.Tensor]) -> GaussianScene
 
 
 def write_splatfacto_checkpoint(scene: GaussianScene, out_dir: Path, step: int = 0) -> Path:
-    out = Path(out_dir) / "nerfstudio_models"
+    out = Path(out_dir) / CHECKPOINT_DIR
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"step-{step:09d}.ckpt"
     torch.save({"step": step, "pipeline": splatfacto_state_dict(scene)}, path)

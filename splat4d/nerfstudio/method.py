@@ -22,7 +22,7 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from splat4d.io.conventions import WORLD_TO_NERFSTUDIO
-from splat4d.nerfstudio.checkpoint import splatfacto_state_dict
+from splat4d.nerfstudio.checkpoint import CHECKPOINT_DIR, write_splatfacto_checkpoint
 from splat4d.nerfstudio.dataparser_spec import splat4d_dataparser_config
 from splat4d.transform import transform_scene
 from splat4d.types import GaussianScene, num_sh_bases
@@ -101,10 +101,8 @@ def write_nerfstudio_model(scene: GaussianScene, dataset_dir: Path, out_dir: Pat
     config.timestamp = "export"
     config.pipeline.datamanager.data = dataset_dir
     config.pipeline.datamanager.dataparser.data = dataset_dir
-    ckpt_dir = config.get_checkpoint_dir()
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    step = 0
-    torch.save({"step": step, "pipeline": splatfacto_state_dict(ns_scene)}, ckpt_dir / f"step-{step:09d}.ckpt")
+    config.relative_model_dir = Path(CHECKPOINT_DIR)  # where write_splatfacto_checkpoint puts it
+    write_splatfacto_checkpoint(ns_scene, config.get_base_dir(), step=0)
     config_path = config.get_base_dir() / "config.yml"
     config_path.write_text(yaml.dump(config), "utf8")
     return config_path
