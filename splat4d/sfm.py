@@ -257,11 +257,19 @@ def _bundle_adjust(K, w2c, registered, pts, obs, iterations: int):
     pi = np.array([o[1] for o in obs], int)
     uv = np.array([o[2] for o in obs], np.float64).reshape(-1, 2)
     P = np.array(pts, np.float64).reshape(-1, 3)
-    n_real = len(obs)
     R = {f: w2c[f][:3, :3].copy() for f in [0] + frames}
     t = {f: w2c[f][:3, 3].copy() for f in [0] + frames}
     f_xy, c_xy = np.array([K[0, 0], K[1, 1]]), K[:2, 2]
     C, N = len(frames), len(P)
+    # Fixed for the whole adjustment: which observations have a free pose (not frame 0), their pose slot, and the
+    # pairs of such observations seeing the same point (the Schur complement's camera-camera terms).
+    posed = np.nonzero(fi != 0)[0]
+    cam = np.array([slot.get(f, -1) for f in fi], int)
+    groups: dict[int, list[int]] = {}
+    for m in posed:
+        groups.setdefault(int(pi[m]), []).append(int(m))
+    pair_a = np.array([a for ms in groups.values() for a in ms for _ in ms], int)
+    pair_c = np.array([c for ms in groups.values() for _ in ms for c in ms], int)
 
     def project(R, t, P):
         Rs = np.stack([R[f] for f in fi])
@@ -289,8 +297,6 @@ def _bundle_adjust(K, w2c, registered, pts, obs, iterations: int):
         d_proj[:, :, 2] = -(pc[:, :2] / z) * f_xy / z
         J_pose = np.concatenate([d_proj @ -_skew(pc), d_proj], axis=2)  # (M, 2, 6), left update
         J_pt = d_proj @ np.stack([R[f] for f in fi])  # (M, 2, 3)
-        has = fi != 0
-        cam = np.array([slot.get(f, -1) for f in fi])
         U = np.zeros((C, 6, 6))
         V = np.zeros((N, 3, 3))
         Wm = np.zeros((len(pc), 6, 3))
@@ -298,30 +304,24 @@ def _bundle_adjust(K, w2c, registered, pts, obs, iterations: int):
         gp = np.zeros((N, 3))
         JpT = np.swapaxes(J_pose, 1, 2) * w[:, None, None]
         JxT = np.swapaxes(J_pt, 1, 2) * w[:, None, None]
-        np.add.at(U, cam[has], (JpT @ J_pose)[has])
+        np.add.at(U, cam[posed], (JpT @ J_pose)[posed])
         np.add.at(V, pi, JxT @ J_pt)
-        Wm[has] = (JpT @ J_pt)[has]
-        np.add.at(gc, cam[has], np.einsum("nij,nj->ni", JpT, res)[has])
+        Wm[posed] = (JpT @ J_pt)[posed]
+        np.add.at(gc, cam[posed], np.einsum("nij,nj->ni", JpT, res)[posed])
         np.add.at(gp, pi, np.einsum("nij,nj->ni", JxT, res))
         while True:
             Vd = V + lam * (np.eye(3) * np.maximum(np.diagonal(V, axis1=1, axis2=2), 1e-9)[:, None, :] + 1e-9)
             Vinv = np.linalg.inv(Vd)
-            S = np.zeros((6 * C, 6 * C))
-            b = -gc.reshape(-1).copy()
-            for k in range(C):
-                S[6 * k:6 * k + 6, 6 * k:6 * k + 6] += U[k] + lam * np.diag(np.maximum(np.diagonal(U[k]), 1e-9))
-            # S -= sum over points of W_kp V_p^-1 W_lp^T (cameras sharing point p)
             WV = np.einsum("nij,njk->nik", Wm, Vinv[pi])  # (M, 6, 3)
-            by_point: dict[int, list[int]] = {}
-            for m in np.nonzero(has)[0]:
-                by_point.setdefault(int(pi[m]), []).append(int(m))
-            for p_id, ms in by_point.items():
-                for a in ms:
-                    ka = cam[a]
-                    b[6 * ka:6 * ka + 6] += WV[a] @ gp[p_id]
-                    for c in ms:
-                        kc = cam[c]
-                        S[6 * ka:6 * ka + 6, 6 * kc:6 * kc + 6] -= WV[a] @ Wm[c].T
+            # S = U + damping - sum over points of W_kp V_p^-1 W_lp^T (cameras k, l sharing point p), block-wise.
+            blocks = np.zeros((C * C, 6, 6))
+            damp = lam * np.maximum(np.diagonal(U, axis1=1, axis2=2), 1e-9)[:, :, None] * np.eye(6)
+            blocks[np.arange(C) * (C + 1)] = U + damp
+            np.add.at(blocks, cam[pair_a] * C + cam[pair_c], -(WV[pair_a] @ np.swapaxes(Wm[pair_c], 1, 2)))
+            S = blocks.reshape(C, C, 6, 6).transpose(0, 2, 1, 3).reshape(6 * C, 6 * C)
+            bb = -gc.copy()
+            np.add.at(bb, cam[posed], np.einsum("nij,nj->ni", WV[posed], gp[pi[posed]]))
+            b = bb.reshape(-1)
             try:
                 dc = np.linalg.solve(S, b).reshape(C, 6) if C else np.zeros((0, 6))
             except np.linalg.LinAlgError:
@@ -329,7 +329,7 @@ def _bundle_adjust(K, w2c, registered, pts, obs, iterations: int):
                 continue
             # Points: dp = V^-1 (-g_p - sum_k W_kp^T dc_k)
             rhs = -gp.copy()
-            np.add.at(rhs, pi[has], -np.einsum("nji,nj->ni", Wm[has], dc[cam[has]]))
+            np.add.at(rhs, pi[posed], -np.einsum("nji,nj->ni", Wm[posed], dc[cam[posed]]))
             dp = np.einsum("nij,nj->ni", Vinv, rhs)
             R_new, t_new = dict(R), dict(t)
             for f in frames:
@@ -352,8 +352,8 @@ def _bundle_adjust(K, w2c, registered, pts, obs, iterations: int):
     for f in [0] + frames:
         out[f] = _pose(R[f], t[f])
     _, proj = project(R, t, P)
-    err = float(np.median(np.abs(proj[:n_real] - uv[:n_real]).max(1))) if n_real else float("nan")
-    return out, P[:len(pts)], err
+    err = float(np.median(np.abs(proj - uv).max(1))) if len(obs) else float("nan")
+    return out, P, err
 
 
 def to_splat4d_world(result: SfmResult, distance: float, K: np.ndarray | None = None,
