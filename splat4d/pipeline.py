@@ -88,7 +88,6 @@ def run(cfg: RunConfig) -> RunResult:
     from splat4d.nerfstudio.export import CAMERAS_FILE, export_nerfstudio, write_view_cameras
     from splat4d.segment import segment
     from splat4d.train import loss_decreased
-    from splat4d.types import Cameras
 
     out = Path(cfg.out)
     if not Path(cfg.input).is_file() and not (cfg.multiview and Path(cfg.input).is_dir()):
@@ -279,7 +278,6 @@ def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, *, backend:
     from splat4d.init import init_scene
     from splat4d.prior import make_view_generator, target_cameras
     from splat4d.train import fit
-    from splat4d.types import Views
 
     key = stage_key(key, to_dict(cfg.depth))
     key = stage_key(key, cfg.init.fov_deg, cfg.init.distance)
@@ -342,8 +340,8 @@ def observed_views(images: np.ndarray, masks: np.ndarray, camera, cfg: RunConfig
     """The video frames after the first, with the camera poses estimated for them, as supervisory views (weight 1:
     they are real observations). Frames that could not be registered are left out; too few registered is an
     error."""
-    from splat4d.sfm import SfmError, estimate_poses, to_splat4d_world
     from splat4d.load import InputError
+    from splat4d.sfm import SfmError, estimate_poses, to_splat4d_world
 
     K = camera.K[0].double().numpy()
     try:

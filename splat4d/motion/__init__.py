@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from splat4d.transform import quat_multiply
 from splat4d.types import GaussianScene
 
 
@@ -89,8 +90,6 @@ class MotionScene:
         quats = c.quats
         omega = self.rotation_at(t)
         if omega is not None:
-            from splat4d.transform import quat_multiply
-
             quats = quat_multiply(axis_angle_to_quat(self.weights @ omega), c.quats)
         return GaussianScene(c.means + self.displacement(t), c.scales, quats, c.opacities, c.sh0, c.shN)
 

@@ -94,9 +94,8 @@ def crop_clip(raw: list[np.ndarray], cfg: RunConfig, centred: bool = False):
     if centred:
         h, w = union.shape
         reach = max(w / 2 - box[0], box[0] + side - w / 2, h / 2 - box[1], box[1] + side - h / 2)
-        side = int(np.ceil(2 * reach / 2)) * 2
-        box = (w // 2 - side // 2, h // 2 - side // 2, side, side) if w % 2 == 0 and h % 2 == 0 else \
-            (int(round(w / 2 - side / 2)), int(round(h / 2 - side / 2)), side, side)
+        side = 2 * int(np.ceil(reach))
+        box = (int(round(w / 2 - side / 2)), int(round(h / 2 - side / 2)), side, side)
     R = cfg.load.resolution
     masks = np.stack([np.clip(crop_square(m[..., None], box, R, 0.0)[..., 0], 0, 1) for m in masks_full])
     images = np.stack([crop_square(f * m[..., None] + (1 - m[..., None]), box, R, 1.0)
