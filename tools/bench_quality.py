@@ -60,6 +60,32 @@ def view_metrics(pred_rgb: torch.Tensor, pred_alpha: torch.Tensor, gt_rgb: torch
             "iou": mask_iou(pred_alpha, gt_alpha)}
 
 
+def score_views(folder: Path, meta: dict, scenes: dict) -> list[dict]:
+    """Each held-out view of ``folder`` rendered from every scene of ``scenes`` (name -> GaussianScene) and scored
+    against the ground truth: azimuth, elevation, split, metrics per name, and the images (GT, then each render)."""
+    K = torch.tensor(meta["K"], dtype=torch.float32)
+    rows = []
+    for view in meta["views"]:
+        gt_rgb, gt_alpha = (torch.from_numpy(a) for a in load_rgba(folder / view["file"]))
+        cam = Cameras(torch.tensor(view["c2w"], dtype=torch.float32), K, meta["width"], meta["height"])
+        row = {"azimuth": view["azimuth"], "elevation": view["elevation"], "split": split_of(view["azimuth"])}
+        images = [gt_rgb]
+        for name, scene in scenes.items():
+            out = rasterize(scene, cam, background=torch.ones(3))
+            row[name] = view_metrics(out.rgb[0], out.alpha[0, ..., 0], gt_rgb, gt_alpha)
+            images.append(out.rgb[0].clamp(0, 1))
+        row["images"] = tuple(images)
+        rows.append(row)
+    return rows
+
+
+def split_means(rows: list[dict], methods: tuple[str, ...]) -> dict:
+    """{split: {method: {psnr, ssim, iou}}}, means over the views of each split and over all."""
+    return {split: {method: {k: float(np.mean([r[method][k] for r in rows if split in ("all", r["split"])]))
+                             for k in ("psnr", "ssim", "iou")} for method in methods}
+            for split in (*SPLITS, "all")}
+
+
 def evaluate_object(folder: Path, cfg: RunConfig) -> dict:
     meta = json.loads((folder / "cameras.json").read_text())
     image, alpha = load_rgba(folder / meta["input"]["file"])
@@ -68,25 +94,9 @@ def evaluate_object(folder: Path, cfg: RunConfig) -> dict:
     init, _, fitted = reconstruct(image, mask, replace(cfg, progress=False))
     seconds = time.perf_counter() - t0
     baseline = init.scene.select(torch.arange(init.n_front))
-    K = torch.tensor(meta["K"], dtype=torch.float32)
-    bg = torch.ones(3)
-    rows = []
-    for view in meta["views"]:
-        gt_rgb, gt_alpha = (torch.from_numpy(a) for a in load_rgba(folder / view["file"]))
-        cam = Cameras(torch.tensor(view["c2w"], dtype=torch.float32), K, meta["width"], meta["height"])
-        ours = rasterize(fitted.scene, cam, background=bg)
-        base = rasterize(baseline, cam, background=bg)
-        rows.append({"azimuth": view["azimuth"], "elevation": view["elevation"], "split": split_of(view["azimuth"]),
-                     "ours": view_metrics(ours.rgb[0], ours.alpha[0, ..., 0], gt_rgb, gt_alpha),
-                     "baseline": view_metrics(base.rgb[0], base.alpha[0, ..., 0], gt_rgb, gt_alpha),
-                     "images": (gt_rgb, ours.rgb[0].clamp(0, 1), base.rgb[0].clamp(0, 1))})
-    summary = {"object": folder.name, "input_psnr": fitted.input_psnr, "seconds": seconds, "splits": {}}
-    for split in (*SPLITS, "all"):
-        sel = [r for r in rows if split in ("all", r["split"])]
-        summary["splits"][split] = {
-            method: {k: float(np.mean([r[method][k] for r in sel])) for k in ("psnr", "ssim", "iou")}
-            for method in ("ours", "baseline")
-        }
+    rows = score_views(folder, meta, {"ours": fitted.scene, "baseline": baseline})
+    summary = {"object": folder.name, "input_psnr": fitted.input_psnr, "seconds": seconds,
+               "splits": split_means(rows, ("ours", "baseline"))}
     summary["views"] = [{k: v for k, v in r.items() if k != "images"} for r in rows]
     summary["_images"] = [r["images"] for r in rows]
     return summary
@@ -119,16 +129,9 @@ def evaluate_multiview(folder: Path, cfg: RunConfig, frames: int, spp: int) -> d
             return {"object": folder.name, "error": str(err)}
         scene = read_ply(Path(tmp) / "scene.ply")
     seconds = time.perf_counter() - t0
-    K = torch.tensor(meta["K"], dtype=torch.float32)
-    rows = []
-    for view in meta["views"]:
-        gt_rgb, gt_alpha = (torch.from_numpy(a) for a in load_rgba(folder / view["file"]))
-        cam = Cameras(torch.tensor(view["c2w"], dtype=torch.float32), K, meta["width"], meta["height"])
-        out = rasterize(scene, cam, background=torch.ones(3))
-        rows.append((split_of(view["azimuth"]), view_metrics(out.rgb[0], out.alpha[0, ..., 0], gt_rgb, gt_alpha)))
-    splits = {split: {k: float(np.mean([m[k] for s, m in rows if split in ("all", s)])) for k in ("psnr", "ssim", "iou")}
-              for split in (*SPLITS, "all")}
-    return {"object": folder.name, "frames": frames, "seconds": seconds, "splits": splits}
+    splits = split_means(score_views(folder, meta, {"ours": scene}), ("ours",))
+    return {"object": folder.name, "frames": frames, "seconds": seconds,
+            "splits": {split: means["ours"] for split, means in splits.items()}}
 
 
 # Middlebury --------------------------------------------------------------------------------------------------------
