@@ -63,6 +63,14 @@ def orbit_eyes(center: Tensor, radius: Tensor | float, azimuth_deg: Tensor, elev
     return center + radius[..., None] * direction if radius.ndim else center + radius * direction
 
 
+def looking_at_origin(radius: float, azimuth_deg, elevation_deg, up=DEFAULT_UP) -> Tensor:
+    """(N, 4, 4) float64 camera-to-world of cameras at the given azimuths and elevations (degrees, as in
+    :func:`orbit_eyes`) on a sphere of ``radius`` about the origin, each looking at it."""
+    center, up = torch.zeros(3, dtype=torch.float64), _as_tensor(up)
+    eyes = orbit_eyes(center, radius, _as_tensor(azimuth_deg), _as_tensor(elevation_deg), up)
+    return look_at(eyes, center.expand_as(eyes), up)
+
+
 def _path(eyes: Tensor, center: Tensor, up: Tensor, width: int, height: int, fov_y_deg: float, fps: float) -> CameraPath:
     c2w = look_at(eyes, center.expand_as(eyes), torch.nn.functional.normalize(up, dim=-1))
     return CameraPath(Cameras.from_fov(c2w, width, height, fov_y_deg), fps=fps)

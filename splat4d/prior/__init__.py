@@ -36,8 +36,6 @@ def make_view_generator(cfg: PriorConfig, backend: str = "cpu", device: str = "a
 def target_cameras(cfg: PriorConfig, input_camera: Cameras, distance: float) -> Cameras:
     """A ring of ``ring_views`` cameras (azimuth 0, the input, skipped) plus an optional top view, all looking at the
     object centre (world origin) from ``distance`` with the input camera's intrinsics."""
-    import torch
-
     from splat4d import paths
 
     n = cfg.ring_views
@@ -46,10 +44,6 @@ def target_cameras(cfg: PriorConfig, input_camera: Cameras, distance: float) -> 
     if cfg.top_view:
         az.append(0.0)
         el.append(cfg.top_elevation_deg)
-    center = torch.zeros(3, dtype=torch.float64)
-    up = torch.tensor(paths.DEFAULT_UP, dtype=torch.float64)
-    eyes = paths.orbit_eyes(center, distance, torch.tensor(az, dtype=torch.float64),
-                            torch.tensor(el, dtype=torch.float64), up)
-    c2w = paths.look_at(eyes, center.expand_as(eyes), up).float()
+    c2w = paths.looking_at_origin(distance, az, el).float()
     K = input_camera.K[:1].expand(len(az), 3, 3).clone()
     return Cameras(c2w, K, input_camera.width, input_camera.height)

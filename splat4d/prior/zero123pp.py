@@ -37,11 +37,7 @@ def zero123_cameras(input_camera: Cameras, size: int, input_fov_deg: float, dist
 
     # Same apparent object size as in the input: distance scales with the ratio of the FoVs' tangents.
     d = distance * math.tan(math.radians(input_fov_deg) / 2) / math.tan(math.radians(FOV_DEG) / 2)
-    center = torch.zeros(3, dtype=torch.float64)
-    up = torch.tensor(paths.DEFAULT_UP, dtype=torch.float64)
-    eyes = paths.orbit_eyes(center, d, torch.tensor(AZIMUTHS, dtype=torch.float64),
-                            torch.tensor(ELEVATIONS, dtype=torch.float64), up)
-    c2w = paths.look_at(eyes, center.expand_as(eyes), up)
+    c2w = paths.looking_at_origin(d, AZIMUTHS, ELEVATIONS)
     return Cameras.from_fov(c2w.to(input_camera.c2w.dtype), size, size, FOV_DEG)
 
 
