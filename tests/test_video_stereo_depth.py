@@ -14,16 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 @pytest.fixture(scope="module")
 def middlebury():
-    import cv2
-    import skimage.data
+    from bench_quality import load_middlebury
 
-    left, right, disp = skimage.data.stereo_motorcycle()
-    scale = 0.35
-    h, w = int(left.shape[0] * scale), int(left.shape[1] * scale)
-    L = cv2.resize(left, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-    R = cv2.resize(right, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-    finite = np.isfinite(disp)
-    gt = cv2.resize(np.where(finite, disp, 0).astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST) * scale
+    L, R, gt, _ = load_middlebury(0.35)
     return L, R, gt
 
 

@@ -178,11 +178,11 @@ def render_right(image: np.ndarray, disparity: np.ndarray, focal_px: float, base
     return rasterize(scene, cam, background=torch.ones(3)).rgb[0].clamp(0, 1).numpy()
 
 
-def evaluate_middlebury(cfg: RunConfig, scale: float = 0.35) -> dict:
+def load_middlebury(scale: float = 0.35) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-image's Middlebury motorcycle pair at ``scale``: left, right (float [0, 1]), the ground-truth left
+    disparity in pixels at that scale (0 where unknown) and its valid mask."""
     import cv2
     import skimage.data
-
-    from splat4d.depth import make_depth_estimator
 
     left, right, disp = skimage.data.stereo_motorcycle()
     h, w = int(left.shape[0] * scale), int(left.shape[1] * scale)
@@ -191,7 +191,14 @@ def evaluate_middlebury(cfg: RunConfig, scale: float = 0.35) -> dict:
     finite = np.isfinite(disp)
     disp_s = cv2.resize(np.where(finite, disp, 0).astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST) * scale
     valid = cv2.resize(finite.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-    valid &= disp_s > 0
+    return left, right, disp_s, valid & (disp_s > 0)
+
+
+def evaluate_middlebury(cfg: RunConfig, scale: float = 0.35) -> dict:
+    from splat4d.depth import make_depth_estimator
+
+    left, right, disp_s, valid = load_middlebury(scale)
+    h, w = disp_s.shape
     # Ours: the configured depth backend on the whole frame (scene mode), as disparity (1/z up to scale and shift).
     depth = make_depth_estimator(cfg.depth, cfg.init.fov_deg, cfg.init.distance)(left, np.ones((h, w), np.float32))
     z = depth.depth.numpy().astype(np.float64)
