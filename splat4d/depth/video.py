@@ -28,9 +28,7 @@ def consistent_video_depth(depths: np.ndarray, masks: np.ndarray | None = None, 
     ``masks`` (T, H, W) bool/float select the pixels used for alignment (default: all).
     """
     T = depths.shape[0]
-    if masks is None:
-        masks = np.ones(depths.shape, bool)
-    masks = masks > 0.5
+    masks = _bool_masks(depths, masks)
     if window <= overlap:
         raise ValueError("window must be larger than overlap")
     step = window - overlap
@@ -68,6 +66,11 @@ def consistent_video_depth(depths: np.ndarray, masks: np.ndarray | None = None, 
     return (out / weight[:, None, None]).astype(np.float32)
 
 
+def _bool_masks(depths: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+    """``masks`` as booleans (> 0.5), or every pixel when None."""
+    return np.ones(depths.shape, bool) if masks is None else masks > 0.5
+
+
 def _apply(d: np.ndarray, s: float, t: float) -> np.ndarray:
     return s * d.astype(np.float64) + t
 
@@ -76,9 +79,7 @@ def temporal_change(depths: np.ndarray, masks: np.ndarray | None = None) -> floa
     """Mean over frames of median |d_{t+1} - d_t| / median |d| on shared pixels: 0 for a perfectly stable static
     scene; per-frame scale/shift flicker makes it large."""
     T = depths.shape[0]
-    if masks is None:
-        masks = np.ones(depths.shape, bool)
-    masks = masks > 0.5
+    masks = _bool_masks(depths, masks)
     values = []
     for t in range(T - 1):
         m = masks[t] & masks[t + 1]
