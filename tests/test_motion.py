@@ -156,20 +156,29 @@ def test_animate_region_moves_exactly_the_given_pixels(tmp_path):
     torch.testing.assert_close(motion.at(0).means, scene.means)  # the loop starts (and ends) at rest
 
 
-def test_animate_command(tmp_path):
+@pytest.fixture(scope="module")
+def coffee_run(tmp_path_factory):
+    """A tiny single-image run of the bundled photo (48 px, 3 fit steps): what `splat4d animate` works on."""
+    from splat4d.cli import main
+
+    out = tmp_path_factory.mktemp("coffee") / "run"
+    assets = Path(__file__).resolve().parents[1] / "splat4d" / "assets"
+    main(["run", str(assets / "coffee.jpg"), "--out", str(out), "--no-progress", "--load.resolution", "48",
+          "--fit.iterations", "3", "--fit.no-densify", "--prior.backend", "none", "--video.frames", "2",
+          "--video.size", "32"])
+    return out
+
+
+def test_animate_command(tmp_path, coffee_run):
     from PIL import Image
 
     from splat4d.cli import main
     from splat4d.io.video import read_video
 
-    assets = Path(__file__).resolve().parents[1] / "splat4d" / "assets"
-    main(["run", str(assets / "coffee.jpg"), "--out", str(tmp_path / "run"), "--no-progress", "--load.resolution",
-          "48", "--fit.iterations", "3", "--fit.no-densify", "--prior.backend", "none", "--video.frames", "2",
-          "--video.size", "32"])
     region = np.zeros((48, 48), np.uint8)
     region[:24] = 255
     Image.fromarray(region).save(tmp_path / "region.png")
-    out = main(["animate", str(tmp_path / "run"), "--region", str(tmp_path / "region.png"), "--direction", "4", "0",
+    out = main(["animate", str(coffee_run), "--region", str(tmp_path / "region.png"), "--direction", "4", "0",
                 "--frames", "6", "--size", "32"])
     assert read_video(out).shape == (6, 32, 32, 3)
 
@@ -217,22 +226,18 @@ def test_flow_files_are_checked(tmp_path):
                                torch.tensor([4.0, 1.0]).expand(5, 40, 2))
 
 
-def test_animate_command_with_a_flow_file(tmp_path):
+def test_animate_command_with_a_flow_file(tmp_path, coffee_run):
     from splat4d.cli import main
     from splat4d.io.video import read_video
 
-    assets = Path(__file__).resolve().parents[1] / "splat4d" / "assets"
-    main(["run", str(assets / "coffee.jpg"), "--out", str(tmp_path / "run"), "--no-progress", "--load.resolution",
-          "48", "--fit.iterations", "3", "--fit.no-densify", "--prior.backend", "none", "--video.frames", "2",
-          "--video.size", "32"])
     flow = np.zeros((96, 96, 2), np.float32)
     flow[:48, :, 0] = 8.0
     np.save(tmp_path / "flow.npy", flow)
-    out = main(["animate", str(tmp_path / "run"), "--flow", str(tmp_path / "flow.npy"), "--frames", "4", "--size",
+    out = main(["animate", str(coffee_run), "--flow", str(tmp_path / "flow.npy"), "--frames", "4", "--size",
                 "32", "--out", str(tmp_path / "a.mp4")])
     assert read_video(out).shape == (4, 32, 32, 3)
     with pytest.raises(SystemExit):  # both or neither of --region / --flow: refused
-        main(["animate", str(tmp_path / "run")])
+        main(["animate", str(coffee_run)])
 
 
 def test_stereo_video_recovers_motion_towards_the_camera(tmp_path):
