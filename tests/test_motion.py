@@ -130,6 +130,13 @@ def test_cli_motion_mode_on_a_video(clip, tmp_path):
         main(["run", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "x"), "--no-progress"])
 
 
+def _pixels(cam, points):
+    """Pinhole projection of ``points`` into ``cam`` (the test's own, independent of splat4d's code)."""
+    w2c = torch.linalg.inv(cam.c2w[0])
+    pc = points @ w2c[:3, :3].T + w2c[:3, 3]
+    return (cam.K[0] @ pc.T).T[:, :2] / pc[:, 2:3]
+
+
 def test_animate_region_moves_exactly_the_given_pixels(tmp_path):
     from splat4d.examples import random_scene
     from splat4d.init import input_camera
@@ -141,12 +148,7 @@ def test_animate_region_moves_exactly_the_given_pixels(tmp_path):
     region[:, :32] = True  # the left half moves
     motion = animate(scene, cam, region, (6.0, -2.0), frames=8)
 
-    def project(points):
-        w2c = torch.linalg.inv(cam.c2w[0])
-        pc = points @ w2c[:3, :3].T + w2c[:3, 3]
-        return (cam.K[0] @ pc.T).T[:, :2] / pc[:, 2:3]
-
-    before, after = project(scene.means), project(motion.at(2).means)  # sin(2 pi 2 / 8) = 1: the peak
+    before, after = _pixels(cam, scene.means), _pixels(cam, motion.at(2).means)  # sin(2 pi 2 / 8) = 1: the peak
     moving = motion.weights[:, 0] != 0
     assert moving.any() and (~moving).any()
     torch.testing.assert_close(after[moving] - before[moving], torch.tensor([6.0, -2.0]).expand(int(moving.sum()), 2),
@@ -197,12 +199,7 @@ def test_animate_flow_image_moves_each_pixel_by_its_own_vector(tmp_path):
     flow = read_flow(tmp_path / "swirl.flo")
     motion = animate_flow(scene, cam, flow, frames=8)
 
-    def project(points):
-        w2c = torch.linalg.inv(cam.c2w[0])
-        pc = points @ w2c[:3, :3].T + w2c[:3, 3]
-        return (cam.K[0] @ pc.T).T[:, :2] / pc[:, 2:3]
-
-    before, after = project(scene.means), project(motion.at(2).means)
+    before, after = _pixels(cam, scene.means), _pixels(cam, motion.at(2).means)
     px = before.floor().long()
     inside = (px >= 0).all(1) & (px < 64).all(1)
     expected = torch.from_numpy(flow)[px[inside, 1], px[inside, 0]]
