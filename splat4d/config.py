@@ -98,8 +98,14 @@ class InitConfig:
     opacity: float = 0.98
     """Initial opacity of every Gaussian."""
     back_blur: float = 0.025
-    """Gaussian blur (sigma, as a fraction of the image height) of the colours the back surface copies from the
-    input: the far side is a guess, and a soft guess scored better on held-out back views (tools/bench_quality.py)."""
+    """Vertical Gaussian blur (sigma, as a fraction of the image height) of the colours the back surface copies from
+    the input: the far side is a guess, and a soft guess scored better on held-out back views
+    (tools/bench_quality.py)."""
+    back_blur_horizontal: float = 0.3
+    """Horizontal blur (sigma, fraction of the image height) of the back colours. Much larger than the vertical one:
+    objects stand upright and are often round about the vertical axis (mugs, bottles, figures), so the unseen side
+    keeps the front's colours row by row (a red hat stays on top) while where they sit around the axis is unknown.
+    Measured: mean held-out PSNR 19.09 -> 19.42 dB over an isotropic 0.025 (tools/bench_quality.py)."""
     back_stride: int = 2
     """Sample the back surface every this many pixels (it is seen at lower resolution)."""
     solve_colors: int = 12

@@ -193,6 +193,21 @@ def rim_wall_gaussians(z_front: np.ndarray, z_back: np.ndarray, fg: np.ndarray, 
     return means.float(), log_scales, quats, np.stack([rows, cols], 1)
 
 
+def back_colors(image: np.ndarray, fg: np.ndarray, sigma_x: float, sigma_y: float) -> np.ndarray:
+    """The colours the back surface copies: ``image`` (H, W, 3) blurred over the object ``fg`` (H, W bool) only,
+    horizontally by ``sigma_x`` and vertically by ``sigma_y`` pixels (normalised by the blurred mask, so the white
+    background does not bleed in; 0 = no blur along that axis). Pixels off the object keep the image."""
+    if sigma_x <= 0 and sigma_y <= 0:
+        return image
+    import cv2
+
+    w_fg = fg.astype(np.float32)
+    kw = {"sigmaX": max(sigma_x, 1e-3), "sigmaY": max(sigma_y, 1e-3)}
+    num = cv2.GaussianBlur(image.astype(np.float32) * w_fg[..., None], (0, 0), **kw)
+    den = cv2.GaussianBlur(w_fg, (0, 0), **kw)[..., None]
+    return np.where(fg[..., None] & (den > 1e-3), num / np.maximum(den, 1e-3), image)
+
+
 def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitConfig,
                rasterize_backend: str = "cpu") -> InitResult:
     """Build the initial scene (see module docstring). ``image`` (H, W, 3) over white, ``mask`` (H, W)."""
@@ -233,16 +248,7 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
     cover_f = np.clip(mask[px_f[:, 0], px_f[:, 1]], 0.02, 1.0)[:, None]
     # The image is composited over white: undo that for the colour of partially covered pixels.
     colors_f = torch.from_numpy(np.clip((image[px_f[:, 0], px_f[:, 1]] - (1 - cover_f)) / cover_f, 0, 1)).float()
-    back_image = image
-    if cfg.back_blur > 0:
-        import cv2
-
-        # Blur object colours only (normalised by the blurred mask, so the white background does not bleed in).
-        w_fg = fg.astype(np.float32)
-        sigma = cfg.back_blur * height
-        num = cv2.GaussianBlur(image * w_fg[..., None], (0, 0), sigma)
-        den = cv2.GaussianBlur(w_fg, (0, 0), sigma)[..., None]
-        back_image = np.where(den > 1e-3, num / np.maximum(den, 1e-3), image)
+    back_image = back_colors(image, fg, cfg.back_blur_horizontal * height, cfg.back_blur * height)
     colors_b = torch.from_numpy(back_image[np.concatenate([px_b[:, 0], px_w[:, 0]]),
                                            np.concatenate([px_b[:, 1], px_w[:, 1]])]).float()
     n_f, n_b = len(m_f), len(m_b) + len(m_w)

@@ -35,6 +35,24 @@ def test_metrics_on_known_values():
     assert float(ssim(img, img)) == pytest.approx(1.0, abs=1e-6)
 
 
+def test_silhouette_reference_on_known_values():
+    from bench_quality import mean_object_colour, silhouette_oracle
+
+    # The object fills the top half: its left quarter grey 0.2, its right quarter grey 0.6, white below.
+    image = np.ones((8, 8, 3), np.float32)
+    image[:4, :4], image[:4, 4:] = 0.2, 0.6
+    alpha = np.zeros((8, 8), np.float32)
+    alpha[:4] = 1.0
+    colour = mean_object_colour(image, alpha)
+    assert np.allclose(colour, 0.4)
+    ref = silhouette_oracle(alpha, colour)
+    assert np.allclose(ref[:4], 0.4) and np.allclose(ref[4:], 1.0)
+    # Off by 0.2 on half the pixels: MSE 0.02.
+    assert psnr(torch.from_numpy(ref), torch.from_numpy(image)) == pytest.approx(10 * math.log10(50), abs=1e-4)
+    soft = silhouette_oracle(np.full((2, 2), 0.25, np.float32), np.zeros(3))
+    assert np.allclose(soft, 0.75)  # alpha-composited over white
+
+
 def test_ssim_matches_scikit_image():
     from skimage.metrics import structural_similarity
 
@@ -106,7 +124,7 @@ def test_benchmark_one_object_tiny(tmp_path):
     front = result["splits"]["front"]["ours"]
     assert front["iou"] > 0.7 and front["psnr"] > 15.0
     for split in ("front", "sides", "back", "all"):
-        for method in ("ours", "baseline"):
+        for method in ("ours", "baseline", "silhouette_oracle"):
             assert all(np.isfinite(v) for v in result["splits"][split][method].values())
     # Closing the object pays off in silhouette from the side and the back, against the front-only warp.
     assert result["splits"]["back"]["ours"]["iou"] > result["splits"]["back"]["baseline"]["iou"]

@@ -8,7 +8,7 @@ import torch
 from splat4d.config import DepthConfig, InitConfig, PriorConfig, SegmentConfig
 from splat4d.depth.geometric import GeometricDepth, poisson_height
 from splat4d.examples import toy_scene
-from splat4d.init import covariance_to_scale_quat, init_scene, input_camera
+from splat4d.init import back_colors, covariance_to_scale_quat, init_scene, input_camera
 from splat4d.load import InputError, LoadedImage
 from splat4d.losses import mask_iou, psnr, ssim
 from splat4d.prior.warp import WarpPrior
@@ -123,6 +123,31 @@ def test_init_closes_the_object_behind():
     assert (areas / areas[0] - 1).abs().max() < 0.06
     solid = out.alpha[..., 0][:, 24:40, 24:40]
     assert solid.min() > 0.95
+
+
+def test_back_colors_blur_around_the_object_not_across_rows_or_into_the_background():
+    # An object (rows 8-55, cols 16-47) with a red top half and, below, blue/green vertical stripes 4 px wide.
+    image = np.ones((64, 64, 3), np.float32)
+    fg = np.zeros((64, 64), bool)
+    fg[8:56, 16:48] = True
+    red, blue, green = np.eye(3, dtype=np.float32)
+    image[8:32, 16:48] = red
+    stripes = np.where((np.arange(16, 48) // 4 % 2 == 0)[:, None], blue, green)
+    image[32:56, 16:48] = stripes
+    out = back_colors(image, fg, sigma_x=200.0, sigma_y=0.0)
+    # Along the rows: the row's object mean (the background never leaks in); rows stay apart.
+    assert np.abs(out[8:32, 16:48] - red).max() < 1e-5
+    assert np.abs(out[32:56, 16:48] - (blue + green) / 2).max() < 0.02
+    assert np.array_equal(out[~fg], image[~fg])
+    # No blur is the identity; a vertical blur mixes the halves near their border only, in proportion.
+    assert np.array_equal(back_colors(image, fg, 0.0, 0.0), image)
+    vert = back_colors(image, fg, 0.0, 2.0)
+    assert np.abs(vert[20, 16:48] - red).max() < 1e-4
+    border = vert[31:33, 16]
+    assert 0.5 < border[0, 0] < 1.0 and 0.0 < border[1, 0] < 0.5  # red fades across the border, both sides
+    # A constant object stays constant for any blur.
+    flat = np.where(fg[..., None], np.float32(0.3), np.float32(1.0)).repeat(3, axis=2)
+    assert np.abs(back_colors(flat, fg, 30.0, 5.0)[fg] - 0.3).max() < 1e-5
 
 
 def test_covariance_to_scale_quat_reconstructs():
