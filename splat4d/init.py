@@ -266,7 +266,15 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
     )
     scene = match_coverage(scene, camera, mask, px_f, rounds=3, backend=rasterize_backend, max_opacity=cfg.opacity)
     if cfg.solve_colors > 0:
-        scene = solve_colors(scene, camera, image, cfg.solve_colors, rasterize_backend)
+        # Only the front surface's colours, and none within ``solve_rim`` pixels of the silhouette: the surface is
+        # seen edge-on there (as are the back and the rim walls), and solving those Gaussians sharpened the
+        # anti-aliased rim by giving them near-white colours, which showed as streaks in side views.
+        from scipy import ndimage
+
+        inner = ndimage.binary_erosion(fg, iterations=cfg.solve_rim) if cfg.solve_rim > 0 else fg | partial
+        free = torch.zeros(n, dtype=torch.bool)
+        free[:n_f] = torch.from_numpy(inner[px_f[:, 0], px_f[:, 1]])
+        scene = solve_colors(scene, camera, image, cfg.solve_colors, rasterize_backend, free=free)
     return InitResult(scene.validate(), camera, torch.from_numpy(z_front.astype(np.float32)), n_f)
 
 
@@ -293,12 +301,13 @@ def match_coverage(scene: GaussianScene, camera: Cameras, mask: np.ndarray, pixe
 
 
 def solve_colors(scene: GaussianScene, camera: Cameras, image: np.ndarray, iterations: int,
-                 backend: str) -> GaussianScene:
+                 backend: str, free: Tensor | None = None) -> GaussianScene:
     """Least-squares colours so the input view re-renders ``image`` (geometry fixed).
 
     The render is linear in the colours, ``render(c) = A c + (1 - alpha) * background``: projected CGLS (conjugate
     gradients on the normal equations, restarted whenever a step is clipped to [0, 1]) with ``A`` one forward pass
-    and ``A^T`` its autograd backward. Gaussians the input view does not see get no gradient and keep their colour.
+    and ``A^T`` its autograd backward. Gaussians the input view does not see get no gradient and keep their colour;
+    so do those outside ``free`` (bool (N,), default all free): the solve runs on the free colours only.
     """
     from splat4d.render import rasterize
 
@@ -317,10 +326,12 @@ def solve_colors(scene: GaussianScene, camera: Cameras, image: np.ndarray, itera
         with torch.no_grad():
             return render(x, 0.0)
 
+    keep = None if free is None else (~free)[:, None]
+
     def AT(r: Tensor) -> Tensor:
         x = torch.zeros(len(scene), 3, requires_grad=True)
         (render(x, 0.0) * r).sum().backward()
-        return x.grad
+        return x.grad if keep is None else x.grad.masked_fill(keep, 0.0)
 
     x = scene.rgb_dc().clone()
     r = b - A(x)

@@ -53,8 +53,10 @@ def test_outputs_are_valid(first_run):
     video = read_video(out / "orbit.mp4")
     assert video.shape == (8, 48, 48, 3)
     assert metrics["loss_decreased"] is True
-    # The init alone re-renders the input at > 30 dB (test_stages); fitting on it must not lose that.
-    assert metrics["input_psnr"] > 30.0 and metrics["input_psnr"] >= metrics["input_psnr_init"] - 0.5
+    # The init re-renders the input away from its silhouette (test_stages) but leaves the 2 px rim band unsolved,
+    # about a tenth of the object at 64 px (measured: 24.4 dB on the whole image); the fit must sharpen it (28.3 dB
+    # after these 40 steps; at the fast preset's 128 px and 150 steps 42 dB).
+    assert metrics["input_psnr"] > 26.0 and metrics["input_psnr"] >= metrics["input_psnr_init"] + 2.0
     assert len(list((out / "views").glob("view_*.png"))) == 1 + 4 + 1  # input + ring + top
     assert len(list((out / "views").glob("mask_*.png"))) == 1 + 4 + 1
     assert (out / "views" / "cameras.json").is_file() and (out / "nerfstudio" / "transforms.json").is_file()
