@@ -205,6 +205,25 @@ def test_covariance_to_scale_quat_reconstructs():
     torch.testing.assert_close(rebuilt, cov, rtol=1e-4, atol=1e-5)
 
 
+def test_close_silhouette_fills_cracks_but_keeps_a_ring_open():
+    from splat4d.prior.warp import close_silhouette
+
+    n = 96
+    yy, xx = np.mgrid[:n, :n] + 0.5
+    r = np.hypot(xx - n / 2, yy - n / 2)
+    ring = ((r < 40) & (r > 18)).astype(np.float32)  # a ring whose hole (radius 18, ~1000 px) is seen through
+    cracked = ring.copy()
+    cracked[30:33, 20:40] = 0.0  # a 3 px crack, closed by the closing
+    cracked[60:66, 16:22] = 0.0  # an enclosed 6x6 gap wider than the closing: filled as a small hole
+    out = close_silhouette(cracked, radius=2)
+    assert out[r < 16].sum() == 0  # the ring's hole stays open
+    assert out[(r > 19) & (r < 39)].all()  # every gap in the ring itself is closed
+    assert not out[r > 42].any()
+    # With no hole in the ring at all the outline is the filled disc.
+    disc = (r < 40).astype(np.float32)
+    assert np.array_equal(close_silhouette(disc, radius=2), r < 40)
+
+
 def test_warp_prior_matches_ground_truth_where_the_input_saw_it():
     """Ground truth = a textured ball (toy scene's sphere). From its input render and true depth, the warp prior's
     view 30 degrees round must equal the ground-truth render wherever that surface was visible in the input."""

@@ -2,9 +2,9 @@
 
 The initial scene is the input image lifted onto the inflated front surface and its mirrored back surface, so a
 render from a new pose is a depth-based warp of the input (front) or of its mirror image (back), with holes where
-neither surface lands (disocclusions, thin rims). Holes inside the object's closed silhouette are filled with
-OpenCV's Telea inpainting; filled pixels get low confidence. The view's loss weight falls with its angle from the
-input view (``min_weight`` opposite, ``max_weight`` beside it).
+neither surface lands (disocclusions, thin rims). Holes inside the object's closed silhouette (not the large see-
+through ones, like a ring's) are filled with OpenCV's Telea inpainting; filled pixels get low confidence. The view's
+loss weight falls with its angle from the input view (``min_weight`` opposite, ``max_weight`` beside it).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ HOLE_ALPHA = 0.5
 
 
 def close_silhouette(alpha: np.ndarray, radius: int) -> np.ndarray:
-    """Morphological closing of alpha > 0.5 with a disc, then hole filling: the object's expected outline."""
+    """Morphological closing of alpha > 0.5 with a disc, then filling the enclosed gaps no larger than a
+    ``4 radius`` square (disocclusion cracks): the object's expected outline. Larger enclosed background regions
+    stay open: the render sees through the object there, as through a ring's or a handle's hole."""
     import cv2
     from scipy import ndimage
 
@@ -30,7 +32,13 @@ def close_silhouette(alpha: np.ndarray, radius: int) -> np.ndarray:
     k = 2 * radius + 1
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     closed = cv2.morphologyEx(solid, cv2.MORPH_CLOSE, kernel) > 0
-    return ndimage.binary_fill_holes(closed)
+    enclosed = ndimage.binary_fill_holes(closed) & ~closed
+    labels, count = ndimage.label(enclosed)
+    if count == 0:
+        return closed
+    areas = ndimage.sum(enclosed, labels, index=np.arange(1, count + 1))
+    small = 1 + np.nonzero(areas <= (4 * radius) ** 2)[0]
+    return closed | np.isin(labels, small)
 
 
 def inpaint_holes(rgb: np.ndarray, alpha: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
