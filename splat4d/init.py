@@ -271,7 +271,9 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
         # anti-aliased rim by giving them near-white colours, which showed as streaks in side views.
         from scipy import ndimage
 
-        inner = ndimage.binary_erosion(fg, iterations=cfg.solve_rim) if cfg.solve_rim > 0 else fg | partial
+        # (The frame's edge is no silhouette: a scene filling the frame is solved up to it.)
+        inner = ndimage.binary_erosion(fg, iterations=cfg.solve_rim, border_value=1) if cfg.solve_rim > 0 \
+            else fg | partial
         free = torch.zeros(n, dtype=torch.bool)
         free[:n_f] = torch.from_numpy(inner[px_f[:, 0], px_f[:, 1]])
         scene = solve_colors(scene, camera, image, cfg.solve_colors, rasterize_backend, free=free)

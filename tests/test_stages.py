@@ -192,6 +192,23 @@ def test_init_sides_keep_the_object_colour_without_rim_streaks():
     assert psnr(out.rgb[0], torch.from_numpy(image), inside) > 40
 
 
+def test_init_of_a_whole_frame_scene_re_renders_up_to_the_frame_edge():
+    import cv2
+    import skimage.data
+
+    image = cv2.resize(skimage.data.astronaut(), (96, 96), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    mask = np.ones((96, 96), np.float32)
+    result = init_scene(image, mask, GeometricDepth(DepthConfig())(image, mask), InitConfig(closed=False))
+    out = rasterize(result.scene, result.camera, background=torch.ones(3)).rgb[0]
+    target = torch.from_numpy(image)
+    edge = torch.ones(96, 96, dtype=torch.bool)
+    edge[3:-3, 3:-3] = False
+    # The frame's edge is not a silhouette: its pixels are solved like the rest (measured 30.4 vs 31.8 dB inside;
+    # left unsolved as a rim they were 26.9).
+    assert psnr(out, target, edge) > psnr(out, target, ~edge) - 2.5
+    assert psnr(out, target) > 30.0
+
+
 def test_covariance_to_scale_quat_reconstructs():
     g = torch.Generator().manual_seed(0)
     A = torch.randn(50, 3, 3, generator=g, dtype=torch.float64)
