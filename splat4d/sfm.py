@@ -1,11 +1,12 @@
 """Camera poses of a video that moves around a still object: a small incremental structure-from-motion.
 
-SIFT features on the object (OpenCV), ratio-test matches between frames, the first pair with enough parallax from
-the essential matrix (five-point RANSAC, cheirality check), every further frame by PnP (RANSAC) against the points
-seen so far, new points triangulated as frames register, and a final bundle adjustment of all poses and points
-(Levenberg-Marquardt, points eliminated by the Schur complement, Huber weights). Intrinsics are known (splat4d's
-assumed field of view). Poses come out in camera 0's frame with an arbitrary scale; :func:`to_splat4d_world` puts
-them in splat4d's world: camera 0 at (0, 0, -distance) looking along +z, the scale tied to frame 0's depth.
+SIFT features on the object (OpenCV; with sub-pixel corners too when SIFT alone registers too few frames),
+ratio-test matches between frames, the first pair with enough parallax from the essential matrix (five-point RANSAC,
+cheirality check), every further frame by PnP (RANSAC) against the points seen so far, new points triangulated as
+frames register, and a final bundle adjustment of all poses and points (Levenberg-Marquardt, points eliminated by
+the Schur complement, Huber weights). Intrinsics are known (splat4d's assumed field of view). Poses come out in
+camera 0's frame with an arbitrary scale; :func:`to_splat4d_world` puts them in splat4d's world: camera 0 at (0, 0,
+-distance) looking along +z, the scale tied to frame 0's depth.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ class SfmError(RuntimeError):
     """Poses could not be estimated (too little texture, parallax or overlap between frames)."""
 
 
-def _features(images: np.ndarray, masks: np.ndarray, n: int):
+CORNER_SIZE = 12.0  # SIFT descriptor size (pixels of the 2x image) at a corner keypoint
+
+
+def _features(images: np.ndarray, masks: np.ndarray, n: int, corners: bool = False):
     import cv2
 
     # Small, clean renders and crops have little contrast detail: a low contrast threshold and 2x upsampling keep
@@ -48,7 +52,20 @@ def _features(images: np.ndarray, masks: np.ndarray, n: int):
         grey = cv2.cvtColor(to_uint8(image), cv2.COLOR_RGB2GRAY)
         m = cv2.dilate((mask > 0.5).astype(np.uint8) * 255, kernel)
         big = cv2.resize(grey, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-        kp, desc = sift.detectAndCompute(big, cv2.resize(m, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
+        mask_big = cv2.resize(m, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+        kp = list(sift.detect(big, mask_big))
+        if corners:
+            # Corners too (Shi-Tomasi, sub-pixel), described by SIFT at a fixed size: printed patterns (checks,
+            # stripes) have many sharp corners but few of the blobs SIFT detects.
+            # Inside the object only: the outline's "corners" are no fixed points of its surface.
+            inner = cv2.erode(cv2.resize((mask > 0.5).astype(np.uint8) * 255, None, fx=2, fy=2,
+                                         interpolation=cv2.INTER_NEAREST), np.ones((9, 9), np.uint8))
+            found = cv2.goodFeaturesToTrack(big, maxCorners=n, qualityLevel=0.01, minDistance=6, mask=inner)
+            if found is not None:
+                found = cv2.cornerSubPix(big, found.astype(np.float32), (5, 5), (-1, -1),
+                                         (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 30, 0.01))
+                kp += [cv2.KeyPoint(float(x), float(y), CORNER_SIZE) for x, y in found.reshape(-1, 2)]
+        kp, desc = sift.compute(big, kp) if kp else ((), None)
         # OpenCV puts pixel centres at integers, splat4d's K at +0.5: (x_big + 0.5) / 2 in the original image.
         pts = (np.array([k.pt for k in kp], np.float64).reshape(-1, 2) + 0.5) / 2
         out.append((pts, desc if desc is not None else np.zeros((0, 128), np.float32)))
@@ -95,12 +112,35 @@ def _pose(R: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def estimate_poses(images: np.ndarray, masks: np.ndarray, K: np.ndarray, cfg: SfmConfig | None = None,
                    progress: bool = False) -> SfmResult:
-    """Poses of T frames (T, H, W, 3) in [0, 1] with object masks (T, H, W) and shared intrinsics K (3, 3)."""
+    """Poses of T frames (T, H, W, 3) in [0, 1] with object masks (T, H, W) and shared intrinsics K (3, 3).
+
+    SIFT keypoints first; when they give no poses or poses for fewer than ``cfg.min_registered`` of the frames
+    (printed patterns: checks and stripes have few SIFT blobs and many look-alike ones), once more with corner
+    keypoints added, keeping the result that registers more frames."""
+    cfg = cfg or SfmConfig()
+    try:
+        plain = _estimate_poses(images, masks, K, cfg, progress, corners=False)
+    except SfmError as error:
+        plain = error
+    if isinstance(plain, SfmResult) and plain.registered.mean() >= cfg.min_registered:
+        return plain
+    try:
+        with_corners = _estimate_poses(images, masks, K, cfg, progress, corners=True)
+    except SfmError as error:
+        if isinstance(plain, SfmResult):
+            return plain
+        raise SfmError(f"{plain} (with corner features too: {error})") from None
+    if isinstance(plain, SfmResult) and plain.registered.sum() >= with_corners.registered.sum():
+        return plain
+    return with_corners
+
+
+def _estimate_poses(images: np.ndarray, masks: np.ndarray, K: np.ndarray, cfg: SfmConfig, progress: bool,
+                    corners: bool) -> SfmResult:
     import cv2
 
-    cfg = cfg or SfmConfig()
     T = len(images)
-    feats = _features(images, masks, cfg.features)
+    feats = _features(images, masks, cfg.features, corners)
     if min(len(f[0]) for f in feats[:2]) < 20:
         raise SfmError("fewer than 20 features on the object in the first frames: too little texture to track")
     track = [np.full(len(f[0]), -1, int) for f in feats]  # point id of each keypoint

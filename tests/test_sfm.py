@@ -61,7 +61,7 @@ def test_incremental_sfm_recovers_an_orbit_from_noisy_tracks(monkeypatch):
     for k in range(FRAMES):
         uv, visible = _observe(X, w2c[k], K, rng)
         feats.append((uv[visible], descriptors[visible]))
-    monkeypatch.setattr(sfm, "_features", lambda images, masks, n: feats)
+    monkeypatch.setattr(sfm, "_features", lambda images, masks, n, corners=False: feats)
     blank = np.zeros((FRAMES, RES, RES, 3))
     result = sfm.estimate_poses(blank, np.ones((FRAMES, RES, RES)), K, SfmConfig())
     assert result.registered.all()
@@ -76,7 +76,7 @@ def test_incremental_sfm_recovers_an_orbit_from_noisy_tracks(monkeypatch):
 
 
 def test_too_few_features_is_an_sfm_error(monkeypatch):
-    monkeypatch.setattr(sfm, "_features", lambda images, masks, n: [(np.zeros((5, 2)), np.zeros((5, 128)))] * 3)
+    monkeypatch.setattr(sfm, "_features", lambda images, masks, n, corners=False: [(np.zeros((5, 2)), np.zeros((5, 128)))] * 3)
     with pytest.raises(sfm.SfmError, match="too little texture"):
         sfm.estimate_poses(np.zeros((3, 8, 8, 3)), np.ones((3, 8, 8)), np.eye(3))
 
