@@ -303,7 +303,8 @@ def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, *, backend:
 
     observed = None
     if frames is not None:
-        observed = stage(4, "poses", stage_key(key, to_dict(cfg.sfm)),
+        key = stage_key(key, to_dict(cfg.sfm))  # the prior's and the fit's caches depend on the poses too
+        observed = stage(4, "poses", key,
                          lambda: observed_views(frames[0], frames[1], init.camera, cfg, init.depth.numpy()))
 
     def do_prior():

@@ -162,3 +162,38 @@ def test_unknown_preset_is_a_clear_error(tmp_path):
     res = subprocess.run([sys.executable, "-m", "splat4d", "run", str(ASSETS / "coffee.jpg"), "--preset", "nope",
                           "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "unknown preset 'nope'" in res.stderr
+
+
+def test_multiview_cache_keys_of_later_stages_follow_the_pose_settings():
+    """The prior's and the fit's cached results depend on the poses: changing a --sfm setting must change their keys
+    (it once changed only the poses stage's key, so a re-run reused views placed with the old poses)."""
+    from splat4d.config import SfmConfig
+    from splat4d.pipeline import reconstruct
+
+    class Stop(Exception):
+        pass
+
+    def keys_for(sfm: SfmConfig) -> dict:
+        seen = {}
+
+        def stage(index, name, key, compute):
+            seen[name] = key
+            if name == "poses":
+                return None  # no views: enough to see the keys that follow
+            if name == "prior":
+                raise Stop
+            return compute()
+
+        image = np.ones((32, 32, 3), np.float32)
+        mask = np.zeros((32, 32), np.float32)
+        mask[8:24, 8:24] = 1.0
+        image[mask > 0] = 0.3
+        frames = (image[None].repeat(2, 0), mask[None].repeat(2, 0))
+        cfg = RunConfig(progress=False, load=LoadConfig(resolution=32), sfm=sfm)
+        with pytest.raises(Stop):
+            reconstruct(image, mask, cfg, stage=stage, frames=frames)
+        return seen
+
+    a, b = keys_for(SfmConfig()), keys_for(SfmConfig(prior_min_angle_deg=20.0))
+    assert a["init"] == b["init"]
+    assert a["poses"] != b["poses"] and a["prior"] != b["prior"]
