@@ -97,6 +97,19 @@ def _project(K: np.ndarray, w2c: np.ndarray, X: np.ndarray) -> tuple[np.ndarray,
     return uv, pc[:, 2]
 
 
+def _sample(K: np.ndarray, w2c: np.ndarray, X: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The values of ``image`` (H, W) at the pixels the points ``X`` (N, 3) project to from camera ``w2c``, and which
+    points land in front of the camera and inside the image (their value is 0 otherwise)."""
+    uv, z = _project(K, w2c, X)
+    h, w = image.shape[:2]
+    with np.errstate(invalid="ignore"):  # points on the camera plane project to infinity; they are not ``ok``
+        u, v = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
+    ok = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    values = np.zeros(len(X), image.dtype)
+    values[ok] = image[v[ok], u[ok]]
+    return values, ok
+
+
 def _triangulate(K, w2c_a, w2c_b, pa, pb):
     import cv2
 
@@ -196,14 +209,9 @@ def _silhouette_check(result: SfmResult, masks: np.ndarray, K: np.ndarray, agree
     kernel = np.ones((3, 3), np.uint8)
 
     def inside(k: int, points: np.ndarray) -> np.ndarray:
-        uv, z = _project(K, result.w2c[k], points)
         m = cv2.dilate((masks[k] > 0.5).astype(np.uint8), kernel)
-        h, w = m.shape
-        u, v = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
-        ok = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        hit = np.zeros(len(uv), bool)
-        hit[ok] = m[v[ok], u[ok]] > 0
-        return hit
+        values, ok = _sample(K, result.w2c[k], points, m)
+        return ok & (values > 0)
 
     core = result.points[inside(0, result.points)]
     registered = result.registered.copy()
@@ -406,15 +414,10 @@ def to_splat4d_world(result: SfmResult, distance: float, K: np.ndarray | None = 
     z = P[:, 2]
     s = None
     if depth0 is not None and K is not None:
-        front = z > 0
-        uv = P[front, :2] / z[front, None] @ K[:2, :2].T + K[:2, 2]
-        h, w = depth0.shape
-        u, v = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
-        inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        d = depth0[v[inside], u[inside]]
-        ok = d > 0
+        d, ok = _sample(K, np.eye(4), P, depth0)  # the points are in camera 0's frame
+        ok &= d > 0
         if ok.sum() >= 10:
-            s = float(np.median(d[ok] / z[front][inside][ok]))
+            s = float(np.median(d[ok] / z[ok]))
     if s is None:
         s = distance / float(np.median(z[z > 0]))
     c2w = np.full_like(result.w2c, np.nan)
