@@ -62,9 +62,11 @@ def view_metrics(pred_rgb: torch.Tensor, pred_alpha: torch.Tensor, gt_rgb: torch
             "iou": mask_iou(pred_alpha, gt_alpha)}
 
 
-def score_views(folder: Path, meta: dict, scenes: dict) -> list[dict]:
+def score_views(folder: Path, meta: dict, scenes: dict, references: dict | None = None) -> list[dict]:
     """Each held-out view of ``folder`` rendered from every scene of ``scenes`` (name -> GaussianScene) and scored
-    against the ground truth: azimuth, elevation, split, metrics per name, and the images (GT, then each render)."""
+    against the ground truth: azimuth, elevation, split, metrics per name, and the images (GT, then each render).
+    ``references`` (name -> function of the view's ground-truth alpha (H, W) giving an RGB image) are scored too,
+    with that alpha as their silhouette."""
     K = torch.tensor(meta["K"], dtype=torch.float32)
     rows = []
     for view in meta["views"]:
@@ -76,6 +78,9 @@ def score_views(folder: Path, meta: dict, scenes: dict) -> list[dict]:
             out = rasterize(scene, cam, background=torch.ones(3))
             row[name] = view_metrics(out.rgb[0], out.alpha[0, ..., 0], gt_rgb, gt_alpha)
             images.append(out.rgb[0].clamp(0, 1))
+        for name, make in (references or {}).items():
+            ref = torch.from_numpy(make(gt_alpha.numpy()))
+            row[name] = view_metrics(ref, gt_alpha, gt_rgb, gt_alpha)
         row["images"] = tuple(images)
         rows.append(row)
     return rows
@@ -108,13 +113,9 @@ def evaluate_object(folder: Path, cfg: RunConfig) -> dict:
     init, _, fitted = reconstruct(image, mask, replace(cfg, progress=False))
     seconds = time.perf_counter() - t0
     baseline = init.scene.select(torch.arange(init.n_front))
-    rows = score_views(folder, meta, {"ours": fitted.scene, "baseline": baseline})
     colour = mean_object_colour(image, alpha)
-    for row, view in zip(rows, meta["views"]):
-        gt_rgb, gt_alpha = load_rgba(folder / view["file"])
-        ref = torch.from_numpy(silhouette_oracle(gt_alpha, colour))
-        row["silhouette_oracle"] = view_metrics(ref, torch.from_numpy(gt_alpha), torch.from_numpy(gt_rgb),
-                                                torch.from_numpy(gt_alpha))
+    rows = score_views(folder, meta, {"ours": fitted.scene, "baseline": baseline},
+                       references={"silhouette_oracle": lambda gt_alpha: silhouette_oracle(gt_alpha, colour)})
     summary = {"object": folder.name, "input_psnr": fitted.input_psnr, "seconds": seconds,
                "splits": split_means(rows, ("ours", "baseline", "silhouette_oracle"))}
     summary["views"] = [{k: v for k, v in r.items() if k != "images"} for r in rows]
