@@ -135,7 +135,7 @@ def run(cfg: RunConfig) -> RunResult:
         raise InputError("give either --side-by-side or --right, not both")
     input_hash = file_hash(Path(cfg.input)) if Path(cfg.input).is_file() else _folder_hash(Path(cfg.input))
     key = stage_key(input_hash, right_hash, cfg.side_by_side, to_dict(cfg.load), to_dict(cfg.segment),
-                    to_dict(cfg.sfm) if cfg.multiview else None)
+                    cfg.sfm.max_frames if cfg.multiview else None)  # reconstruct() keys the poses on the rest
 
     def do_segment():
         from splat4d.segment import crop_square
@@ -145,11 +145,8 @@ def run(cfg: RunConfig) -> RunResult:
 
             raw = load_frames(cfg.input, cfg.sfm.max_frames)
             images, masks, box, method = crop_clip(raw, cfg, centred=True)
-            # --init.fov-deg is the video's vertical field of view; the centred crop sees a part of it.
-            f_full = 0.5 * raw[0].shape[0] / np.tan(np.radians(cfg.init.fov_deg) / 2)
-            fov = float(np.degrees(2 * np.arctan(0.5 * box[2] / f_full)))
             return {"image": images[0], "mask": masks[0], "method": method, "box": box,
-                    "original_size": raw[0].shape[1::-1], "frames": (images, masks), "fov_deg": fov}
+                    "original_size": raw[0].shape[1::-1], "frames": (images, masks)}
 
         max_side = max(2048, 4 * cfg.load.resolution)
         image = load_image(cfg.input, max_side=max_side, max_pixels=cfg.load.max_input_pixels)
@@ -180,8 +177,10 @@ def run(cfg: RunConfig) -> RunResult:
     image, mask = seg["image"], seg["mask"]
     if "stereo" in seg:
         cfg = dataclasses.replace(cfg, depth=dataclasses.replace(cfg.depth, backend="stereo"))
-    if "fov_deg" in seg:  # multi-view: the working crop's own field of view
-        cfg = dataclasses.replace(cfg, init=dataclasses.replace(cfg.init, fov_deg=seg["fov_deg"]))
+    if "frames" in seg:  # multi-view: --init.fov-deg is the video's; the centred crop sees a part of it
+        f_full = 0.5 * seg["original_size"][1] / np.tan(np.radians(cfg.init.fov_deg) / 2)
+        fov = float(np.degrees(2 * np.arctan(0.5 * seg["box"][2] / f_full)))
+        cfg = dataclasses.replace(cfg, init=dataclasses.replace(cfg.init, fov_deg=fov))
 
     init, generated, fitted = reconstruct(image, mask, cfg, backend=backend, device=device, stage=stage, key=key,
                                           stereo=seg.get("stereo"), frames=seg.get("frames"))

@@ -107,6 +107,28 @@ def test_multiview_run_beats_a_single_image_on_held_out_views(arc, tmp_path):
     assert np.mean(scores["multi"]) > np.mean(scores["single"])
 
 
+def test_multiview_rerun_caches_follow_the_fov_and_the_pose_settings(arc, tmp_path):
+    """The crop's field of view is derived from --init.fov-deg after the cached segment stage, so changing it
+    re-runs depth onward (it once came back from the segment cache, stale); a pose setting re-runs the poses on."""
+    from PIL import Image
+
+    from splat4d.cli import main
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, f in enumerate(arc[3]):
+        Image.fromarray((np.clip(_over_white(f), 0, 1) * 255).round().astype(np.uint8)).save(frames / f"{i:03d}.png")
+    common = ["run", str(frames), "--multiview", "--out", str(tmp_path / "out"), "--no-progress", "--load.resolution",
+              str(RES), "--fit.iterations", "5", "--video.frames", "2", "--video.size", "32"]
+    first = main([*common, "--init.fov-deg", "40"]).metrics
+    wider = main([*common, "--init.fov-deg", "60"]).metrics
+    assert wider["fov_deg"] > first["fov_deg"] + 10
+    assert wider["cached_stages"] == ["segment"]
+    ratio = main([*common, "--init.fov-deg", "60", "--sfm.ratio", "0.85"]).metrics
+    assert ratio["fov_deg"] == wider["fov_deg"]
+    assert ratio["cached_stages"] == ["segment", "depth", "init"]
+
+
 def test_multiview_without_texture_fails_clearly(tmp_path):
     from PIL import Image
 
