@@ -1,4 +1,4 @@
-"""Configuration of the single-image pipeline: one dataclass per stage, every field documented (tyro shows the
+"""Configuration of `splat4d run`: one dataclass per stage, every field documented in a line or two (tyro shows the
 docstrings in ``--help``). Presets in ``configs/*.yaml`` override the defaults; command-line flags override both."""
 
 from __future__ import annotations
@@ -6,160 +6,147 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import tyro
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+def preset_dir() -> Path:
+    """The preset YAML files: inside the installed package (a wheel ships the top-level configs/ there, see
+    setup.py), else configs/ of the source checkout (editable installs)."""
+    packaged = Path(__file__).resolve().parent / "configs"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "configs"
 
 
 @dataclass
 class LoadConfig:
     resolution: int = 256
-    """Working resolution: the object is centred, padded to a square and resized to this many pixels a side."""
+    """Side of the square working image, in pixels."""
     max_input_pixels: int = 80_000_000
-    """Refuse images with more pixels than this (decompression-bomb guard); big images are downscaled on load."""
+    """Refuse bigger images (decompression bombs)."""
 
 
 @dataclass
 class SegmentConfig:
     method: Literal["auto", "alpha", "grabcut", "none"] = "auto"
-    """'alpha': use the alpha channel; 'grabcut': border-colour model + OpenCV GrabCut; 'auto': alpha when the image
-    has a non-trivial one, else grabcut; 'none': the whole frame is the object (scene mode)."""
+    """'auto': the alpha channel if there is one, else 'grabcut' (border colours + GrabCut); 'none': whole frame."""
     padding: float = 0.12
-    """Margin around the object's bounding box, as a fraction of the square side."""
+    """Margin around the object (fraction of the side)."""
     border_width: int = 6
-    """Pixels along the image border used to model the background colour (grabcut)."""
+    """Border pixels that model the background colour (grabcut)."""
     grabcut_iterations: int = 4
-    """GrabCut iterations (after the border-colour seed)."""
+    """GrabCut iterations after the border-colour seed."""
     min_fraction: float = 0.002
-    """A mask covering less of the image than this is treated as empty (error)."""
+    """A mask covering less of the image is empty (error)."""
     max_fraction: float = 0.98
-    """A mask covering more than this is treated as 'no object found' (error unless method='none')."""
+    """Bigger masks mean no object (error unless 'none')."""
 
 
 @dataclass
 class DepthConfig:
-    backend: Literal["geometric", "transformers", "marigold", "depthcrafter", "stereo"] = "geometric"
-    """Depth estimator. 'geometric' (offline, no weights): silhouette inflation, a Poisson height field inside the
-    mask giving rounded shapes (a disc becomes a hemisphere), plus a small image-detail relief. 'transformers': a
-    learned model through transformers' AutoModelForDepthEstimation (--depth.model), needs its weights. 'marigold':
-    diffusers' MarigoldDepthPipeline (affine-invariant depth in 1-4 steps), needs its weights. 'depthcrafter':
-    DepthCrafter video depth (Stable Video Diffusion UNet fine-tuned for depth; consistent over a whole clip, for
-    --motion), needs its weights and in practice a GPU. 'stereo': SGBM on a rectified pair (--right)."""
+    backend: Literal["geometric", "shape-prior", "transformers", "marigold", "depthcrafter", "stereo"] = "geometric"
+    """Depth estimator. 'geometric': offline silhouette inflation (a Poisson height field).
+    'shape-prior': a small network trained in this repo on procedural objects (front + back depth, elevation).
+    'transformers' (Depth Anything V2, Depth Pro), 'marigold', 'depthcrafter' (video): need weights.
+    'stereo': SGBM on a rectified pair (--right)."""
     model: str | None = None
-    """Hugging Face id or local folder of the learned depth model; default depth-anything/Depth-Anything-V2-Small-hf
-    ('transformers'; apple/DepthPro-hf gives metric depth), prs-eth/marigold-depth-lcm-v1-0 ('marigold') or
-    tencent/DepthCrafter ('depthcrafter', its UNet)."""
+    """Hub id or folder; see `splat4d models`."""
     base_model: str | None = None
-    """'depthcrafter' only: Stable Video Diffusion pipeline giving the VAE, CLIP image encoder and scheduler; default
-    stabilityai/stable-video-diffusion-img2vid-xt."""
+    """'depthcrafter': its Stable Video Diffusion pipeline."""
     steps: int = 4
-    """Denoising steps of the 'marigold' and 'depthcrafter' backends (DepthCrafter's authors use 5)."""
+    """Denoising steps ('marigold', 'depthcrafter')."""
     window: int = 110
-    """'depthcrafter': frames denoised together; longer clips go in windows sharing ``overlap`` frames."""
+    """'depthcrafter': frames denoised together."""
     overlap: int = 25
-    """'depthcrafter': frames shared by consecutive windows (blended linearly)."""
+    """'depthcrafter': frames shared by consecutive windows."""
     max_disparity: int = 64
-    """Largest disparity (pixels at the working resolution) the 'stereo' backend searches."""
+    """'stereo': largest disparity searched, in working pixels."""
     download: bool = False
-    """Allow downloading missing weights from the Hugging Face hub (off: only local files and the cache are used)."""
+    """Allow downloading missing weights (Hugging Face)."""
     thickness: float = 0.7
-    """Scale of the inflated height (1 = a disc inflates to a hemisphere; 0.7 scored best on the held-out views of
-    tools/bench_quality.py)."""
+    """Height of the inflated shape (1: hemisphere)."""
     profile: float = 0.5
-    """Shape of the inflated cross-section: height ~ u^profile with u the Poisson solution (0.5 = round, a disc
-    becomes a hemisphere; smaller = flatter top and steeper sides, boxier)."""
+    """Cross-section exponent (0.5 round, less: boxier)."""
     scene_coverage: float = 0.95
-    """When the mask covers at least this fraction of the frame (a scene, e.g. --segment.method none), the
-    geometric backend uses a ground-plane prior (nearer towards the bottom) instead of inflating a dome."""
+    """Masks this full get a ground-plane depth."""
     relief: float = 0.6
-    """Image-detail relief in pixels of height per unit of high-passed luminance (brighter = nearer)."""
+    """Relief height per unit of high-passed luminance."""
     relief_sigma: float = 3.0
-    """Gaussian sigma (pixels) of the low-pass subtracted to get the relief detail."""
+    """Low-pass sigma (pixels) of the relief."""
 
 
 @dataclass
 class InitConfig:
     fov_deg: float = 40.0
-    """Vertical field of view assumed for the input camera (with --multiview: of the video's frames)."""
+    """Vertical FoV of the input (or --multiview video)."""
+    elevation_deg: float | None = None
+    """Input camera's elevation above the object's horizon; default: the depth backend's estimate, else 0."""
     use_depth_fov: bool = True
-    """Use the field of view the depth model infers (Depth Pro) instead of ``fov_deg`` when it gives one."""
+    """Use a depth model's field of view (Depth Pro)."""
     distance: float = 2.5
-    """Distance from the input camera to the object's centre plane (world units)."""
+    """Distance from the input camera to the object's centre."""
     closed: bool = True
-    """Close the object with a mirrored back surface and rim walls; False keeps only the front surface (scenes)."""
+    """Close the object: mirrored back, rim walls."""
     back_thickness: float = 1.0
-    """Depth of the back surface relative to the front's (1 = mirror-symmetric object)."""
+    """Depth of the back surface relative to the front's."""
     scale_factor: float = 0.4
-    """Gaussian standard deviation as a fraction of the pixel footprint at its depth."""
+    """Gaussian size as a fraction of its pixel footprint."""
     back_scale_factor: float = 0.75
-    """Like ``scale_factor`` for the (sparser, colour-approximate) back surface: larger, so it has no gaps."""
+    """Like scale_factor, for the sparser back surface."""
     opacity: float = 0.98
     """Initial opacity of every Gaussian."""
     back_blur: float = 0.025
-    """Vertical Gaussian blur (sigma, as a fraction of the image height) of the colours the back surface copies from
-    the input: the far side is a guess, and a soft guess scored better on held-out back views
-    (tools/bench_quality.py)."""
+    """Vertical blur of the back colours (sigma/height)."""
     back_blur_horizontal: float = 0.3
-    """Horizontal blur (sigma, fraction of the image height) of the back colours. Much larger than the vertical one:
-    objects stand upright and are often round about the vertical axis (mugs, bottles, figures), so the unseen side
-    keeps the front's colours row by row (a red hat stays on top) while where they sit around the axis is unknown.
-    Measured: mean held-out PSNR 19.09 -> 19.42 dB over an isotropic 0.025 (tools/bench_quality.py)."""
+    """Horizontal blur of the back colours (sigma / height)."""
     back_stride: int = 2
-    """Sample the back surface every this many pixels (it is seen at lower resolution)."""
+    """Sample the back surface every this many pixels."""
     solve_colors: int = 12
-    """Conjugate-gradient iterations of the least-squares colour solve that makes the front view re-render the
-    input (0 = raw pixel colours)."""
+    """Iterations of the front colour solve (0: pixel colours)."""
     solve_rim: int = 2
-    """The colour solve leaves the front Gaussians within this many pixels of the silhouette at their pixel's colour
-    (the surface is seen edge-on there; solving them made near-white streaks at the sides). The back surface and the
-    rim walls are never solved. Held-out PSNR (tools/bench_quality.py): everything solved 19.42, front only 19.70,
-    front without a 2 px rim 19.80 dB."""
+    """Front pixels this near the silhouette keep their colour."""
     sh_degree: int = 0
-    """Spherical-harmonics degree of the scene (0 = view-independent colour)."""
+    """Spherical-harmonics degree (0: view-independent colour)."""
 
 
 @dataclass
 class PriorConfig:
     backend: Literal["warp", "sd-inpaint", "zero123pp", "none"] = "warp"
-    """View prior. 'warp' (offline): render the initial scene from the target cameras, inpaint disocclusions
-    (OpenCV Telea) inside the object's closed silhouette; the back surface carries mirrored texture. 'sd-inpaint':
-    the same warped views, holes filled by a Stable Diffusion inpainting model, progressively (nearest view first;
-    each filled view is lifted into the scene so the next one sees it). 'zero123pp': six views at Zero123++'s fixed
-    poses from one diffusion sample. 'none': input view only."""
+    """Views of the unseen sides. 'warp' (offline): the init rendered around the object, holes inpainted.
+    'sd-inpaint': Stable Diffusion fills those holes. 'zero123pp': six Zero123++ views. 'none': input only."""
     model: str = "stabilityai/stable-diffusion-2-inpainting"
-    """Hugging Face id or local folder of the 'sd-inpaint' pipeline."""
+    """'sd-inpaint': hub id or local folder of the pipeline."""
     prompt: str = "a photo of the same object seen from another side, plain white background"
-    """Text prompt of the inpainting model."""
+    """'sd-inpaint': text prompt."""
     negative_prompt: str = "blurry, text, watermark, extra objects"
-    """Negative prompt of the inpainting model."""
+    """'sd-inpaint': negative prompt."""
     steps: int = 25
-    """Denoising steps of the inpainting model."""
+    """'sd-inpaint': denoising steps."""
     guidance: float = 7.5
-    """Classifier-free guidance scale of the inpainting model."""
+    """'sd-inpaint': classifier-free guidance scale."""
     sd_resolution: int = 512
-    """Resolution the inpainting model runs at (views are resized to it and back; a multiple of 8)."""
+    """'sd-inpaint': resolution it runs at (multiple of 8)."""
     zero123_model: str = "sudo-ai/zero123plus-v1.2"
-    """Hugging Face id or local folder of the Zero123++ weights."""
+    """'zero123pp': hub id or local folder of the weights."""
     zero123_pipeline: str = "sudo-ai/zero123plus-pipeline"
-    """Zero123++'s custom diffusers pipeline: a hub id, or a local folder/.py file with its code."""
+    """'zero123pp': its pipeline code (hub id, folder or .py)."""
     download: bool = False
-    """Allow downloading missing weights (and pipeline code) from the Hugging Face hub."""
+    """Allow downloading missing weights and pipeline code."""
     ring_views: int = 8
-    """Target cameras on a ring around the object (the input azimuth 0 is skipped)."""
+    """Target cameras on a ring around the object."""
     ring_elevation_deg: float = 10.0
     """Elevation of the ring."""
     top_view: bool = True
-    """Add a view from above (elevation ``top_elevation_deg``)."""
+    """Add a view from above."""
     top_elevation_deg: float = 60.0
     """Elevation of the top view."""
     min_weight: float = 0.15
-    """Loss weight of the view opposite the input; weights rise to ``max_weight`` near the input azimuth."""
+    """Loss weight of the view opposite the input."""
     max_weight: float = 0.5
-    """Loss weight of a generated view next to the input view."""
+    """Loss weight of a view next to the input."""
     inpaint_radius: int = 5
-    """OpenCV inpainting radius in pixels."""
+    """'warp': inpainting radius in pixels."""
 
 
 @dataclass
@@ -167,49 +154,47 @@ class FitConfig:
     iterations: int = 300
     """Optimisation steps (one view per step)."""
     input_view_probability: float | None = None
-    """Probability that a step trains on the input view (the others pick one of the other views). Default: 0.5 for
-    a single image (its generated views are guesses); with --multiview every real frame is as likely as the input
-    (measured on the multi-view test object: +0.4-0.9 dB on held-out views over 0.5 at the same cost)."""
+    """Chance a step uses the input view; default 0.5, --multiview 1/(1+frames)."""
     ssim_weight: float = 0.2
-    """Weight of D-SSIM against L1 in the photometric loss."""
+    """Weight of D-SSIM against L1."""
     mask_weight: float = 0.5
-    """Weight of the |alpha - mask| silhouette loss."""
+    """Weight of the silhouette loss."""
     depth_weight: float = 0.2
-    """Weight of the L1 loss between rendered and initial depth on the input view (relative to object depth)."""
+    """Weight of the input view's depth loss."""
     opacity_reg: float = 0.0005
-    """Weight of the mean-opacity regulariser (pushes unneeded Gaussians to transparency)."""
+    """Weight of the mean-opacity regulariser."""
     scale_reg: float = 0.01
-    """Weight of the penalty on Gaussians larger than ``max_scale_pixels`` pixels at the object distance."""
+    """Weight of the penalty on too-large Gaussians."""
     max_scale_pixels: float = 6.0
-    """Largest Gaussian standard deviation (in input-view pixels) before ``scale_reg`` applies."""
+    """Size (input pixels) above which scale_reg applies."""
     lr_means: float = 1.6e-4
-    """Adam learning rate of the means, times the scene extent."""
+    """Learning rate of the means (times scene extent)."""
     lr_scales: float = 5e-3
-    """Adam learning rate of the log-scales."""
+    """Learning rate of the log-scales."""
     lr_quats: float = 1e-3
-    """Adam learning rate of the quaternions."""
+    """Learning rate of the quaternions."""
     lr_opacities: float = 5e-2
-    """Adam learning rate of the opacity logits."""
+    """Learning rate of the opacity logits."""
     lr_sh0: float = 2.5e-3
-    """Adam learning rate of the DC colour."""
+    """Learning rate of the DC colour."""
     densify: bool = True
-    """Grow (clone/split) and prune Gaussians with gsplat's DefaultStrategy."""
+    """Grow and prune Gaussians (gsplat's DefaultStrategy)."""
     refine_start: int = 100
-    """First step of densification."""
+    """First densification step."""
     refine_stop: int = 250
-    """Last step of densification."""
+    """Last densification step."""
     refine_every: int = 50
     """Densify every this many steps."""
     grow_grad2d: float = 0.0004
-    """Screen-space gradient threshold for growing (gsplat's grow_grad2d)."""
+    """Screen-space gradient threshold for growing."""
     split_pixels: float = 3.0
-    """Gaussians wider than this many input-view pixels are split when they grow; smaller ones are cloned."""
+    """Growing Gaussians wider than this split."""
     prune_opacity: float = 0.02
     """Prune Gaussians below this opacity."""
     max_gaussians: int = 150_000
     """Stop growing beyond this many Gaussians."""
     log_every: int = 25
-    """Record the loss every this many steps (metrics.json)."""
+    """Record the loss every this many steps."""
 
 
 @dataclass
@@ -219,11 +204,11 @@ class VideoConfig:
     fps: float = 30.0
     """Frames per second."""
     size: int = 256
-    """Video width and height in pixels."""
+    """Width and height in pixels."""
     elevation_deg: float = 10.0
-    """Orbit elevation."""
+    """Orbit elevation in degrees."""
     write_splat: bool = True
-    """Also write scene.splat (antimatter15 format)."""
+    """Also write scene.splat."""
 
 
 @dataclass
@@ -231,108 +216,100 @@ class MotionConfig:
     """Motion-aware mode and its fit (``splat4d.motion.fit``)."""
 
     max_frames: int = 16
-    """Frames taken from the video (evenly spaced)."""
+    """Frames taken from the video, evenly spaced."""
     num_bases: int = 8
     """Shared motion bases."""
     se3: bool = False
-    """SE(3) bases: every basis also rotates (about the scene's centre) instead of only translating; for turning
-    and spinning objects."""
+    """Bases also rotate (turning, spinning things)."""
     lr_rotations: float = 2e-2
-    """Adam learning rate of the bases' rotations (radians; divided by num_bases like the translations)."""
+    """Learning rate of the bases' rotations."""
     iterations: int = 300
-    """Optimisation steps of the motion fit."""
+    """Steps of the motion fit."""
     lr_bases: float = 2e-2
-    """Adam learning rate of the bases' sum (each basis gets lr / num_bases)."""
+    """Learning rate of the bases."""
     lr_weights: float = 5e-2
-    """Adam learning rate of the per-Gaussian coefficients."""
+    """Learning rate of the per-Gaussian weights."""
     lr_colors: float = 2.5e-3
-    """Adam learning rate of the colours."""
+    """Learning rate of the colours."""
     mask_weight: float = 0.5
     """Weight of the silhouette loss."""
     depth_weight: float = 1.0
     """Weight of the per-frame depth loss."""
     smooth_weight: float = 1.0
-    """Weight of the squared acceleration of the bases (smooth trajectories)."""
+    """Weight of the bases' acceleration."""
     static_weight: float = 1e-3
-    """Weight of the L1 penalty on the coefficients (most things do not move)."""
+    """L1 weight pulling Gaussians to stand still."""
     coherence_weight: float = 10.0
-    """Weight of the coefficient difference between neighbouring Gaussians (things move together locally)."""
+    """Weight tying neighbours' motion together."""
     neighbours: int = 8
-    """Neighbours per Gaussian in the coherence term."""
-    seed: int = 0
-    """Random seed of the motion fit."""
+    """Neighbours per Gaussian (coherence)."""
     swing_deg: float = 30.0
-    """The bullet-time camera sweeps from -swing to +swing degrees around the front while time runs."""
+    """Bullet-time camera swing, +- degrees."""
 
 
 @dataclass
 class SfmConfig:
-    """Multi-view mode (`--multiview`): camera poses of a video that moves around a still object
-    (``splat4d.sfm``: SIFT, essential matrix, PnP, bundle adjustment)."""
+    """Multi-view mode (``--multiview``): camera poses of a video around a still object (``splat4d.sfm``)."""
 
     max_frames: int = 24
-    """Frames taken from the video (evenly spaced)."""
+    """Frames taken from the video, evenly spaced."""
     features: int = 4000
-    """SIFT features per frame (on the object)."""
+    """SIFT features per frame."""
     ratio: float = 0.9
-    """Lowe's ratio test for feature matches (0.9 registered more frames than 0.8 on the benchmark's box and gave
-    better held-out views on the test object; RANSAC and PnP remove the extra wrong matches)."""
+    """Lowe's ratio test for matches."""
     match_window: int = 3
-    """Each new frame is matched with this many registered frames nearest in time (longer tracks tie the poses
-    together over wider baselines)."""
+    """Registered frames each new frame is matched with."""
     min_parallax_deg: float = 2.0
-    """Median triangulation angle wanted between the first frame and the frame it is first paired with."""
+    """Median parallax wanted for the first pair."""
     pnp_error_px: float = 2.0
-    """RANSAC reprojection threshold in pixels (essential matrix and PnP)."""
+    """RANSAC reprojection threshold in pixels."""
     min_inliers: int = 12
-    """A frame with fewer PnP inliers stays unregistered (and unused)."""
+    """Fewer PnP inliers: the frame stays unused."""
     bundle_iterations: int = 30
-    """Levenberg-Marquardt steps of the final bundle adjustment (0 = none)."""
+    """Bundle-adjustment steps (0: none)."""
     silhouette_agreement: float = 0.8
-    """A registered frame is dropped when fewer than this fraction of the points inside frame 0's silhouette project
-    inside its own: every point of a still object must (a visual-hull check; it catches grossly wrong poses, not
-    small errors)."""
+    """Share of points a frame's mask must hold."""
     min_registered: float = 0.5
-    """Stop with an error when fewer than this fraction of the frames get a pose."""
+    """Error when a smaller share of frames gets a pose."""
     prior_min_angle_deg: float = 40.0
-    """Views of the view prior closer than this (angle about the object) to a video frame are left out: the real
-    frame is better."""
+    """Drop prior views nearer a video frame."""
 
 
 @dataclass
 class RunConfig:
-    """Single image (or RGBA cut-out) -> 360-degree Gaussian-splat object: scene.ply, scene.splat, orbit.mp4, views/,
-    depth.png, mask.png, config.yaml, metrics.json in the output folder. Stages are cached there: a re-run with the
-    same input and settings resumes.
+    """One image or a short clip -> a 360-degree Gaussian-splat scene (.ply, .splat, orbit video).
 
-    Example: splat4d run photo.png --out runs/photo --preset fast
+    Writes scene.ply, scene.splat, orbit.mp4, views/, depth.png, mask.png, config.yaml and metrics.json into
+    --out. Stages are cached there: a re-run resumes, a changed setting re-runs only what reads it. Examples:
+      splat4d run photo.png --out runs/photo     # one image, default preset
+      splat4d run photo.png --preset fast        # presets: fast, default, quality
+      splat4d run clip.mp4 --motion              # a moving object filmed by a still camera (4D)
+      splat4d run clip.mp4 --multiview           # a camera moving around a still object
+      splat4d run left.png --right right.png     # a rectified stereo pair
     """
 
-    input: Path = Path("photo.png")
-    """Input image (PNG/JPEG/TIFF/WebP...; RGB, RGBA, greyscale or 16-bit)."""
+    input: tyro.conf.Positional[Path] = Path("photo.png")
+    """Image, or clip (--motion, --multiview)."""
     right: Path | None = None
-    """Right image of a rectified stereo pair (the input is the left one): depth then comes from stereo matching
-    (OpenCV SGBM with a left-right check) instead of --depth.backend. With --motion: the right video (or folder of
-    frames) of a stereo clip."""
+    """Right image/clip of a rectified stereo pair."""
     side_by_side: bool = False
-    """The input holds a rectified stereo pair side by side (left view | right view), an image or, with --motion, a
-    video: depth comes from stereo matching as with --right."""
+    """Input is a stereo pair side by side."""
     out: Path = Path("runs/out")
     """Output folder."""
     preset: str | None = None
-    """Preset name in configs/ (fast, default, quality) or a YAML file; command-line flags override it."""
+    """fast, default, quality or a YAML file."""
     seed: int = 0
-    """Random seed (the whole run is deterministic for a given seed)."""
+    """Random seed; a run is deterministic for a seed."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to fit and render."""
     resume: bool = True
-    """Reuse cached stage outputs in the output folder when their inputs and settings match."""
+    """Reuse cached stages whose inputs and settings match."""
     progress: bool = True
     """Show progress bars."""
     view: bool = False
-    """Open the result in the browser viewer (viser) when the run is done; Ctrl-C stops it."""
+    """Open the browser viewer (viser) when done."""
     port: int = 8080
-    """Port of the viewer started by --view (bound to 127.0.0.1)."""
+    """Port of the --view viewer (127.0.0.1)."""
     load: LoadConfig = field(default_factory=LoadConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
@@ -341,14 +318,13 @@ class RunConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
-    """Settings of the motion-aware mode (`--motion` with a video or a folder of frames)."""
-    motion_mode: bool = False
-    """Motion-aware (4D) mode: the input is a short video (or a folder of frames) from a still camera."""
+    """Motion-aware mode (--motion)."""
+    motion_mode: Annotated[bool, tyro.conf.arg(aliases=("--motion",))] = False
+    """Motion (4D): the input is a clip from a still camera."""
     multiview: bool = False
-    """Multi-view mode: the input video (or folder of frames) moves around a still object; camera poses are
-    estimated and every registered frame supervises the fit next to the view prior."""
+    """Multi-view: a clip around a still object."""
     sfm: SfmConfig = field(default_factory=SfmConfig)
-    """Settings of the multi-view mode's pose estimation."""
+    """Multi-view mode's camera poses (--multiview)."""
 
 
 def to_dict(cfg: Any) -> dict:
@@ -389,10 +365,11 @@ def preset_path(name: str) -> Path:
     path = Path(name)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
-    candidate = CONFIG_DIR / f"{name}.yaml"
+    folder = preset_dir()
+    candidate = folder / f"{name}.yaml"
     if candidate.is_file():
         return candidate
-    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
+    known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
     raise ValueError(f"unknown preset {name!r}: use one of {known} or a path to a .yaml file")
 
 
