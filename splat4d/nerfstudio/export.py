@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from splat4d.io.conventions import nerfstudio_c2w_to_opencv, opencv_c2w_to_nerfstudio, points_to_nerfstudio
+from splat4d.io.ply import atomic_write_bytes, read_ply
 from splat4d.types import Cameras
 
 CAMERAS_FILE = "cameras.json"
@@ -26,7 +27,7 @@ def write_view_cameras(path: Path, cameras: Cameras, files: list[str], mask_file
         "views": [{"file": f, "mask": m, "weight": float(w), "c2w": cameras.c2w[i].double().tolist(),
                    "K": cameras.K[i].double().tolist()} for i, (f, m, w) in enumerate(zip(files, mask_files, weights))],
     }
-    path.write_text(json.dumps(data, indent=1))
+    _write_json(path, data, indent=1)
 
 
 def read_view_cameras(path: Path) -> tuple[Cameras, list[dict]]:
@@ -90,8 +91,6 @@ def write_point_cloud(path: Path, points: np.ndarray, colors: np.ndarray) -> Non
 
 def export_nerfstudio(run_dir: Path, out_dir: Path, max_points: int = 100_000) -> Path:
     """Turn a ``splat4d run`` folder into a nerfstudio dataset folder; returns the transforms.json path."""
-    from splat4d.io.ply import read_ply
-
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     cams_file = run_dir / "views" / CAMERAS_FILE
     if not cams_file.is_file():
@@ -122,8 +121,14 @@ def export_nerfstudio(run_dir: Path, out_dir: Path, max_points: int = 100_000) -
                           scene.rgb_dc().numpy())
     meta = transforms_dict(cameras, images, masks, ply_name)
     path = out_dir / "transforms.json"
-    path.write_text(json.dumps(meta, indent=2))
+    _write_json(path, meta, indent=2)
     return path
+
+
+def _write_json(path: Path, data: dict, indent: int) -> None:
+    """Atomically (a temporary file moved into place): an interrupted run leaves the old file or none, never half
+    of one."""
+    atomic_write_bytes(path, lambda f: f.write(json.dumps(data, indent=indent).encode()))
 
 
 def _write_mask(src: Path, dst: Path) -> None:
