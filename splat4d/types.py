@@ -4,7 +4,9 @@ One convention, documented once:
 
 * World and camera frames follow OpenCV/COLMAP: camera x right, y down, z forward (the camera looks along +z).
 * ``Cameras.c2w`` is camera-to-world (4x4); ``Cameras.viewmats()`` gives gsplat's world-to-camera matrices.
-* Intrinsics ``K`` are in pixels with pixel centres at ``+0.5`` (pixel (0, 0) covers [0, 1) x [0, 1)).
+* Intrinsics ``K`` are in pixels with pixel centres at ``+0.5`` (pixel (0, 0) covers [0, 1) x [0, 1)), zero skew.
+  ``Cameras.project`` maps world points to these pixel coordinates and camera z (the pixel is ``uv.floor()``),
+  ``Cameras.unproject`` maps them back; both are gsplat's pinhole (``means2d``, ``depths``).
 * Gaussian parameters are stored pre-activation with gsplat's keys: ``means`` (N,3), ``scales`` (N,3) log scale,
   ``quats`` (N,4) w,x,y,z (not necessarily normalised), ``opacities`` (N,) logit, ``sh0`` (N,1,3) DC SH coefficient,
   ``shN`` (N,K,3) higher-order SH coefficients (K = (degree+1)^2 - 1).
@@ -48,6 +50,36 @@ def sh_degree_from_bases(num_rest: int) -> int:
     if num_sh_bases(degree) - 1 != num_rest:
         raise ValueError(f"{num_rest} higher-order SH coefficients per channel is not (d+1)^2-1 for any degree d")
     return degree
+
+
+def rigid_transform(matrices: Tensor, points: Tensor) -> Tensor:
+    """(C, N, 3) ``R p + t`` for C transforms ``matrices`` (C, 4, 4) (their last row is ignored) and points (N, 3)
+    shared by all, or (C, N, 3) one set per transform. Same dtype and device expected."""
+    return points @ matrices[:, :3, :3].transpose(-1, -2) + matrices[:, None, :3, 3]
+
+
+def pinhole_project(points: Tensor, Ks: Tensor) -> tuple[Tensor, Tensor]:
+    """Camera-frame points (N, 3) or (C, N, 3) to pixel coordinates ``uv`` (C, N, 2) and camera z (C, N) under
+    intrinsics ``Ks`` (C, 3, 3): ``u = fx x / z + cx``, ``v = fy y / z + cy`` (computed as ``fx * (x / z)``).
+
+    Pixel centres are at ``+0.5`` (see module docstring). Zero skew: ``K[0, 1]`` is ignored, as gsplat's CUDA
+    projection ignores it. Where ``z <= 0`` the result is mirrored, inf or NaN: callers mask with ``z > 0``.
+    """
+    points = points.expand(Ks.shape[0], *points.shape[-2:]) if points.ndim == 2 else points
+    z = points[..., 2]
+    focal = torch.stack([Ks[:, 0, 0], Ks[:, 1, 1]], -1)[:, None]  # (C, 1, 2)
+    return points[..., :2] / z[..., None] * focal + Ks[:, None, :2, 2], z
+
+
+def pinhole_unproject(uv: Tensor, depth: Tensor, Ks: Tensor) -> Tensor:
+    """(C, N, 3) camera-frame points at camera z ``depth`` (N,) or (C, N) on the rays through pixel coordinates
+    ``uv`` (N, 2) or (C, N, 2) under intrinsics ``Ks`` (C, 3, 3): ``x = (u - cx) / fx * z``; the inverse of
+    :func:`pinhole_project` (zero skew)."""
+    uv = uv.expand(Ks.shape[0], *uv.shape[-2:]) if uv.ndim == 2 else uv
+    depth = depth.expand(Ks.shape[0], depth.shape[-1]) if depth.ndim == 1 else depth
+    focal = torch.stack([Ks[:, 0, 0], Ks[:, 1, 1]], -1)[:, None]
+    xy = (uv - Ks[:, None, :2, 2]) / focal * depth[..., None]
+    return torch.cat([xy, depth[..., None]], -1)
 
 
 @dataclass
@@ -114,6 +146,63 @@ class Cameras:
     def fov_y_deg(self) -> Tensor:
         """(C,) vertical field of view in degrees."""
         return torch.rad2deg(2 * torch.atan(0.5 * self.height / self.K[:, 1, 1]))
+
+    # Geometry -------------------------------------------------------------------------------------------------------
+    # Shapes: per-point inputs are either shared by all C cameras, (N, ...), or one set per camera, (C, N, ...);
+    # outputs are always (C, N, ...). They are computed in the promoted dtype of the inputs and the cameras (the
+    # cameras are converted before anything is inverted), on the inputs' device.
+
+    def world_to_camera(self, points: Tensor) -> Tensor:
+        """(C, N, 3) camera-frame coordinates of world points (N, 3) or (C, N, 3): ``R p + t`` of ``viewmats()``."""
+        c2w = self.c2w.to(points.device, torch.promote_types(points.dtype, self.c2w.dtype))
+        return rigid_transform(torch.linalg.inv(c2w), points)
+
+    def camera_to_world(self, points: Tensor) -> Tensor:
+        """(C, N, 3) world coordinates of camera-frame points (N, 3) or (C, N, 3): ``R p + t`` of ``c2w``."""
+        return rigid_transform(self.c2w.to(points.device, torch.promote_types(points.dtype, self.c2w.dtype)), points)
+
+    def camera_to_pixels(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """Pinhole projection of camera-frame points, see :func:`pinhole_project`: ``uv`` (C, N, 2), ``z`` (C, N)."""
+        return pinhole_project(points, self.K.to(points.device, torch.promote_types(points.dtype, self.K.dtype)))
+
+    def pixels_to_camera(self, uv: Tensor, depth: Tensor) -> Tensor:
+        """(C, N, 3) camera-frame points at camera z ``depth`` (N,) or (C, N) on the rays through pixel coordinates
+        ``uv`` (N, 2) or (C, N, 2); see :func:`pinhole_unproject`."""
+        dtype = torch.promote_types(torch.promote_types(uv.dtype, depth.dtype), self.K.dtype)
+        return pinhole_unproject(uv.to(dtype), depth.to(dtype), self.K.to(uv.device, dtype))
+
+    def project(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """World points (N, 3) or (C, N, 3) to pixel coordinates ``uv`` (C, N, 2) and camera z ``z`` (C, N).
+
+        ``uv`` is continuous with pixel centres at ``+0.5``: the pixel a point lands in is ``uv.floor()`` as (column,
+        row). ``uv`` means nothing where ``z <= 0`` (behind the camera it is mirrored, on the camera plane inf or
+        NaN): mask with ``z > 0``, as :meth:`in_image` does. gsplat's ``means2d`` are the same numbers.
+        """
+        return self.camera_to_pixels(self.world_to_camera(points))
+
+    def unproject(self, uv: Tensor, depth: Tensor) -> Tensor:
+        """(C, N, 3) world points at camera z ``depth`` (N,) or (C, N) seen at pixel coordinates ``uv`` (N, 2) or
+        (C, N, 2) (the inverse of :meth:`project`: a pixel's centre is ``(col + 0.5, row + 0.5)``, see
+        :meth:`pixel_centers`)."""
+        return self.camera_to_world(self.pixels_to_camera(uv, depth))
+
+    def in_image(self, uv: Tensor, z: Tensor) -> Tensor:
+        """(C, N) bool: in front of the camera (``z > 0``) and inside the image (``0 <= u < width``,
+        ``0 <= v < height``, i.e. ``uv.floor()`` is a valid pixel). NaN coordinates are outside."""
+        u, v = uv.unbind(-1)
+        return (z > 0) & (u >= 0) & (u < self.width) & (v >= 0) & (v < self.height)
+
+    def pixel_footprint(self, depth: Tensor) -> Tensor:
+        """(C, N) world size of one pixel (horizontally) at camera z ``depth`` (N,) or (C, N): ``depth / fx``."""
+        return depth / self.K[:, 0, 0, None].to(depth.device, torch.promote_types(depth.dtype, self.K.dtype))
+
+    @staticmethod
+    def pixel_centers(rows: Tensor | np.ndarray, cols: Tensor | np.ndarray,
+                      dtype: torch.dtype = torch.float64) -> Tensor:
+        """(..., 2) pixel coordinates ``(col + 0.5, row + 0.5)`` of the centres of the pixels (``rows``, ``cols``)
+        (integer arrays or tensors of one shape), for :meth:`unproject`."""
+        rows, cols = torch.as_tensor(rows).to(dtype), torch.as_tensor(cols).to(dtype)
+        return torch.stack([cols + 0.5, rows + 0.5], -1)
 
 
 @dataclass
