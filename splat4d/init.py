@@ -106,18 +106,21 @@ def covariance_to_scale_quat(cov: Tensor, min_std: float) -> tuple[Tensor, Tenso
     return torch.log(std).float(), rotmat_to_quat(evecs).float()
 
 
-def surface_gaussians(z: np.ndarray, sample: np.ndarray, K: Tensor, c2w: Tensor, stride: int,
+def surface_gaussians(z: np.ndarray, sample: np.ndarray, camera: Cameras, stride: int,
                       scale_factor: float | np.ndarray, thickness: float,
                       lateral_z: np.ndarray | None = None) -> tuple[Tensor, Tensor, Tensor, np.ndarray]:
-    """Gaussians on the surface ``z`` (H, W) at the pixels ``sample`` (bool). ``scale_factor`` is a number or an
-    (H, W) map. Points lie on the pixel rays, or, with ``lateral_z``, at the x, y the ray has at depth ``lateral_z``
-    (the back surface mirrors the front point's z and keeps its x, y). Returns means, log-scales, quats, and the
-    (N, 2) pixel coordinates (row, col) they came from."""
+    """Gaussians on the surface ``z`` (H, W) seen by ``camera`` (1 camera) at the pixels ``sample`` (bool).
+    ``scale_factor`` is a number or an (H, W) map. Points lie on the pixel rays, or, with ``lateral_z``, at the x, y
+    the ray has at depth ``lateral_z`` (the back surface mirrors the front point's z and keeps its x, y). Returns
+    means, log-scales, quats, and the (N, 2) pixel coordinates (row, col) they came from."""
     h, w = z.shape
-    f, cx, cy = float(K[0, 0]), float(K[0, 2]), float(K[1, 2])
     vs, us = np.mgrid[0:h, 0:w]
     zl = z if lateral_z is None else lateral_z
-    pts = np.stack([(us + 0.5 - cx) / f * zl, (vs + 0.5 - cy) / f * zl, z], -1)  # camera space
+    # Camera space (the steps to the neighbours are taken there): each pixel centre's ray at depth zl, camera z = z.
+    pts = camera.pixels_to_camera(Cameras.pixel_centers(vs, us).reshape(-1, 2),
+                                  torch.from_numpy(zl).reshape(-1).double())[0].numpy().reshape(h, w, 3)
+    pts[..., 2] = z
+    pixel_size = camera.pixel_footprint(torch.from_numpy(z).reshape(-1).double())[0].numpy().reshape(h, w)
     valid = z > 0
     rows, cols = np.nonzero(sample)
 
@@ -142,12 +145,12 @@ def surface_gaussians(z: np.ndarray, sample: np.ndarray, K: Tensor, c2w: Tensor,
         # No neighbour on either side: a flat step of one footprint.
         lone = ~(ok_f | ok_b)
         flat = np.zeros_like(pts)
-        flat[..., 0 if axis == 1 else 1] = stride * z / f  # along camera x for u steps, y for v steps
+        flat[..., 0 if axis == 1 else 1] = stride * pixel_size  # along camera x for u steps, y for v steps
         return np.where(lone[..., None], flat, out)
 
     tu = step(1)[rows, cols]
     tv = step(0)[rows, cols]
-    footprint = stride * z[rows, cols] / f
+    footprint = stride * pixel_size[rows, cols]
     # Limit stretch across depth discontinuities.
     for t in (tu, tv):
         length = np.linalg.norm(t, axis=1, keepdims=True)
@@ -159,14 +162,14 @@ def surface_gaussians(z: np.ndarray, sample: np.ndarray, K: Tensor, c2w: Tensor,
     sf = torch.from_numpy(np.broadcast_to(np.asarray(scale_factor, dtype=np.float64), z.shape)[rows, cols].copy())
     cov = (sf**2)[:, None, None] * (tu_t[:, :, None] * tu_t[:, None] + tv_t[:, :, None] * tv_t[:, None])
     cov = cov + (thickness * fp)[:, None, None] ** 2 * n_t[:, :, None] * n_t[:, None]
-    R = c2w[:3, :3].double()
+    R = camera.c2w[0, :3, :3].double()
     cov_w = R @ cov @ R.T
     log_scales, quats = covariance_to_scale_quat(cov_w, min_std=1e-4 * float(fp.mean()))
-    means = torch.from_numpy(pts[rows, cols]) @ R.T + c2w[:3, 3].double()
+    means = camera.camera_to_world(torch.from_numpy(pts[rows, cols]))[0]
     return means.float(), log_scales, quats, np.stack([rows, cols], 1)
 
 
-def rim_wall_gaussians(z_front: np.ndarray, z_back: np.ndarray, fg: np.ndarray, K: Tensor, c2w: Tensor,
+def rim_wall_gaussians(z_front: np.ndarray, z_back: np.ndarray, fg: np.ndarray, camera: Cameras,
                        scale_factor: float) -> tuple[Tensor, Tensor, Tensor, np.ndarray]:
     """Close the side wall at the silhouette: the outermost pixels' front and back samples are a few pixels apart in
     depth (the inflated height rises like sqrt near the rim), so each boundary pixel gets one Gaussian centred
@@ -175,21 +178,21 @@ def rim_wall_gaussians(z_front: np.ndarray, z_back: np.ndarray, fg: np.ndarray, 
 
     boundary = fg & ~ndimage.binary_erosion(fg)
     rows, cols = np.nonzero(boundary)
-    f, cx, cy = float(K[0, 0]), float(K[0, 2]), float(K[1, 2])
     zf, zb = z_front[rows, cols], z_back[rows, cols]
     zm = 0.5 * (zf + zb)
-    centres = np.stack([(cols + 0.5 - cx) / f * zf, (rows + 0.5 - cy) / f * zf, zm], 1)
+    centres = camera.pixels_to_camera(Cameras.pixel_centers(rows, cols), torch.from_numpy(zf))[0]  # camera space
+    centres[:, 2] = torch.from_numpy(zm)  # midway between the surfaces, at the front point's x, y
     direction = np.tile(np.array([0.0, 0.0, 1.0]), (len(zm), 1))
-    footprint = zf / f
+    footprint = camera.pixel_footprint(torch.from_numpy(zf))[0].numpy()
     lateral = (scale_factor * footprint) ** 2
     along = np.maximum(0.5 * (zb - zf) / 1.7, scale_factor * footprint) ** 2
     d = torch.from_numpy(direction)
     eye = torch.eye(3, dtype=torch.float64)
     cov = torch.from_numpy(lateral)[:, None, None] * (eye - d[:, :, None] * d[:, None]) + \
         torch.from_numpy(along)[:, None, None] * d[:, :, None] * d[:, None]
-    R = c2w[:3, :3].double()
+    R = camera.c2w[0, :3, :3].double()
     log_scales, quats = covariance_to_scale_quat(R @ cov @ R.T, min_std=1e-4 * float(footprint.mean()))
-    means = torch.from_numpy(centres) @ R.T + c2w[:3, 3].double()
+    means = camera.camera_to_world(centres)[0]
     return means.float(), log_scales, quats, np.stack([rows, cols], 1)
 
 
@@ -214,8 +217,7 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
     height, width = image.shape[:2]
     fov = depth.fov_deg if (cfg.use_depth_fov and depth.fov_deg) else cfg.fov_deg
     camera = input_camera(width, fov, cfg.distance, height)
-    K, c2w = camera.K[0], camera.c2w[0]
-    focal = float(K[0, 0])
+    focal = float(camera.K[0, 0, 0])
     fg = mask > 0.5
     if not fg.any():
         raise ValueError("empty mask: nothing to initialise")
@@ -226,7 +228,7 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
     z_front_all = np.where(partial, cfg.distance, z_front)
 
     thin = 0.3  # normal-direction std as a fraction of the footprint: surfels, not blobs
-    m_f, s_f, q_f, px_f = surface_gaussians(z_front_all, fg | partial, K, c2w, 1, cfg.scale_factor, thin)
+    m_f, s_f, q_f, px_f = surface_gaussians(z_front_all, fg | partial, camera, 1, cfg.scale_factor, thin)
     if cfg.closed:
         stride = max(1, cfg.back_stride)
         back_sample = np.zeros_like(fg)
@@ -237,9 +239,9 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
 
         edge_distance = ndimage.distance_transform_edt(fg)
         back_sf = np.clip(edge_distance / (3.0 * stride), cfg.scale_factor, cfg.back_scale_factor)
-        m_b, s_b, q_b, px_b = surface_gaussians(z_back, back_sample, K, c2w, stride, back_sf, thin,
+        m_b, s_b, q_b, px_b = surface_gaussians(z_back, back_sample, camera, stride, back_sf, thin,
                                                 lateral_z=z_front)
-        m_w, s_w, q_w, px_w = rim_wall_gaussians(z_front, z_back, fg, K, c2w, cfg.scale_factor)
+        m_w, s_w, q_w, px_w = rim_wall_gaussians(z_front, z_back, fg, camera, cfg.scale_factor)
     else:
         m_b, s_b, q_b = torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 4)
         px_b = np.zeros((0, 2), np.int64)

@@ -14,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from splat4d.config import SfmConfig
 from splat4d.io.video import to_uint8
+from splat4d.types import pinhole_project, rigid_transform
 
 
 @dataclass
@@ -91,10 +93,24 @@ def _match(d1: np.ndarray, d2: np.ndarray, ratio: float) -> np.ndarray:
     return np.array([(i, j) for i, j in fwd.items() if bwd.get(j) == i], int).reshape(-1, 2)
 
 
+# Projection: splat4d's pinhole (``splat4d.types``, the same maths as ``Cameras.project``), applied to the
+# world-to-camera poses this module estimates (float64 numpy arrays, NaN for unregistered frames) directly, rather
+# than to a ``Cameras`` holding their inverses.
+
+
+def _f64(array: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(array, dtype=torch.float64)
+
+
+def _to_pixels(K: np.ndarray, pc: np.ndarray) -> np.ndarray:
+    """(N, 2) pixel coordinates (centres at +0.5) of camera-frame points ``pc`` (N, 3) under intrinsics K."""
+    return pinhole_project(_f64(pc), _f64(K)[None])[0][0].numpy()
+
+
 def _project(K: np.ndarray, w2c: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pc = X @ w2c[:3, :3].T + w2c[:3, 3]
-    uv = pc[:, :2] / pc[:, 2:3] @ K[:2, :2].T + K[:2, 2]
-    return uv, pc[:, 2]
+    """Pixel coordinates (N, 2) and camera z (N,) of the world points ``X`` (N, 3) seen from the pose ``w2c``."""
+    pc = rigid_transform(_f64(w2c)[None], _f64(X))[0].numpy()
+    return _to_pixels(K, pc), pc[:, 2]
 
 
 def _sample(K: np.ndarray, w2c: np.ndarray, X: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +120,7 @@ def _sample(K: np.ndarray, w2c: np.ndarray, X: np.ndarray, image: np.ndarray) ->
     h, w = image.shape[:2]
     with np.errstate(invalid="ignore"):  # points on the camera plane project to infinity; they are not ``ok``
         u, v = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
-    ok = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    ok = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)  # as ``Cameras.in_image``
     values = np.zeros(len(X), image.dtype)
     values[ok] = image[v[ok], u[ok]]
     return values, ok
@@ -307,7 +323,7 @@ def _bundle_adjust(K, w2c, registered, pts, obs, iterations: int):
     P = np.array(pts, np.float64).reshape(-1, 3)
     R = {f: w2c[f][:3, :3].copy() for f in [0] + frames}
     t = {f: w2c[f][:3, 3].copy() for f in [0] + frames}
-    f_xy, c_xy = np.array([K[0, 0], K[1, 1]]), K[:2, 2]
+    f_xy = np.array([K[0, 0], K[1, 1]])
     C, N = len(frames), len(P)
     # Fixed for the whole adjustment: which observations have a free pose (not frame 0), their pose slot, and the
     # pairs of such observations seeing the same point (the Schur complement's camera-camera terms).
@@ -320,9 +336,11 @@ def _bundle_adjust(K, w2c, registered, pts, obs, iterations: int):
     pair_c = np.array([c for ms in groups.values() for _ in ms for c in ms], int)
 
     def project(R, t, P):
+        # Written out per observation (each row has its own pose, and the Jacobian below needs the camera-frame
+        # points ``pc``); the pixels are splat4d's pinhole.
         Rs = np.stack([R[f] for f in fi])
         pc = np.einsum("nij,nj->ni", Rs, P[pi]) + np.stack([t[f] for f in fi])
-        return pc, pc[:, :2] / pc[:, 2:3] * f_xy + c_xy
+        return pc, _to_pixels(K, pc)
 
     def cost(R, t, P):
         pc, proj = project(R, t, P)
@@ -339,6 +357,7 @@ def _bundle_adjust(K, w2c, registered, pts, obs, iterations: int):
         norm = np.linalg.norm(res, axis=1)
         w = np.where(norm <= 1.0, 1.0, 1.0 / np.maximum(norm, 1e-12))  # IRLS Huber weights
         z = pc[:, 2:3]
+        # The pinhole's derivative by the camera-frame point, written out: d(f x / z + c) / d(x, y, z).
         d_proj = np.zeros((len(pc), 2, 3))
         d_proj[:, 0, 0] = f_xy[0] / z[:, 0]
         d_proj[:, 1, 1] = f_xy[1] / z[:, 0]

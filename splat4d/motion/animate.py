@@ -20,25 +20,18 @@ from splat4d.motion import MotionScene
 from splat4d.types import Cameras, GaussianScene
 
 
-def _project(scene: GaussianScene, camera: Cameras, size: tuple[int, int]):
-    """Pixel (v, u) of each centre in ``camera``, its camera z, and whether it lands inside the (H, W) image."""
-    w2c = torch.linalg.inv(camera.c2w[0].double())
-    pc = scene.means.double() @ w2c[:3, :3].T + w2c[:3, 3]
-    K = camera.K[0].double()
-    z = pc[:, 2]
-    u = (K[0, 0] * pc[:, 0] / z + K[0, 2]).floor().long()
-    v = (K[1, 1] * pc[:, 1] / z + K[1, 2]).floor().long()
-    h, w = size
-    inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    return v, u, z, inside
-
-
 def flow_coefficients(scene: GaussianScene, camera: Cameras, flow: np.ndarray) -> torch.Tensor:
     """(N, 2) (z / f) * flow at the pixel each centre projects to (the camera's size); 0 outside the image."""
     flow_t = torch.from_numpy(np.asarray(flow, np.float64))
-    v, u, z, inside = _project(scene, camera, flow_t.shape[:2])
+    if flow_t.shape[:2] != (camera.height, camera.width):
+        raise ValueError(f"flow must be ({camera.height}, {camera.width}, 2) like the camera, got "
+                         f"{tuple(flow_t.shape)}")
+    camera = camera[0]
+    uv, z = camera.project(scene.means.double())
+    inside = camera.in_image(uv, z)[0]
+    u, v = uv[0, inside].floor().long().unbind(-1)
     coeffs = torch.zeros(len(scene), 2, dtype=torch.float64)
-    coeffs[inside] = flow_t[v[inside], u[inside]] * (z[inside] / camera.K[0, 0, 0].double())[:, None]
+    coeffs[inside] = flow_t[v, u] * camera.pixel_footprint(z[:, inside])[0, :, None]
     return coeffs.float()
 
 

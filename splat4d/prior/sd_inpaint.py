@@ -34,13 +34,9 @@ def lift_pixels(rgb: np.ndarray, depth: np.ndarray, pixels: np.ndarray, camera: 
                 opacity: float = 0.9, scale_factor: float = 0.7) -> GaussianScene:
     """One isotropic Gaussian per (row, col) in ``pixels`` at camera depth ``depth`` with colour ``rgb``."""
     rows, cols = pixels[:, 0], pixels[:, 1]
-    K = camera.K[0].double()
     z = torch.from_numpy(depth[rows, cols]).double()
-    x = (torch.from_numpy(cols).double() + 0.5 - K[0, 2]) / K[0, 0] * z
-    y = (torch.from_numpy(rows).double() + 0.5 - K[1, 2]) / K[1, 1] * z
-    c2w = camera.c2w[0].double()
-    means = torch.stack([x, y, z], 1) @ c2w[:3, :3].T + c2w[:3, 3]
-    size = (scale_factor * z / K[0, 0])[:, None].expand(-1, 3)
+    means = camera.unproject(Cameras.pixel_centers(rows, cols), z)[0]
+    size = (scale_factor * camera.pixel_footprint(z)[0])[:, None].expand(-1, 3)
     return GaussianScene.from_activated(means.float(), size.float(), torch.from_numpy(rgb[rows, cols]).float(),
                                         torch.full((len(rows),), opacity))
 
