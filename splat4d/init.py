@@ -46,12 +46,6 @@ def input_camera(width: int, fov_deg: float, distance: float, height: int | None
     return Cameras.from_fov(c2w, width, height or width, fov_deg)
 
 
-def inscribed_radius(mask: np.ndarray) -> float:
-    from scipy import ndimage
-
-    return float(ndimage.distance_transform_edt(mask).max())
-
-
 def align_depth(depth: DepthMap, mask: np.ndarray, focal: float, distance: float) -> np.ndarray:
     """Camera z of the front surface (H, W); 0 off the object.
 

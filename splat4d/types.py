@@ -17,7 +17,7 @@ Conversions to other conventions (nerfstudio/OpenGL, viser, PLY) happen only at 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Iterator, Literal
 
 import numpy as np
@@ -368,11 +368,6 @@ class CameraPath:
 
     def __len__(self) -> int:
         return len(self.cameras)
-
-
-def dataclass_tensors(obj) -> dict[str, Tensor]:
-    """The tensor fields of a dataclass instance (handy for saving)."""
-    return {f.name: getattr(obj, f.name) for f in fields(obj) if isinstance(getattr(obj, f.name), Tensor)}
 
 
 @dataclass

@@ -55,18 +55,6 @@ def poisson_height(mask: np.ndarray, profile: float = 0.5) -> np.ndarray:
     return out[1:-1, 1:-1]
 
 
-def subpixel_height(mask: np.ndarray, upsample: int = 1) -> np.ndarray:
-    """Poisson height with the boundary at the mask's 0.5 level: solved at ``upsample`` x resolution, pooled back."""
-    if upsample == 1:
-        return poisson_height(mask > 0.5)
-    import cv2
-
-    h, w = mask.shape
-    big = cv2.resize(mask.astype(np.float32), (w * upsample, h * upsample), interpolation=cv2.INTER_LINEAR) > 0.5
-    height = poisson_height(big) / upsample
-    return height.reshape(h, upsample, w, upsample).mean(axis=(1, 3))
-
-
 class GeometricDepth:
     """Silhouette inflation as metric camera depth for splat4d's input camera (vertical FoV ``fov_deg``, object
     centre plane at ``distance``): ``z = distance - thickness * height_px * distance / focal_px``, so the rim lies on

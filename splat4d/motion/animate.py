@@ -35,11 +35,6 @@ def flow_coefficients(scene: GaussianScene, camera: Cameras, flow: np.ndarray) -
     return coeffs.float()
 
 
-def region_coefficients(scene: GaussianScene, camera: Cameras, region: np.ndarray) -> torch.Tensor:
-    """(N,) z / f for Gaussians whose centre projects inside ``region`` (H, W bool, the camera's size), else 0."""
-    return flow_coefficients(scene, camera, np.asarray(region, bool)[..., None] * np.array([1.0, 0.0]))[:, 0]
-
-
 def animate_flow(scene: GaussianScene, camera: Cameras, flow: np.ndarray, frames: int = 60) -> MotionScene:
     """A looping animation: what is seen at pixel p moves +-flow[p] pixels (a sine over ``frames``)."""
     flow = np.asarray(flow, np.float64)

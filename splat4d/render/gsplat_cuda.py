@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from splat4d.types import Cameras, GaussianScene, RenderOutput
@@ -41,7 +40,3 @@ def rasterize_gsplat(scene: GaussianScene, cameras: Cameras, sh_degree: int | No
     if meta["means2d"].requires_grad:
         meta["means2d"].retain_grad()
     return _finish(feats, alpha, background, meta["means2d"], meta["radii"])
-
-
-def gsplat_available() -> bool:
-    return torch.cuda.is_available()

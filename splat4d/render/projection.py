@@ -6,7 +6,6 @@ CUDA extension, which starts a JIT build when imported) is never touched on this
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -135,7 +134,3 @@ def support_extents(
 
 def radii_from_extents(extents: Tensor) -> Tensor:
     return torch.ceil(extents).to(torch.int32)
-
-
-def tile_grid(width: int, height: int, tile: int) -> tuple[int, int]:
-    return math.ceil(width / tile), math.ceil(height / tile)
