@@ -176,7 +176,7 @@ class Cameras:
 
         ``uv`` is continuous with pixel centres at ``+0.5``: the pixel a point lands in is ``uv.floor()`` as (column,
         row). ``uv`` means nothing where ``z <= 0`` (behind the camera it is mirrored, on the camera plane inf or
-        NaN): mask with ``z > 0``, as :meth:`in_image` does. gsplat's ``means2d`` are the same numbers.
+        NaN): mask with ``z > 0``, as :meth:`in_image` does. gsplat's ``means2d`` are the same (up to rounding).
         """
         return self.camera_to_pixels(self.world_to_camera(points))
 
