@@ -1,0 +1,207 @@
+"""A small U-Net that reads one working image and predicts the object's front relief, thickness and the camera's
+elevation: a learned replacement for silhouette inflation (issue #12).
+
+Input (exactly what ``splat4d.segment.centre_and_pad`` produces, see :func:`network_input`): the object composited
+over white, centred on its mask's bounding box, padded to a square with a margin of 0.12 of the side on the longest
+axis, at ``RESOLUTION`` px; channels RGB in [0, 1] (shifted to [-0.5, 0.5]), the mask in [0, 1], and x, y pixel
+coordinates in [-1, 1].
+
+Outputs, per pixel, in **crop units**: lengths divided by the crop's world width at the object,
+``crop_world_width = side_px * z_ref / focal_px`` (``side_px`` the crop's side in the pixels of an image of focal
+length ``focal_px``; ``z_ref`` the camera-z of the object's centre), so the numbers do not depend on the field of view,
+the distance or the resolution:
+
+- ``front``: (z_front - z_ref) / crop_world_width, defined up to an additive constant (trained shift-invariantly:
+  the mean inside the mask is subtracted from prediction and target; :class:`ShapePrior` returns it with zero mean in
+  the mask). z_front is the camera-z of the first surface the pixel's ray enters.
+- ``thickness``: (z_back - z_front) / crop_world_width >= 0 (softplus), z_back the camera-z where the ray LAST leaves
+  the object (so gaps between parts along a ray count as thickness).
+- ``elevation``: the camera's elevation above the object's horizontal plane in degrees (positive = looking down),
+  trained on -10..45 degrees.
+
+For splat4d's input camera (vertical FoV ``fov``, object at ``distance``, working image ``res`` px):
+``focal_px = 0.5 * res / tan(fov / 2)``, ``crop_world_width = res * distance / focal_px``,
+``z_front = distance + (front + c) * crop_world_width`` (c chosen by the caller, e.g. so the silhouette's rim lies
+near the centre plane), ``z_back = z_front + thickness * crop_world_width``.
+
+The loss (see ``tools/train_shape_prior.py``): L1 of shift-invariant front + L1 of thickness inside the mask, a
+gradient-matching L1 on both at two scales, and L1 of elevation / 45 degrees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+VERSION = "shape_prior_v1"
+RESOLUTION = 128
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_PATH = WEIGHTS_DIR / f"{VERSION}.pt"
+MANIFEST_PATH = WEIGHTS_DIR / f"{VERSION}.json"
+ELEVATION_SCALE = 45.0  # degrees per unit of the elevation head's raw output
+
+
+class ShapePriorUnavailable(RuntimeError):
+    """The packaged shape-prior weights are missing, corrupt or of another version."""
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )
+
+
+class ShapeUNet(nn.Module):
+    """U-Net with ``len(widths)`` levels (max-pool down, bilinear up + skip concat). ``forward(x)`` takes
+    (B, 6, H, W) (H, W divisible by 2**(levels-1)) and returns ``(front (B, H, W), thickness (B, H, W) >= 0,
+    elevation_deg (B,))``. The elevation head pools the bottleneck (mask-weighted) and applies an MLP."""
+
+    def __init__(self, widths: tuple[int, ...] = (24, 48, 96, 192, 256), in_channels: int = 6):
+        super().__init__()
+        self.widths = tuple(widths)
+        self.down = nn.ModuleList()
+        cin = in_channels
+        for w in widths:
+            self.down.append(_block(cin, w))
+            cin = w
+        self.up = nn.ModuleList()
+        for w_skip in reversed(widths[:-1]):
+            self.up.append(_block(cin + w_skip, w_skip))
+            cin = w_skip
+        self.head = nn.Conv2d(cin, 2, 1)
+        self.elevation = nn.Sequential(nn.Linear(2 * widths[-1], 128), nn.ReLU(inplace=True), nn.Linear(128, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        skips = []
+        h = x
+        for i, block in enumerate(self.down):
+            if i:
+                h = F.max_pool2d(h, 2)
+            h = block(h)
+            skips.append(h)
+        mask = F.adaptive_avg_pool2d(x[:, 3:4], h.shape[-2:])
+        pooled = torch.cat([(h * mask).sum((2, 3)) / mask.sum((2, 3)).clamp_min(1e-3), h.amax((2, 3))], 1)
+        elevation = self.elevation(pooled)[:, 0] * ELEVATION_SCALE
+        for block, skip in zip(self.up, reversed(skips[:-1])):
+            h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            h = block(torch.cat([h, skip], 1))
+        out = self.head(h)
+        return out[:, 0], F.softplus(out[:, 1]), elevation
+
+
+def network_input(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, 6, H, W) from ``image`` (B, H, W, 3) in [0, 1] over white and ``mask`` (B, H, W) in [0, 1]."""
+    b, h, w = mask.shape
+    ys = torch.linspace(-1, 1, h, dtype=image.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
+    xs = torch.linspace(-1, 1, w, dtype=image.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
+    return torch.cat([image.permute(0, 3, 1, 2) - 0.5, mask[:, None], xs, ys], 1)
+
+
+def param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass
+class ShapeEstimate:
+    """One image's prediction at the caller's resolution. ``front`` (H, W) float32, crop units, zero mean inside
+    the mask (0 outside); ``thickness`` (H, W) float32 >= 0, crop units (0 outside); ``elevation_deg`` float."""
+
+    front: np.ndarray
+    thickness: np.ndarray
+    elevation_deg: float
+
+
+class ShapePrior:
+    """The packaged network. ``prior(image, mask)`` -> :class:`ShapeEstimate`.
+
+    ``image`` (H, W, 3) float in [0, 1] (the working image, object over white), ``mask`` (H, W) in [0, 1]; any H, W
+    (resized to ``RESOLUTION`` and back; the crop convention above is assumed). Deterministic, CPU, < 1 s."""
+
+    def __init__(self, model: ShapeUNet, resolution: int = RESOLUTION):
+        self.model = model.eval()
+        self.resolution = resolution
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> ShapeEstimate:
+        image = np.asarray(image, np.float32)
+        mask = np.asarray(mask, np.float32)
+        if image.ndim != 3 or image.shape[2] != 3 or mask.shape != image.shape[:2]:
+            raise ValueError(f"expected image (H, W, 3) and mask (H, W), got {image.shape} and {mask.shape}")
+        h, w = mask.shape
+        r = self.resolution
+        img = torch.from_numpy(np.clip(image, 0, 1)).permute(2, 0, 1)[None]
+        msk = torch.from_numpy(np.clip(mask, 0, 1))[None, None]
+        if (h, w) != (r, r):
+            img = F.interpolate(img, size=(r, r), mode="area" if h > r else "bilinear", align_corners=None if h > r else False)
+            msk = F.interpolate(msk, size=(r, r), mode="area" if h > r else "bilinear", align_corners=None if h > r else False)
+        x = network_input(img.permute(0, 2, 3, 1), msk[:, 0])
+        front, thickness, elevation = self.model(x)
+        out = torch.stack([front, thickness], 1)
+        if (h, w) != (r, r):
+            out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
+        front_np = out[0, 0].numpy().astype(np.float32)
+        thick_np = np.maximum(out[0, 1].numpy(), 0).astype(np.float32)
+        fg = mask > 0.5
+        if fg.any():
+            front_np = front_np - float(front_np[fg].mean())
+        return ShapeEstimate(np.where(fg, front_np, 0).astype(np.float32), np.where(fg, thick_np, 0).astype(np.float32),
+                             float(elevation[0]))
+
+
+def save_packaged(model: ShapeUNet, path: Path = WEIGHTS_PATH, manifest: Path | None = None,
+                  extra: dict | None = None, resolution: int = RESOLUTION) -> str:
+    """fp16 state dict + widths at ``path``; a JSON manifest (version, sha256, widths, extra) next to it. Returns the
+    sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    torch.save({"version": VERSION, "widths": list(model.widths), "resolution": resolution, "state_dict": state}, path)
+    sha = file_sha256(path)
+    manifest = Path(manifest) if manifest is not None else path.with_suffix(".json")
+    manifest.write_text(json.dumps({"version": VERSION, "file": path.name, "sha256": sha,
+                                    "params": param_count(model), "resolution": resolution, **(extra or {})},
+                                   indent=2) + "\n")
+    return sha
+
+
+def load_shape_prior(path: str | Path | None = None, manifest: str | Path | None = None) -> ShapePrior:
+    """The packaged shape prior (``splat4d/shape/weights/shape_prior_v1.pt`` by default), checked against its
+    manifest's version and sha256. Raises :class:`ShapePriorUnavailable` when missing or corrupt."""
+    path = Path(path) if path is not None else WEIGHTS_PATH
+    manifest = Path(manifest) if manifest is not None else path.with_suffix(".json")
+    fallback = "use the offline fallback `--depth.backend geometric` (silhouette inflation)"
+
+    def fail(why: str) -> ShapePriorUnavailable:
+        return ShapePriorUnavailable(f"shape-prior weights {path}: {why}; train/export them with "
+                                     f"`python tools/train_shape_prior.py --export`, or {fallback}")
+
+    if not path.is_file():
+        raise fail("file not found")
+    try:
+        meta = json.loads(manifest.read_text())
+    except (OSError, ValueError) as e:
+        raise fail(f"manifest {manifest} unreadable ({e})") from None
+    if meta.get("version") != VERSION:
+        raise fail(f"version {meta.get('version')!r} != {VERSION!r}")
+    if file_sha256(path) != meta.get("sha256"):
+        raise fail("sha256 mismatch (corrupt or replaced file)")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        model = ShapeUNet(tuple(blob["widths"]))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    except Exception as e:  # noqa: BLE001 - any unpickling / shape error means the same thing to the caller
+        raise fail(f"unloadable ({type(e).__name__}: {e})") from None
+    return ShapePrior(model, int(blob.get("resolution", RESOLUTION)))

@@ -1,0 +1,270 @@
+"""The shape prior's data generator against closed forms, the network's shapes, and the packaged weights."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from splat4d.shape.procedural import (Camera, Primitive, ProceduralObject, Part, Material, cast, render_crop,
+                                      render_sample, rot_x, PADDING)
+
+D = 3.0
+
+
+def _row_dirs(a: np.ndarray) -> np.ndarray:
+    """Camera at (0, 0, -D) looking +z: directions (a, 0, 1) (unit camera-z, so t is camera-z depth)."""
+    return np.stack([a, np.zeros_like(a), np.ones_like(a)], 1)
+
+
+def _circle_hits(a: np.ndarray, cx: float, r: float) -> tuple[np.ndarray, np.ndarray]:
+    """Closed form: the ray (0, -D) + t (a, 1) in the xz plane against the circle centre (cx, 0), radius r."""
+    # (a t - cx)^2 + (t - D)^2 = r^2
+    A, B, C = 1 + a * a, -2 * (a * cx + D), cx * cx + D * D - r * r
+    disc = B * B - 4 * A * C
+    sq = np.sqrt(np.where(disc >= 0, disc, np.nan))
+    return (-B - sq) / (2 * A), (-B + sq) / (2 * A)
+
+
+def _obj(*prims: Primitive) -> ProceduralObject:
+    mat = Material("solid", np.array([0.5, 0.5, 0.5]), np.array([0.5, 0.5, 0.5]))
+    return ProceduralObject([Part(list(prims), mat, np.eye(3), np.zeros(3), 1.0)])
+
+
+ORIGIN = np.array([0.0, 0.0, -D])
+
+
+def test_sphere_front_back_match_closed_form_along_a_row():
+    r = 0.7
+    a = np.linspace(-0.3, 0.3, 61)
+    hits = cast([Primitive("ellipsoid", {"radii": np.full(3, r)})], ORIGIN, _row_dirs(a))
+    f, b = _circle_hits(a, 0.0, r)
+    inside = np.isfinite(f)
+    assert inside.sum() > 30 and (~inside).sum() > 10  # the row crosses the silhouette
+    np.testing.assert_array_equal(hits.hit, inside)
+    np.testing.assert_allclose(hits.front[inside], f[inside], atol=1e-9)
+    np.testing.assert_allclose(hits.back[inside], b[inside], atol=1e-9)
+    centre = cast([Primitive("ellipsoid", {"radii": np.full(3, r)})], ORIGIN, _row_dirs(np.zeros(1)))
+    assert centre.front[0] == pytest.approx(D - r, abs=1e-12) and centre.back[0] == pytest.approx(D + r, abs=1e-12)
+    np.testing.assert_allclose(centre.normal[0], [0, 0, -1], atol=1e-12)
+
+
+def test_cylinder_lathe_is_a_circle_in_cross_section():
+    r = 0.4
+    a = np.linspace(-0.2, 0.2, 41)
+    cyl = Primitive("lathe", {"ys": np.array([-1.0, 1.0]), "rs": np.array([r, r])})
+    hits = cast([cyl], ORIGIN, _row_dirs(a))
+    f, b = _circle_hits(a, 0.0, r)
+    np.testing.assert_array_equal(hits.hit, np.isfinite(f))
+    np.testing.assert_allclose(hits.front[hits.hit], f[hits.hit], atol=1e-9)
+    np.testing.assert_allclose(hits.back[hits.hit], b[hits.hit], atol=1e-9)
+
+
+def test_box_face_on_thickness_is_its_depth_extent_and_prism_agrees():
+    half = np.array([0.3, 0.2, 0.5])
+    box = Primitive("box", {"half": half})
+    # rays through the back face's projection pass through both faces: thickness = 2 * half_z exactly
+    lim = 0.95 * half[0] / (D + half[2])
+    a = np.linspace(-lim, lim, 21)
+    hits = cast([box], ORIGIN, _row_dirs(a))
+    np.testing.assert_allclose(hits.back - hits.front, 2 * half[2], atol=1e-12)
+    np.testing.assert_allclose(hits.front, D - half[2], atol=1e-12)
+    # the same box as an extruded square (local y up, rotated so the extrusion runs along z), on random rays
+    sq = np.array([[-0.3, -0.2], [0.3, -0.2], [0.3, 0.2], [-0.3, 0.2]])  # local (x, z) -> world (x, -y)
+    prism = Primitive("prism", {"poly": sq, "h": 1.0}, rot_x(np.pi / 2), np.array([0.0, 0.0, -0.5]))
+    rng = np.random.default_rng(0)
+    dirs = np.column_stack([rng.uniform(-0.2, 0.2, (500, 2)), np.ones(500)])
+    hb, hp = cast([box], ORIGIN, dirs), cast([prism], ORIGIN, dirs)
+    np.testing.assert_array_equal(hb.hit, hp.hit)
+    assert 100 < hb.hit.sum() < 450
+    np.testing.assert_allclose(hp.front[hp.hit], hb.front[hb.hit], atol=1e-9)
+    np.testing.assert_allclose(hp.back[hp.hit], hb.back[hb.hit], atol=1e-9)
+
+
+def test_torus_hole_has_no_depth_and_tube_matches_circles():
+    R, r = 0.5, 0.15
+    torus = Primitive("torus", {"R": R, "r": r}, rot_x(np.pi / 2))  # ring in the xy plane, facing the camera
+    a = np.linspace(-0.3, 0.3, 121)
+    hits = cast([torus], ORIGIN, _row_dirs(a))
+    f1, b1 = _circle_hits(a, R, r)
+    f2, b2 = _circle_hits(a, -R, r)
+    expect = np.isfinite(f1) | np.isfinite(f2)
+    assert not hits.hit[np.argmin(np.abs(a))]  # the hole
+    np.testing.assert_array_equal(hits.hit, expect)
+    f, b = np.fmin(f1, f2), np.fmax(b1, b2)
+    np.testing.assert_allclose(hits.front[expect], f[expect], atol=1e-7)
+    np.testing.assert_allclose(hits.back[expect], b[expect], atol=1e-7)
+    # a half torus (the handle segment, x > 0 half): the left tube is gone, the right one is a circle
+    half = Primitive("torus", {"R": R, "r": r, "phi0": -np.pi / 2, "span": np.pi}, rot_x(np.pi / 2))
+    hh = cast([half], ORIGIN, _row_dirs(a))
+    np.testing.assert_array_equal(hh.hit, np.isfinite(f1))
+    # along the ring's tangent at the cut (the x = 0 plane, y = R): enters through the flat end cap, leaves the
+    # tube where sqrt(x^2 + R^2) - R = r
+    cap = cast([half], np.array([-1.0, R, 0.0]), np.array([[1.0, 0.0, 0.0]]))
+    assert cap.front[0] == pytest.approx(1.0, abs=1e-9)
+    assert cap.back[0] == pytest.approx(1.0 + math.sqrt((R + r) ** 2 - R * R), abs=1e-6)
+
+
+def test_union_first_entry_last_exit_spans_a_gap():
+    s1 = Primitive("ellipsoid", {"radii": np.full(3, 0.2)}, position=np.array([0.0, 0.0, -0.5]))
+    s2 = Primitive("ellipsoid", {"radii": np.full(3, 0.2)}, position=np.array([0.0, 0.0, 0.5]))
+    h = cast([s1, s2], ORIGIN, _row_dirs(np.zeros(1)))
+    assert h.front[0] == pytest.approx(D - 0.7) and h.back[0] == pytest.approx(D + 0.7)
+
+
+def test_crop_of_a_sphere_matches_centre_and_pad_units():
+    r, dist = 0.5, 4.0
+    cam = Camera.look_at([0, 0, -dist], [0, 0, 0])
+    s = render_crop(_obj(Primitive("ellipsoid", {"radii": np.full(3, r)})), cam, 40.0, np.zeros(3), 64)
+    # silhouette half-width in tan units r / sqrt(d^2 - r^2); crop side = its width / (1 - 2 padding)
+    tan_sil = r / math.sqrt(dist ** 2 - r ** 2)
+    side = 2 * tan_sil / (1 - 2 * PADDING)
+    assert s.crop_world_width == pytest.approx(side * dist, rel=0.03)
+    c = 32
+    assert s.thickness[c - 1:c + 1, c - 1:c + 1].mean() == pytest.approx(2 * r / (side * dist), rel=0.03)
+    assert s.alpha.mean() == pytest.approx(math.pi * (0.5 - PADDING) ** 2, rel=0.05)  # disc of diameter 0.76
+    assert s.elevation_deg == pytest.approx(0.0, abs=1e-9)
+    assert np.isnan(s.front[0, 0]) and (s.rgb[0, 0] == 1).all()  # white background
+
+
+def test_samples_are_deterministic_by_seed():
+    a, b, c = render_sample(3, 48), render_sample(3, 48), render_sample(4, 48)
+    np.testing.assert_array_equal(a.rgb, b.rgb)
+    np.testing.assert_array_equal(a.thickness, b.thickness)
+    assert a.elevation_deg == b.elevation_deg
+    assert not np.array_equal(a.alpha, c.alpha)
+    assert -10 <= a.elevation_deg <= 45 and 25 <= a.fov_deg <= 60
+    on = a.alpha >= 0.5
+    assert (a.thickness[on] >= -1e-4).all() and np.isnan(a.thickness[~on]).all()
+
+
+# ----------------------------------------------------------------------------------------------------- network
+from splat4d.shape.network import (WEIGHTS_PATH, ShapePrior, ShapePriorUnavailable, ShapeUNet,  # noqa: E402
+                                   load_shape_prior, network_input, param_count, save_packaged)
+
+
+def test_unet_shapes_and_default_size_bounds():
+    torch.manual_seed(0)
+    tiny = ShapeUNet((4, 8, 8))
+    x = network_input(torch.rand(2, 32, 32, 3), (torch.rand(2, 32, 32) > 0.5).float())
+    assert x.shape == (2, 6, 32, 32)
+    assert float(x[0, 4, 0, 0]) == -1.0 and float(x[0, 4, 0, -1]) == 1.0  # x coordinate channel
+    assert float(x[0, 5, -1, 0]) == 1.0  # y coordinate grows downwards
+    with torch.no_grad():
+        front, thick, elev = tiny(x)
+    assert front.shape == (2, 32, 32) and thick.shape == (2, 32, 32) and elev.shape == (2,)
+    assert float(thick.min()) >= 0.0
+    n = param_count(ShapeUNet())
+    assert 1_000_000 <= n <= 8_000_000
+    assert 2 * n < 30e6  # fp16 weights
+
+
+def _image_and_mask(res: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    s = render_sample(10_000_123, 64)
+    import cv2
+
+    img = cv2.resize(s.rgb, (res, res), interpolation=cv2.INTER_LINEAR)
+    mask = cv2.resize(s.alpha, (res, res), interpolation=cv2.INTER_LINEAR)
+    return img, mask
+
+
+def test_packaging_roundtrip_is_exact_after_fp16_and_errors_are_clear(tmp_path):
+    torch.manual_seed(0)
+    model = ShapeUNet((4, 8, 8)).eval()
+    with torch.no_grad():  # non-trivial batch-norm statistics, then the fp16 rounding the package applies
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        for p in model.state_dict().values():
+            if p.is_floating_point():
+                p.copy_(p.half().float())
+    path = tmp_path / "shape_prior_v1.pt"
+    save_packaged(model, path, resolution=32)
+    loaded = load_shape_prior(path)
+    img, mask = _image_and_mask(100)
+    a, b = ShapePrior(model, 32)(img, mask), loaded(img, mask)
+    assert a.front.shape == (100, 100) and a.thickness.shape == (100, 100)
+    np.testing.assert_array_equal(a.front, b.front)
+    np.testing.assert_array_equal(a.thickness, b.thickness)
+    assert a.elevation_deg == b.elevation_deg
+    fg = mask > 0.5
+    assert abs(float(b.front[fg].mean())) < 1e-5 and (b.front[~fg] == 0).all() and (b.thickness[~fg] == 0).all()
+
+    for corrupt in ("truncate", "garbage", "missing", "version"):
+        bad = tmp_path / corrupt / "shape_prior_v1.pt"
+        bad.parent.mkdir()
+        save_packaged(model, bad, resolution=32)
+        if corrupt == "truncate":
+            bad.write_bytes(bad.read_bytes()[:1000])
+        elif corrupt == "garbage":
+            bad.write_bytes(b"not a checkpoint")
+        elif corrupt == "missing":
+            bad.unlink()
+        else:
+            meta = bad.with_suffix(".json")
+            meta.write_text(meta.read_text().replace("shape_prior_v1", "shape_prior_v0"))
+        with pytest.raises(ShapePriorUnavailable, match="--depth.backend geometric"):
+            load_shape_prior(bad)
+    # a file matching its sha256 but not loadable still gives the same error class
+    odd = tmp_path / "odd" / "shape_prior_v1.pt"
+    odd.parent.mkdir()
+    save_packaged(model, odd, resolution=32)
+    torch.save({"version": "shape_prior_v1", "widths": [4, 8], "state_dict": {}}, odd)
+    import hashlib, json
+
+    meta = json.loads(odd.with_suffix(".json").read_text())
+    meta["sha256"] = hashlib.sha256(odd.read_bytes()).hexdigest()
+    odd.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ShapePriorUnavailable, match="unloadable"):
+        load_shape_prior(odd)
+
+
+def test_loss_is_shift_invariant_in_front_only():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from train_shape_prior import shape_loss
+
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(2, 16, 16, dtype=torch.bool)
+    mask[:, 4:12, 3:13] = True
+    batch = {"mask": mask, "front": torch.randn(2, 16, 16, generator=g), "thickness": torch.rand(2, 16, 16, generator=g),
+             "elevation": torch.tensor([10.0, 30.0])}
+    pred = (torch.randn(2, 16, 16, generator=g), torch.rand(2, 16, 16, generator=g), torch.tensor([19.0, 30.0]))
+    loss, parts = shape_loss(pred, batch)
+    shifted, _ = shape_loss((pred[0] + 3.0, pred[1], pred[2]), batch)
+    thicker, _ = shape_loss((pred[0], pred[1] + 3.0, pred[2]), batch)
+    assert float(shifted) == pytest.approx(float(loss), abs=1e-5)
+    assert float(thicker) > float(loss) + 1.0
+    assert parts["elev"] == pytest.approx(9.0 / 2 / 45.0)
+    perfect, p = shape_loss((batch["front"] + 1.0, batch["thickness"], batch["elevation"]), batch)
+    assert float(perfect) == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.skipif(not WEIGHTS_PATH.is_file(), reason="packaged weights not exported yet")
+def test_packaged_weights_load_are_deterministic_fast_and_beat_inflation():
+    from splat4d.depth.geometric import poisson_height
+
+    prior = load_shape_prior()
+    img, mask = _image_and_mask(200)
+    t = time.perf_counter()
+    a = prior(img, mask)
+    assert time.perf_counter() - t < 1.0
+    b = prior(img, mask)
+    np.testing.assert_array_equal(a.thickness, b.thickness)
+    assert a.elevation_deg == b.elevation_deg and -30 < a.elevation_deg < 70
+    # on unseen procedural objects: thickness error below Poisson inflation's (engine default thickness 0.7)
+    err_net, err_inf = [], []
+    for seed in range(10_000_200, 10_000_212):
+        s = render_sample(seed, 128)
+        fg = s.alpha >= 0.5
+        est = prior(s.rgb, s.alpha)
+        inflation = 2 * 0.7 * poisson_height(fg) / 128
+        err_net.append(np.abs(est.thickness - s.thickness)[fg].mean())
+        err_inf.append(np.abs(inflation - s.thickness)[fg].mean())
+    assert np.mean(err_net) < np.mean(err_inf)

@@ -1,0 +1,442 @@
+"""Train the single-image shape prior (issue #12) on procedural objects, on one CPU core.
+
+    python tools/train_shape_prior.py                       # generate missing data, train / resume, export
+    python tools/train_shape_prior.py --steps 3400 --deadline-utc 20:35
+    python tools/train_shape_prior.py --export              # package the latest checkpoint's weights now
+    python tools/train_shape_prior.py --generate-only --train-shards 60
+
+Data (``splat4d.shape.procedural``): shards of ``SHARD`` samples in ``<out>/data`` (``train_0000.*.npy``: seeds
+0..499, ...; ``val_0000``: seeds from 10,000,000, objects never seen in training), uint8 RGB / alpha and float16
+front / thickness in crop units, memory-mapped. Generating costs ~35 ms a sample on one core and a training step of
+16 samples ~1.4 s, so shards are made ahead (``--generate-only`` in the background before training) rather than
+interleaved; training samples from every shard present at start (random horizontal flips, colour jitter).
+
+Training: Adam, warm-up then cosine decay over ``--steps``; loss (``shape_loss``) = L1 of shift-invariant front +
+L1 of thickness inside the mask + gradient matching of both at 2 scales + elevation L1 / 45 degrees. Every
+``--ckpt-minutes`` a resumable checkpoint (model, optimiser, step, RNG states) goes to ``<out>/ckpt_latest.pt``; a
+rerun resumes from it. Every ``--val-every`` steps the validation split is scored (loss, thickness / front MAE in
+crop units, elevation MAE in degrees) into ``<out>/log.csv``, ``<out>/metrics.json`` and ``<out>/loss_curve.png``;
+the baselines (a constant thickness, Poisson silhouette inflation as ``splat4d.depth.geometric`` does it) are scored
+once into ``<out>/baselines.json``. At the end of the schedule, or at ``--deadline-utc``, or with ``--export``, the
+weights are written to ``splat4d/shape/weights/shape_prior_v1.pt`` (fp16) with a ``.json`` manifest (version,
+sha256, validation metrics).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import tyro
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from splat4d.shape.network import (RESOLUTION, WEIGHTS_PATH, ShapeUNet, network_input, param_count,  # noqa: E402
+                                   save_packaged)
+from splat4d.shape.procedural import write_shard  # noqa: E402
+
+SHARD = 500
+VAL_SEED0 = 10_000_000
+FIELDS = ("rgb", "alpha", "front", "thickness", "elevation")
+
+
+@dataclass
+class Args:
+    out: Path = Path("runs/shape_prior")
+    """Output folder: data/, checkpoints, logs."""
+    steps: int = 6000
+    """Most optimiser steps; the schedule ends at ``steps`` or ``budget_minutes``, whichever comes first."""
+    budget_minutes: float = 85.0
+    """Wall-clock budget of the training loop (summed over resumes): the cosine decay follows
+    max(step / steps, elapsed / budget), so the schedule completes on time however busy the CPU is."""
+    resolution: int = RESOLUTION
+    """Training / inference resolution (the 128 px data are area-downsampled when smaller)."""
+    batch: int = 16
+    """Samples per step."""
+    lr: float = 2e-3
+    """Peak learning rate (Adam)."""
+    warmup: int = 100
+    """Linear warm-up steps."""
+    widths: tuple[int, ...] = (16, 32, 64, 128, 256)
+    """U-Net channel widths per level (5 levels: 2.0M parameters)."""
+    train_shards: int = 20
+    """Generate missing training shards up to this many before training (each SHARD=500 samples); training uses
+    every shard present."""
+    val_samples: int = 500
+    """Validation samples (the first of the val shard)."""
+    val_every: int = 250
+    """Score the validation split every this many steps."""
+    ckpt_minutes: float = 4.0
+    """Write a resumable checkpoint this often (wall clock)."""
+    deadline_utc: str = ""
+    """HH:MM (UTC, today): a hard stop (checkpoint + export) even if the schedule is not finished."""
+    threads: int = 1
+    """torch threads (1: a second thread is slower when another process shares the CPU)."""
+    seed: int = 0
+    """Seed of the sampling order and initialisation."""
+    export: bool = False
+    """Only export the latest checkpoint's weights to the package and exit."""
+    generate_only: bool = False
+    """Only generate the data shards and exit."""
+    weights: Path = WEIGHTS_PATH
+    """Where the packaged weights go."""
+
+
+# ----------------------------------------------------------------------------------------------------------- data
+def shard_names(folder: Path, split: str) -> list[str]:
+    return sorted(p.name[: -len(".done")] for p in folder.glob(f"{split}_*.done"))
+
+
+def generate(folder: Path, train_shards: int) -> None:
+    if not (folder / "val_0000.done").exists():
+        print("generating val_0000", flush=True)
+        write_shard(folder, "val_0000", range(VAL_SEED0, VAL_SEED0 + SHARD), RESOLUTION)
+    for i in range(train_shards):
+        if not (folder / f"train_{i:04d}.done").exists():
+            t = time.time()
+            write_shard(folder, f"train_{i:04d}", range(i * SHARD, (i + 1) * SHARD), RESOLUTION)
+            print(f"train_{i:04d}: {SHARD / (time.time() - t):.1f} samples/s", flush=True)
+
+
+class ShardPool:
+    """Every sample of the named shards, memory-mapped; ``batch(idx, rng, augment)`` -> tensors."""
+
+    def __init__(self, folder: Path, names: list[str]):
+        self.arrays = [{k: np.load(folder / f"{n}.{k}.npy", mmap_mode="r") for k in FIELDS} for n in names]
+        self.index = [(i, j) for i, a in enumerate(self.arrays) for j in range(len(a["elevation"]))]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def batch(self, idx, rng: np.random.Generator | None = None, resolution: int = RESOLUTION) -> dict[str, torch.Tensor]:
+        items = [self.index[i] for i in idx]
+        get = lambda k: np.stack([self.arrays[s][k][j] for s, j in items])  # noqa: E731
+        rgb = get("rgb").astype(np.float32) / 255
+        alpha = get("alpha").astype(np.float32) / 255
+        front = get("front").astype(np.float32)
+        thick = get("thickness").astype(np.float32)
+        elev = get("elevation").astype(np.float32)
+        if rng is not None:
+            flip = rng.random(len(idx)) < 0.5
+            for arr in (rgb, alpha, front, thick):
+                arr[flip] = arr[flip][:, :, ::-1]
+            # colour jitter on the object only (the background stays white, as centre_and_pad makes it)
+            a = alpha[..., None]
+            gain = rng.uniform(0.7, 1.3, (len(idx), 1, 1, 3)) * rng.uniform(0.75, 1.25, (len(idx), 1, 1, 1))
+            premultiplied = (rgb - (1 - a)) * gain + rng.normal(0, 0.015, rgb.shape) * a
+            rgb = (np.clip(premultiplied, 0, a) + (1 - a)).astype(np.float32)
+            hard = rng.random(len(idx)) < 0.3  # some segmenters return hard masks
+            alpha[hard] = (alpha[hard] >= 0.5).astype(np.float32)
+        valid = torch.from_numpy(np.isfinite(thick).astype(np.float32))
+        rgb_t, alpha_t = torch.from_numpy(rgb), torch.from_numpy(alpha)
+        front_t, thick_t = torch.from_numpy(np.nan_to_num(front)), torch.from_numpy(np.nan_to_num(thick))
+        if resolution != rgb.shape[1]:
+            area = lambda x: F.interpolate(x[:, None], size=(resolution, resolution), mode="area")[:, 0]  # noqa: E731
+            rgb_t = F.interpolate(rgb_t.permute(0, 3, 1, 2), size=(resolution, resolution), mode="area")
+            rgb_t = rgb_t.permute(0, 2, 3, 1).contiguous()
+            alpha_t = area(alpha_t)
+            v = area(valid)
+            front_t, thick_t = area(front_t * valid) / v.clamp_min(1e-6), area(thick_t * valid) / v.clamp_min(1e-6)
+            valid = (v > 0.99).float()
+        return {"x": network_input(rgb_t, alpha_t), "mask": (alpha_t >= 0.5) & (valid > 0), "front": front_t,
+                "thickness": thick_t, "elevation": torch.from_numpy(elev)}
+
+
+# ----------------------------------------------------------------------------------------------------------- loss
+def _masked_mean(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Per sample mean of ``x`` (B, H, W) over ``m``, (B, 1, 1)."""
+    m = m.float()
+    return ((x * m).sum((1, 2)) / m.sum((1, 2)).clamp_min(1))[:, None, None]
+
+
+def _grad_l1(err: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Mean |finite differences| of ``err`` where both pixels are inside ``m``, at full and half resolution."""
+    total = err.new_zeros(())
+    for scale in range(2):
+        if scale:
+            mf = F.avg_pool2d(m.float()[:, None], 2)[:, 0]
+            err = F.avg_pool2d((err * m)[:, None], 2)[:, 0] / mf.clamp_min(1e-6)
+            m = mf > 0.99
+        mx, my = m[:, :, 1:] & m[:, :, :-1], m[:, 1:] & m[:, :-1]
+        dx, dy = (err[:, :, 1:] - err[:, :, :-1]).abs(), (err[:, 1:] - err[:, :-1]).abs()
+        total = total + (dx * mx).sum() / mx.sum().clamp_min(1) + (dy * my).sum() / my.sum().clamp_min(1)
+    return total
+
+
+def shape_loss(pred, batch) -> tuple[torch.Tensor, dict[str, float]]:
+    """Front (shift-invariant) + thickness L1 inside the mask, gradient matching, elevation L1 / 45 degrees."""
+    front, thick, elev = pred
+    m = batch["mask"]
+    fe = (front - _masked_mean(front, m)) - (batch["front"] - _masked_mean(batch["front"], m))
+    te = thick - batch["thickness"]
+    mf = m.float()
+    l_front = ((fe.abs() * mf).sum((1, 2)) / mf.sum((1, 2)).clamp_min(1)).mean()
+    l_thick = ((te.abs() * mf).sum((1, 2)) / mf.sum((1, 2)).clamp_min(1)).mean()
+    l_grad = _grad_l1(fe, m) + _grad_l1(te, m)
+    l_elev = (elev - batch["elevation"]).abs().mean() / 45.0
+    loss = l_front + l_thick + 0.5 * l_grad + 0.5 * l_elev
+    parts = {"loss": loss, "front": l_front, "thick": l_thick, "grad": l_grad, "elev": l_elev}
+    return loss, {k: float(v.detach()) for k, v in parts.items()}
+
+
+# ----------------------------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate(model: ShapeUNet, val: ShardPool, n: int, resolution: int = RESOLUTION) -> dict[str, float]:
+    model.eval()
+    sums: dict[str, float] = {}
+    per_thick, per_front, per_elev = [], [], []
+    for s in range(0, n, 50):
+        b = val.batch(range(s, min(n, s + 50)), resolution=resolution)
+        pred = model(b["x"])
+        _, parts = shape_loss(pred, b)
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v * len(b["elevation"])
+        m = b["mask"].float()
+        cnt = m.sum((1, 2)).clamp_min(1)
+        per_thick.append(((pred[1] - b["thickness"]).abs() * m).sum((1, 2)) / cnt)
+        fe = (pred[0] - _masked_mean(pred[0], b["mask"])) - (b["front"] - _masked_mean(b["front"], b["mask"]))
+        per_front.append((fe.abs() * m).sum((1, 2)) / cnt)
+        per_elev.append((pred[2] - b["elevation"]).abs())
+    model.train()
+    out = {f"val_{k}": v / n for k, v in sums.items()}
+    out.update(val_thickness_mae=float(torch.cat(per_thick).mean()), val_front_mae=float(torch.cat(per_front).mean()),
+               val_elevation_mae_deg=float(torch.cat(per_elev).mean()))
+    return out
+
+
+def baselines(val: ShardPool, train: ShardPool, n: int) -> dict[str, float]:
+    """Thickness / front MAE (crop units, mean over samples of the in-mask mean) of: a constant thickness (the
+    median of 2,000 training samples' pixels); Poisson inflation as ``--depth.backend geometric`` does it
+    (height = 0.7 sqrt(2 u) px, thickness = 2 height / side_px with a mirrored back, front = -height / side_px); the
+    same with the best single scale for the validation split (an oracle, an upper bound for inflation); a constant
+    elevation (the training mean)."""
+    from splat4d.depth.geometric import poisson_height
+
+    tb = train.batch(np.arange(0, len(train), max(1, len(train) // 2000)))
+    const = float(tb["thickness"][tb["mask"]].median())
+    const_elev = float(tb["elevation"].mean())
+    rows = []
+    for s in range(0, n, 50):
+        b = val.batch(range(s, min(n, s + 50)))
+        for i in range(len(b["elevation"])):
+            m = b["mask"][i].numpy()
+            side = m.shape[0]
+            h = poisson_height(m) / side  # crop units, thickness factor 1
+            t, f = b["thickness"][i].numpy()[m], b["front"][i].numpy()[m]
+            rows.append((t, f - f.mean(), h[m], float(b["elevation"][i])))
+    scales = np.linspace(0.2, 3.0, 57)
+    err_scale = [np.mean([np.abs(2 * k * h - t).mean() for t, _, h, _ in rows]) for k in scales]
+    best = float(scales[int(np.argmin(err_scale))])
+    mae = lambda f: float(np.mean([f(*r) for r in rows]))  # noqa: E731
+    return {
+        "constant_thickness": const,
+        "thickness_mae_constant": mae(lambda t, f, h, e: np.abs(const - t).mean()),
+        "thickness_mae_poisson_0.7": mae(lambda t, f, h, e: np.abs(2 * 0.7 * h - t).mean()),
+        "poisson_best_scale": best,
+        "thickness_mae_poisson_best_scale": float(min(err_scale)),
+        "front_mae_flat": mae(lambda t, f, h, e: np.abs(f).mean()),
+        "front_mae_poisson_0.7": mae(lambda t, f, h, e: np.abs(-0.7 * (h - h.mean()) - f).mean()),
+        "elevation_mae_constant_deg": mae(lambda t, f, h, e: abs(const_elev - e)),
+        "mean_true_thickness": mae(lambda t, f, h, e: t.mean()),
+        "samples": len(rows),
+    }
+
+
+# ------------------------------------------------------------------------------------------------------- plotting
+def write_curve(rows: list[dict], path: Path) -> None:
+    """Train (running) and validation loss against step, drawn with PIL (matplotlib is not a dependency)."""
+    from PIL import Image, ImageDraw
+
+    w, h, pad = 720, 420, 50
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    series = {"train": [(r["step"], r["train_loss"]) for r in rows if r.get("train_loss") not in (None, "")],
+              "val": [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") not in (None, "")]}
+    pts = [p for s in series.values() for p in s]
+    if not pts:
+        return
+    x1 = max(p[0] for p in pts) or 1
+    ys = [math.log10(max(p[1], 1e-6)) for p in pts]
+    y0, y1 = min(ys), max(ys) + 1e-6
+    tx = lambda s: pad + (w - 2 * pad) * s / x1  # noqa: E731
+    ty = lambda v: h - pad - (h - 2 * pad) * (math.log10(max(v, 1e-6)) - y0) / (y1 - y0)  # noqa: E731
+    d.rectangle([pad, pad, w - pad, h - pad], outline="black")
+    for name, colour in (("train", (40, 90, 200)), ("val", (220, 60, 40))):
+        s = series[name]
+        if len(s) > 1:
+            d.line([(tx(a), ty(b)) for a, b in s], fill=colour, width=2)
+        for a, b in s[-1:]:
+            d.text((tx(a) - 60, ty(b) - 14), f"{name} {b:.3f}", fill=colour)
+    d.text((pad, 10), f"shape prior loss (log scale {10 ** y0:.3f}..{10 ** y1:.3f}) vs step 0..{x1}", fill="black")
+    img.save(path)
+
+
+# ----------------------------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: Path, model, opt, step: int, rng: np.random.Generator, elapsed: float,
+                    resolution: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "widths": list(model.widths),
+                "elapsed": elapsed, "resolution": resolution,
+                "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state,
+                "py_rng": random.getstate()}, tmp)
+    os.replace(tmp, path)
+
+
+def export(args: Args, model: ShapeUNet | None = None, step: int | None = None) -> None:
+    ckpt_path = args.out / "ckpt_latest.pt"
+    resolution = args.resolution
+    if model is None:
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model = ShapeUNet(tuple(ck["widths"]))
+        model.load_state_dict(ck["model"])
+        step, resolution = ck["step"], ck.get("resolution", resolution)
+    metrics = json.loads((args.out / "metrics.json").read_text()) if (args.out / "metrics.json").exists() else {}
+    base = json.loads((args.out / "baselines.json").read_text()) if (args.out / "baselines.json").exists() else {}
+    sha = save_packaged(model.eval(), args.weights, resolution=resolution,
+                        extra={"step": step, "val": metrics.get("last_val", {}), "baselines": base})
+    print(f"exported step {step} to {args.weights} (sha256 {sha[:16]}...)", flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------------- train
+def progress(step: int, elapsed: float, args: Args) -> float:
+    """Fraction of the schedule done: by steps or by wall clock, whichever is further."""
+    return min(1.0, max(step / args.steps, elapsed / (60 * args.budget_minutes)))
+
+
+def lr_at(step: int, p: float, args: Args) -> float:
+    """Linear warm-up, then cosine from ``lr`` to ``lr / 100`` along the progress ``p``."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    return args.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def deadline(args: Args) -> float | None:
+    if not args.deadline_utc:
+        return None
+    hh, mm = (int(x) for x in args.deadline_utc.split(":"))
+    now = dt.datetime.now(dt.timezone.utc)
+    return now.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
+
+
+def main(args: Args) -> None:
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = args.out / "data"
+    if args.export:
+        export(args)
+        return
+    generate(data, args.train_shards)
+    if args.generate_only:
+        return
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    train = ShardPool(data, shard_names(data, "train"))
+    val = ShardPool(data, ["val_0000"])
+    n_val = min(args.val_samples, len(val))
+    print(f"{len(train)} training samples in {len(train.arrays)} shards, {n_val} validation samples", flush=True)
+
+    model = ShapeUNet(tuple(args.widths))
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    step, elapsed = 0, 0.0
+    ckpt = args.out / "ckpt_latest.pt"
+    if ckpt.exists():
+        ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if tuple(ck["widths"]) != tuple(args.widths) or ck.get("resolution", RESOLUTION) != args.resolution:
+            raise SystemExit(f"{ckpt} has widths {ck['widths']} at {ck.get('resolution')} px, not {args.widths} at "
+                             f"{args.resolution} px: pass the same --widths / --resolution or another --out")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, elapsed = ck["step"], ck.get("elapsed", 0.0)
+        torch.set_rng_state(ck["torch_rng"])
+        rng.bit_generator.state = ck["np_rng"]
+        random.setstate(ck["py_rng"])
+        print(f"resumed from {ckpt} at step {step}, {elapsed / 60:.1f} of {args.budget_minutes} minutes", flush=True)
+    print(f"ShapeUNet{tuple(args.widths)}: {param_count(model) / 1e6:.2f}M parameters, {args.resolution} px",
+          flush=True)
+
+    if not (args.out / "baselines.json").exists():
+        t = time.time()
+        base = baselines(val, train, n_val)
+        (args.out / "baselines.json").write_text(json.dumps(base, indent=2) + "\n")
+        print(f"baselines ({time.time() - t:.0f} s): {base}", flush=True)
+
+    log_path = args.out / "log.csv"
+    keys = ["step", "minutes", "lr", "train_loss", "val_loss", "val_thickness_mae", "val_front_mae",
+            "val_elevation_mae_deg"]
+    rows = list(csv.DictReader(log_path.open())) if log_path.exists() else []
+    rows = [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
+    rows = [r for r in rows if r["step"] <= step]
+    metrics_path = args.out / "metrics.json"
+    stop_at = deadline(args)
+    last_ckpt = time.time()
+    running: list[float] = []
+    from tqdm import tqdm
+
+    bar = tqdm(total=args.steps, initial=step, mininterval=30, ncols=100)
+    model.train()
+    hard_stop = False
+    p = progress(step, elapsed, args)
+    while p < 1.0:
+        t0 = time.time()
+        lr = lr_at(step, p, args)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = train.batch(rng.integers(0, len(train), args.batch), rng, args.resolution)
+        loss, parts = shape_loss(model(batch["x"]), batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        running.append(parts["loss"])
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}", lr=f"{lr:.1e}", p=f"{p:.3f}", refresh=False)
+        row = None
+        if step % 25 == 0:
+            row = {"step": step, "lr": lr, "train_loss": float(np.mean(running[-25:]))}
+        elapsed += time.time() - t0
+        p = progress(step, elapsed, args)
+        if stop_at is not None and time.time() > stop_at:
+            tqdm.write(f"deadline {args.deadline_utc} UTC reached at step {step}")
+            hard_stop = True
+        if step % args.val_every == 0 or p >= 1.0 or hard_stop:
+            t1 = time.time()
+            ev = evaluate(model, val, n_val, args.resolution)
+            elapsed += time.time() - t1
+            row = row or {"step": step, "lr": lr, "train_loss": float(np.mean(running[-25:]))}
+            row.update(val_loss=ev["val_loss"], val_thickness_mae=ev["val_thickness_mae"],
+                       val_front_mae=ev["val_front_mae"], val_elevation_mae_deg=ev["val_elevation_mae_deg"])
+            metrics_path.write_text(json.dumps({"last_val": {"step": step, "minutes": elapsed / 60, **ev}},
+                                               indent=2) + "\n")
+            tqdm.write(f"step {step} ({elapsed / 60:.1f} min): " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items()))
+        if row is not None:
+            row["minutes"] = elapsed / 60
+            rows.append(row)
+            with log_path.open("w", newline="") as fh:
+                wr = csv.DictWriter(fh, keys)
+                wr.writeheader()
+                wr.writerows([{k: r.get(k) for k in keys} for r in rows])
+            write_curve(rows, args.out / "loss_curve.png")
+        if time.time() - last_ckpt > 60 * args.ckpt_minutes or p >= 1.0 or hard_stop:
+            save_checkpoint(ckpt, model, opt, step, rng, elapsed, args.resolution)
+            last_ckpt = time.time()
+        if hard_stop:
+            break
+    bar.close()
+    export(args, model, step)
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
