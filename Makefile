@@ -1,10 +1,18 @@
-# Two entry points for a fresh machine (see README): `make demo` and `make test`.
-PY ?= python3
+# Two entry points for a fresh machine (see README): `make demo` and `make test`. Both install into a project
+# virtual environment (.venv), so a stock Debian/Ubuntu Python (which refuses system-wide pip installs, PEP 668) works.
+SYSTEM_PY ?= python3
+VENV ?= .venv
+PY = $(VENV)/bin/python
 PIP = $(PY) -m pip install --quiet --disable-pip-version-check
 
 .PHONY: install demo test bench browser test-nerfstudio
 
-install:
+$(PY):
+	# Debian/Ubuntu ship venv support separately (python3-venv): install it when it is missing and we may.
+	$(SYSTEM_PY) -m venv $(VENV) || { rm -rf $(VENV) && apt-get update -qq && apt-get install -y -qq python3-venv \
+		&& $(SYSTEM_PY) -m venv $(VENV); }
+
+install: $(PY)
 	# torch first, pinned: 2.13.0 is a CPU build on this workplace's disk; a bare `torch` pulls a multi-GB CUDA build.
 	$(PIP) torch==2.13.0
 	$(PIP) -e ".[test]"
@@ -29,7 +37,7 @@ bench: install
 # which does not import beside CPU torch 2.13.0). Optional: several GB, about 6 minutes; `make test` skips these tests.
 NS_ENV ?= .venv-nerfstudio
 test-nerfstudio:
-	test -x $(NS_ENV)/bin/python || $(PY) -m venv $(NS_ENV)
+	test -x $(NS_ENV)/bin/python || $(SYSTEM_PY) -m venv $(NS_ENV)
 	$(NS_ENV)/bin/python -m pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
 	$(NS_ENV)/bin/python -m pip install --quiet --disable-pip-version-check nerfstudio==1.1.5 numba pytest
 	$(NS_ENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .

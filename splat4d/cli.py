@@ -10,16 +10,6 @@ from typing import Literal
 import tyro
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda was asked for but no CUDA device is available (use --device cpu)")
-    return torch.device(name)
-
-
 @dataclass
 class RenderArgs:
     """Render a Gaussian-splat .ply along a camera path to a video (.mp4 or .gif).
@@ -28,7 +18,8 @@ class RenderArgs:
     """
 
     scene: tyro.conf.Positional[Path]
-    """Gaussian-splat .ply (INRIA 3DGS layout; files from gsplat, nerfstudio, SuperSplat... load by name)."""
+    """Gaussian-splat scene: .ply (INRIA 3DGS layout; files from gsplat, nerfstudio, SuperSplat... load by name)
+    or .splat."""
     out: Path = Path("orbit.mp4")
     """Output video (.mp4 = H.264, .gif)."""
     path: str = "orbit"
@@ -68,16 +59,17 @@ def render_command(args: RenderArgs) -> Path:
     import torch
 
     from splat4d import paths
-    from splat4d.io.ply import read_ply
+    from splat4d.export import read_scene
     from splat4d.io.video import VideoWriter
+    from splat4d.pipeline import resolve_device
     from splat4d.render.frames import render_frames
 
     if args.frames < 1:
         raise SystemExit("error: --frames must be at least 1")
     if args.width < 2 or args.height < 2:
         raise SystemExit("error: --width and --height must be at least 2")
-    device = _device(args.device)
-    scene = read_ply(args.scene).to(device)
+    device = resolve_device(args.device)
+    scene = read_scene(args.scene).to(device)
     if len(scene) == 0:
         raise SystemExit(f"error: {args.scene} holds no Gaussians")
     if args.path in ("orbit", "spiral", "swing"):
@@ -103,18 +95,18 @@ def render_command(args: RenderArgs) -> Path:
 
 @dataclass
 class InfoArgs:
-    """Print a summary of a Gaussian-splat .ply: count, SH degree, bounds, opacity and scale statistics."""
+    """Print a summary of a Gaussian-splat scene (.ply, .splat): count, SH degree, bounds, opacity and scales."""
 
     scene: tyro.conf.Positional[Path]
-    """Gaussian-splat .ply file."""
+    """Gaussian-splat scene file (.ply or .splat)."""
 
 
 def info_command(args: InfoArgs) -> dict:
     import torch
 
-    from splat4d.io.ply import read_ply
+    from splat4d.export import read_scene
 
-    scene = read_ply(args.scene)
+    scene = read_scene(args.scene)
     n = len(scene)
     summary = {"file": str(args.scene), "gaussians": n, "sh_degree": scene.sh_degree}
     if n:
@@ -136,13 +128,6 @@ def info_command(args: InfoArgs) -> dict:
 def run_command(args) -> object:
     from splat4d.pipeline import run
 
-    if args.motion_mode and args.multiview:
-        raise ValueError("--motion (still camera, moving object) and --multiview (moving camera, still object) "
-                         "exclude each other")
-    if args.motion_mode:
-        from splat4d.motion.pipeline import run_motion
-
-        return run_motion(args)
     result = run(args)
     if args.view:
         serve(result.files["scene.ply"], "127.0.0.1", args.port, 40.0)
@@ -169,10 +154,10 @@ class ViewArgs:
 def serve(scene_path: Path, host: str, port: int, fov: float, block: bool = True):
     import time
 
-    from splat4d.io.ply import read_ply
+    from splat4d.export import read_scene
     from splat4d.viewer import initial_camera, start_viewer
 
-    scene = read_ply(scene_path)
+    scene = read_scene(scene_path)
     server = start_viewer(scene, host, port, initial_c2w=initial_camera(scene, fov), fov_deg=fov)
     print(f"viewing {scene_path} ({len(scene)} Gaussians) at http://{host}:{port}  (Ctrl-C to stop)")
     if not block:
@@ -189,24 +174,6 @@ def serve(scene_path: Path, host: str, port: int, fov: float, block: bool = True
 
 def view_command(args: ViewArgs):
     return serve(args.scene, args.host, args.port, args.fov)
-
-
-@dataclass
-class ExportNerfstudioArgs:
-    """Write a nerfstudio dataset (transforms.json, images, masks, sparse_pc.ply) from a `splat4d run` folder, and
-    with --model a splatfacto checkpoint + config.yml of the run's scene for nerfstudio's viewer.
-
-    Example: splat4d export-nerfstudio runs/photo runs/photo_ns --model && ns-viewer --load-config
-    runs/photo_ns/outputs/photo_ns/splat4d/export/config.yml   (or: ns-train splat4d --data runs/photo_ns)
-    """
-
-    run_dir: tyro.conf.Positional[Path]
-    """Output folder of `splat4d run`."""
-    out_dir: tyro.conf.Positional[Path]
-    """Folder to write the nerfstudio dataset into."""
-    model: bool = False
-    """Also write OUT_DIR/outputs/NAME/splat4d/export/config.yml + nerfstudio_models/ holding the run's scene.ply in
-    splatfacto's layout (needs nerfstudio importable: it lives in its own environment, see the README)."""
 
 
 @dataclass
@@ -305,39 +272,16 @@ def models_command(args: ModelsArgs) -> list[dict]:
     return rows
 
 
-def export_nerfstudio_command(args: ExportNerfstudioArgs) -> Path:
-    from splat4d.nerfstudio.export import export_nerfstudio
-
-    if args.model:  # check before writing anything
-        try:
-            import nerfstudio  # noqa: F401
-        except ImportError:
-            raise RuntimeError(
-                "--model writes a nerfstudio config.yml and needs nerfstudio importable; it pins gsplat 1.4.0 / viser "
-                "0.2.7 and needs torchvision, so install it in its own environment (README: nerfstudio) and run "
-                "this command there, or leave out --model") from None
-        if not (args.run_dir / "scene.ply").is_file():
-            raise FileNotFoundError(f"{args.run_dir / 'scene.ply'} not found: is {args.run_dir} a `splat4d run` folder?")
-    path = export_nerfstudio(args.run_dir, args.out_dir)
-    print(f"wrote {path}")
-    if args.model:
-        from splat4d.io.ply import read_ply
-        from splat4d.nerfstudio.method import write_nerfstudio_model
-
-        config = write_nerfstudio_model(read_ply(args.run_dir / "scene.ply"), args.out_dir)
-        print(f"wrote {config}\nview it: ns-viewer --load-config {config}")
-    return path
-
-
 COMMANDS = {
     "run": ("splat4d.config:RunConfig", run_command),
     "render": (RenderArgs, render_command),
     "view": (ViewArgs, view_command),
-    "export-nerfstudio": (ExportNerfstudioArgs, export_nerfstudio_command),
+    "export": (None, None),  # a group: `splat4d export FORMAT ...` (splat4d.export.FORMATS)
     "info": (InfoArgs, info_command),
     "models": (ModelsArgs, models_command),
     "animate": (AnimateArgs, animate_command),
 }
+EXPORT_DOC = "Write a scene or a run folder in another format: splat4d export FORMAT --help lists a format's options."
 
 
 def _resolve(spec):
@@ -349,29 +293,57 @@ def _resolve(spec):
     return spec
 
 
+def _first_line(cls) -> str:
+    return (cls.__doc__ or "").strip().splitlines()[0]
+
+
 def _usage() -> str:
     lines = ["usage: splat4d {" + ",".join(COMMANDS) + "} [OPTIONS]", "",
              "splat4d: 3D Gaussian splatting from one image or a video.", "", "commands:"]
     for name, (spec, _) in COMMANDS.items():
-        doc = (_resolve(spec).__doc__ or "").strip().splitlines()[0]
-        lines.append(f"  {name:<18} {doc}")
+        lines.append(f"  {name:<18} {EXPORT_DOC if spec is None else _first_line(_resolve(spec))}")
     lines += ["", "Run 'splat4d COMMAND --help' for the options of a command."]
     return "\n".join(lines)
 
 
-def _pop_preset(argv: list[str]) -> tuple[str | None, list[str]]:
-    rest, preset, i = [], None, 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--preset" and i + 1 < len(argv):
-            preset, i = argv[i + 1], i + 2
-            continue
-        if arg.startswith("--preset="):
-            preset = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-        i += 1
-    return preset, rest
+def _export_usage() -> str:
+    from splat4d.export import FORMATS
+
+    lines = ["usage: splat4d export {" + ",".join(FORMATS) + "} [OPTIONS]", "", EXPORT_DOC, "", "formats:"]
+    lines += [f"  {name:<12} {_first_line(cls)}" for name, (cls, _) in FORMATS.items()]
+    return "\n".join(lines)
+
+
+def _run_config(argv: list[str]):
+    """`splat4d run`: a preset (--preset NAME or a YAML file) gives the defaults, the other flags override them."""
+    import argparse
+
+    from splat4d.config import RunConfig, load_preset
+
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--preset", default=None)
+    preset = pre.parse_known_args(argv)[0].preset
+    default = load_preset(preset) if preset else RunConfig()
+    return tyro.cli(RunConfig, args=argv, default=default, prog="splat4d run")
+
+
+def _parse(name: str, rest: list[str]):
+    """(handler, parsed arguments) of command ``name``; None where only a usage was asked for."""
+    if name == "run":
+        return run_command, _run_config(rest)
+    if name in ("export", "export-nerfstudio"):  # export-nerfstudio: the older spelling of export nerfstudio
+        from splat4d.export import FORMATS
+
+        fmt, rest = ("nerfstudio", rest) if name == "export-nerfstudio" else (rest[0] if rest else None, rest[1:])
+        if fmt in (None, "-h", "--help"):
+            print(_export_usage())
+            return None
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown export format {fmt!r}; one of: {', '.join(FORMATS)}")
+        cls, handler = FORMATS[fmt]
+        return handler, tyro.cli(cls, args=rest, prog=f"splat4d export {fmt}")
+    spec, handler = COMMANDS[name]
+    return handler, tyro.cli(_resolve(spec), args=rest, prog=f"splat4d {name}")
 
 
 def main(argv: list[str] | None = None):
@@ -380,24 +352,14 @@ def main(argv: list[str] | None = None):
         print(_usage())
         return None
     name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
+    if name not in COMMANDS and name != "export-nerfstudio":
         print(_usage(), file=sys.stderr)
         raise SystemExit(f"error: unknown command {name!r}")
-    spec, handler = COMMANDS[name]
-    cls = _resolve(spec)
     try:
-        if name == "run":
-            from splat4d.config import RunConfig, load_preset
-
-            preset, rest = _pop_preset(rest)
-            rest = ["--motion-mode" if a == "--motion" else a for a in rest]  # short form
-            default = load_preset(preset) if preset else RunConfig()
-            # The input image is positional: `splat4d run photo.png --out runs/photo`.
-            if rest and not rest[0].startswith("-"):
-                rest = ["--input", rest[0], *rest[1:]]
-            args = tyro.cli(cls, args=rest, default=default, prog=f"splat4d {name}")
-        else:
-            args = tyro.cli(cls, args=rest, prog=f"splat4d {name}")
+        parsed = _parse(name, rest)
+        if parsed is None:
+            return None
+        handler, args = parsed
         return handler(args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:  # bad input: one clear line, no traceback
         print(f"error: {err}", file=sys.stderr)

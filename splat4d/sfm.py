@@ -18,7 +18,7 @@ import torch
 
 from splat4d.config import SfmConfig
 from splat4d.io.video import to_uint8
-from splat4d.types import pinhole_project, rigid_transform
+from splat4d.types import Cameras, Views, pinhole_project, rigid_transform
 
 
 @dataclass
@@ -446,3 +446,40 @@ def to_splat4d_world(result: SfmResult, distance: float, K: np.ndarray | None = 
             inv[:3, 3] = s * inv[:3, 3] + np.array([0.0, 0.0, -distance])
             c2w[k] = inv
     return c2w
+
+
+def observed_views(images: np.ndarray, masks: np.ndarray, camera: Cameras, cfg: SfmConfig, distance: float,
+                   depth0: np.ndarray | None = None, name: str = "the video", progress: bool = False) -> Views:
+    """The frames after the first with their estimated camera poses, in splat4d's world (frame 0 is the input
+    camera at ``distance``), as supervisory views (weight 1: they are real observations). Frames that could not be
+    registered are left out; too few registered is an ``InputError``."""
+    from splat4d.load import InputError
+    from splat4d.runner import log
+
+    K = camera.K[0].double().numpy()
+    try:
+        sfm = estimate_poses(images, masks, K, cfg, progress=progress)
+    except SfmError as err:
+        raise InputError(f"camera poses of {name}: {err}. --multiview needs a textured object filmed from "
+                         "overlapping viewpoints; for a still camera use --motion") from None
+    registered = int(sfm.registered.sum())
+    if registered < max(2, cfg.min_registered * len(images)):
+        raise InputError(f"camera poses of {name}: only {registered} of {len(images)} frames registered "
+                         f"(--sfm.min-registered {cfg.min_registered}); film more slowly or a more textured "
+                         "object, or use --motion for a still camera")
+    c2w = torch.from_numpy(to_splat4d_world(sfm, distance, K, depth0)).float()
+    keep = [k for k in range(1, len(images)) if sfm.registered[k]]
+    log(f"          poses: {registered}/{len(images)} frames, {len(sfm.points)} points, median reprojection "
+        f"{sfm.reprojection_px:.2f} px")
+    cams = Cameras(c2w[keep], camera.K[:1].expand(len(keep), 3, 3).clone(), camera.width, camera.height)
+    return Views(torch.from_numpy(images[keep]).float(), torch.from_numpy(masks[keep]).float(), cams)
+
+
+def far_from(targets: Cameras, cameras: Cameras, min_angle_deg: float) -> Cameras:
+    """The target cameras whose direction from the object centre (origin) is at least ``min_angle_deg`` from every
+    camera of ``cameras``."""
+    a = torch.nn.functional.normalize(targets.centers().double(), dim=-1)
+    b = torch.nn.functional.normalize(cameras.centers().double(), dim=-1)
+    angle = torch.rad2deg(torch.acos((a @ b.T).clamp(-1, 1))).min(dim=1).values
+    keep = torch.nonzero(angle >= min_angle_deg).flatten()
+    return targets[keep] if len(keep) else Cameras(targets.c2w[:0], targets.K[:0], targets.width, targets.height)

@@ -117,6 +117,6 @@ def test_motion_mode_takes_the_whole_clip_through_the_video_model(crafter, tmp_p
     metrics = main(["run", str(tmp_path / "clip.mp4"), "--motion", "--out", str(tmp_path / "run"), "--no-progress",
                     "--load.resolution", "32", "--depth.backend", "depthcrafter", "--depth.model", str(unet_dir),
                     "--depth.base-model", str(svd_dir), "--depth.steps", "1", "--motion.iterations", "5",
-                    "--video.frames", "2", "--video.size", "32", "--device", "cpu"])
+                    "--video.frames", "2", "--video.size", "32", "--device", "cpu"]).metrics
     assert calls == [5] and metrics["frames"] == 5
     assert (tmp_path / "run" / "motion.npz").is_file()

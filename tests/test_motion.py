@@ -117,7 +117,7 @@ def test_cli_motion_mode_on_a_video(clip, tmp_path):
     write_video([img for img in images], tmp_path / "clip.mp4", fps=8, crf=10)
     metrics = main(["run", str(tmp_path / "clip.mp4"), "--motion", "--out", str(tmp_path / "run"), "--no-progress",
                     "--load.resolution", "48", "--motion.iterations", "80", "--motion.num-bases", "4",
-                    "--video.frames", "4", "--video.size", "32"])
+                    "--video.frames", "4", "--video.size", "32"]).metrics
     out = tmp_path / "run"
     assert metrics["frames"] == T
     motion = MotionScene.load(out / "motion.npz")
@@ -273,7 +273,7 @@ def test_stereo_video_recovers_motion_towards_the_camera(tmp_path):
 
     stereo = main(["run", str(tmp_path / "left.mp4"), "--right", str(tmp_path / "right.mp4"), "--out",
                    str(tmp_path / "stereo"), *common])
-    assert stereo["depth"] == "stereo"
+    assert stereo.metrics["depth"] == "stereo" and stereo.mode == "motion"
     main(["run", str(tmp_path / "sbs.mp4"), "--side-by-side", "--out", str(tmp_path / "sbs"), *common])
     main(["run", str(tmp_path / "left.mp4"), "--out", str(tmp_path / "mono"), *common])
     dz_stereo, dz_sbs, dz_mono = (z_motion(tmp_path / n) for n in ("stereo", "sbs", "mono"))
@@ -359,7 +359,7 @@ def test_se3_bases_recover_a_spinning_ball():
 
 def test_load_frames_picks_evenly_and_keeps_only_those(tmp_path):
     from splat4d.io.video import write_video
-    from splat4d.motion.pipeline import load_frames
+    from splat4d.io.frames import load_frames
 
     frames = [np.full((16, 24, 3), i / 40, np.float32) for i in range(41)]  # brightness = frame index / 40
     write_video(frames, tmp_path / "ramp.mp4", fps=10, crf=0)

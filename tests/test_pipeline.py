@@ -17,7 +17,7 @@ from splat4d.io.ply import read_ply
 from splat4d.io.video import read_video
 from splat4d.load import InputError, load_image
 from splat4d.pipeline import run
-from splat4d.train import FitError
+from splat4d.fit import FitError
 
 ASSETS = Path(__file__).resolve().parents[1] / "splat4d" / "assets"
 
@@ -166,34 +166,20 @@ def test_unknown_preset_is_a_clear_error(tmp_path):
 
 def test_multiview_cache_keys_of_later_stages_follow_the_pose_settings():
     """The prior's and the fit's cached results depend on the poses: changing a --sfm setting must change their keys
-    (it once changed only the poses stage's key, so a re-run reused views placed with the old poses)."""
-    from splat4d.config import SfmConfig
-    from splat4d.pipeline import reconstruct
+    (a hand-chained key once changed only the poses stage's, so a re-run reused views placed with the old poses)."""
+    import torch
 
-    class Stop(Exception):
-        pass
+    from splat4d.config import SfmConfig
+    from splat4d.pipeline import multiview_stages
+    from splat4d.runner import plan_keys
 
     def keys_for(sfm: SfmConfig) -> dict:
-        seen = {}
-
-        def stage(index, name, key, compute):
-            seen[name] = key
-            if name == "poses":
-                return None  # no views: enough to see the keys that follow
-            if name == "prior":
-                raise Stop
-            return compute()
-
-        image = np.ones((32, 32, 3), np.float32)
-        mask = np.zeros((32, 32), np.float32)
-        mask[8:24, 8:24] = 1.0
-        image[mask > 0] = 0.3
-        frames = (image[None].repeat(2, 0), mask[None].repeat(2, 0))
-        cfg = RunConfig(progress=False, load=LoadConfig(resolution=32), sfm=sfm)
-        with pytest.raises(Stop):
-            reconstruct(image, mask, cfg, stage=stage, frames=frames)
-        return seen
+        return plan_keys(multiview_stages(), RunConfig(sfm=sfm), "input", torch.device("cpu"))
 
     a, b = keys_for(SfmConfig()), keys_for(SfmConfig(prior_min_angle_deg=20.0))
-    assert a["init"] == b["init"]
-    assert a["poses"] != b["poses"] and a["prior"] != b["prior"]
+    assert a["segment"] == b["segment"] and a["init"] == b["init"]
+    assert a["poses"] != b["poses"] and a["prior"] != b["prior"] and a["fit"] != b["fit"]
+    c = keys_for(SfmConfig(ratio=0.8))
+    assert c["init"] == a["init"] and c["poses"] != a["poses"] and c["prior"] != a["prior"]
+    d = keys_for(SfmConfig(max_frames=12))  # fewer frames: a new crop, everything re-runs
+    assert d["segment"] != a["segment"] and d["init"] != a["init"]

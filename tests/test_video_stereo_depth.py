@@ -105,7 +105,9 @@ def test_run_with_a_right_image(tmp_path, middlebury):
     import yaml
 
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    assert saved["right"].endswith("right.png") and saved["depth"]["backend"] == "stereo"
+    # The pair chooses stereo depth; the saved settings stay the user's (nothing is rewritten during the run).
+    assert result.metrics["depth"] == "stereo" and saved["depth"]["backend"] == "geometric"
+    assert saved["right"].endswith("right.png")
     bad = tmp_path / "small.png"
     Image.new("RGB", (20, 20)).save(bad)
     with pytest.raises(SystemExit):

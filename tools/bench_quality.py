@@ -110,7 +110,8 @@ def evaluate_object(folder: Path, cfg: RunConfig) -> dict:
     image, alpha = load_rgba(folder / meta["input"]["file"])
     mask = alpha.astype(np.float32)
     t0 = time.perf_counter()
-    init, _, fitted = reconstruct(image, mask, replace(cfg, progress=False))
+    rec = reconstruct(image, mask, replace(cfg, progress=False))
+    init, fitted = rec.init, rec.fitted
     seconds = time.perf_counter() - t0
     baseline = init.scene.select(torch.arange(init.n_front))
     colour = mean_object_colour(image, alpha)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -16,6 +16,7 @@ class DepthEstimator(Protocol):
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap: ...
 
 
+@runtime_checkable
 class VideoDepthEstimator(DepthEstimator, Protocol):
     """A depth estimator that also takes a whole clip at once and returns temporally consistent depth (one scale and
     shift for the clip), e.g. DepthCrafter. ``frames`` (T, H, W, 3), ``masks`` (T, H, W)."""
@@ -23,9 +24,16 @@ class VideoDepthEstimator(DepthEstimator, Protocol):
     def video(self, frames: np.ndarray, masks: np.ndarray) -> list[DepthMap]: ...
 
 
-def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5,
-                         device: str = "auto") -> DepthEstimator:
-    """The configured backend for splat4d's input camera (vertical FoV ``fov_deg``, object at ``distance``)."""
+def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5, device: str = "auto",
+                         lefts: np.ndarray | None = None, rights: np.ndarray | None = None) -> DepthEstimator:
+    """The configured backend for splat4d's input camera (vertical FoV ``fov_deg``, object at ``distance``).
+
+    Stereo input (``rights``: (T, H, W, 3) right views of a rectified pair or clip; ``lefts`` the raw left views,
+    else the images passed in) always gives the 'stereo' estimator: the pair fixes the depth."""
+    if rights is not None:
+        from splat4d.depth.stereo import StereoDepth
+
+        return StereoDepth(rights, num_disparities=cfg.max_disparity, distance=distance, left=lefts)
     if cfg.backend == "geometric":
         from splat4d.depth.geometric import GeometricDepth
 
@@ -44,5 +52,6 @@ def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: floa
         return DepthCrafterDepth(cfg.model or CRAFTER, cfg.base_model or DEFAULT_BASE_MODEL, device=device,
                                  download=cfg.download, steps=cfg.steps, window=cfg.window, overlap=cfg.overlap)
     if cfg.backend == "stereo":
-        raise ValueError("the 'stereo' depth backend needs a right image: splat4d run left.png --right right.png")
+        raise ValueError("the 'stereo' depth backend needs a right image: splat4d run left.png --right right.png "
+                         "(or --side-by-side)")
     raise ValueError(f"unknown depth backend {cfg.backend!r}; the offline backend is 'geometric'")

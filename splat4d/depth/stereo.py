@@ -62,25 +62,27 @@ def fill_invalid(disparity: np.ndarray, confidence: np.ndarray) -> np.ndarray:
 
 
 class StereoDepth:
-    """``DepthEstimator`` for the left image of a rectified pair.
+    """``DepthEstimator`` (and ``VideoDepthEstimator``) for the left view of a rectified pair or stereo clip.
 
-    Returns ``kind='disparity'`` (pixels); metric depth ``f * B / d`` when ``focal_px`` and ``baseline`` are given;
-    or, with ``distance``, metric depth ``distance * median(d) / d`` (unknown baseline: perspective-correct shape,
-    the object's median depth put at the pipeline's camera distance). ``left`` replaces the image the pipeline
-    passes (which is composited over white) for matching when given.
+    ``right``: the right view (H, W, 3), or (T, H, W, 3) for a clip; ``left`` likewise replaces the images the
+    pipeline passes (composited over white) for matching when given. Returns ``kind='disparity'`` (pixels); metric
+    depth ``f * B / d`` when ``focal_px`` and ``baseline`` are given; or, with ``distance``, metric depth
+    ``distance * median(d) / d`` (unknown baseline: perspective-correct shape, the object's median depth put at the
+    pipeline's camera distance; for a clip one scale from the first frame, see :func:`stereo_video_depth`).
     """
 
     def __init__(self, right: np.ndarray, num_disparities: int = 64, block_size: int = 5,
                  focal_px: float | None = None, baseline: float | None = None, distance: float | None = None,
                  left: np.ndarray | None = None):
-        self.right, self.left = right, left
+        self.rights = right if right.ndim == 4 else right[None]
+        self.lefts = None if left is None else (left if left.ndim == 4 else left[None])
         self.num_disparities = num_disparities
         self.block_size = block_size
         self.focal_px, self.baseline, self.distance = focal_px, baseline, distance
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap:
-        left = image if self.left is None else self.left
-        disp, conf = sgbm_disparity(left, self.right, self.num_disparities, self.block_size)
+        left = image if self.lefts is None else self.lefts[0]
+        disp, conf = sgbm_disparity(left, self.rights[0], self.num_disparities, self.block_size)
         disp = np.maximum(fill_invalid(disp, conf), 0.25)
         fg = mask > 0.5
         if self.focal_px and self.baseline:
@@ -90,6 +92,14 @@ class StereoDepth:
         else:
             return DepthMap.on_mask(disp, fg, kind="disparity", confidence=conf)
         return DepthMap.on_mask(depth, fg, kind="metric", confidence=conf)
+
+    def video(self, frames: np.ndarray, masks: np.ndarray) -> list[DepthMap]:
+        """Metric depth of every frame of the clip with one scale (motion towards the camera is kept)."""
+        if len(self.rights) != len(frames):
+            raise ValueError(f"{len(frames)} left frames but {len(self.rights)} right ones")
+        lefts = frames if self.lefts is None else self.lefts
+        return stereo_video_depth(lefts, self.rights, masks, self.num_disparities, self.distance or 2.5,
+                                  self.block_size)
 
 
 def split_side_by_side(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,14 @@ class PlyFormatError(ValueError):
     """The file is not a Gaussian-splat PLY we can read."""
 
 
+def atomic_write_json(path: str | Path, data) -> None:
+    """``data`` as indented JSON, written atomically."""
+    import json
+
+    text = json.dumps(data, indent=2)
+    atomic_write_bytes(path, lambda f: f.write(text.encode()))
+
+
 def atomic_write_bytes(path: str | Path, write) -> None:
     """Call ``write(file_object)`` on a temporary file next to ``path`` and move it into place when it succeeds."""
     path = Path(path)

@@ -93,6 +93,13 @@ class MotionScene:
             quats = quat_multiply(axis_angle_to_quat(self.weights @ omega), c.quats)
         return GaussianScene(c.means + self.displacement(t), c.scales, quats, c.opacities, c.sh0, c.shN)
 
+    def to(self, device) -> "MotionScene":
+        def move(t):
+            return None if t is None else t.to(device)
+
+        return MotionScene(self.canonical.to(device), move(self.bases), move(self.weights), move(self.rotations),
+                           move(self.pivot))
+
     def detach(self) -> "MotionScene":
         rot = None if self.rotations is None else self.rotations.detach()
         return MotionScene(self.canonical.detach(), self.bases.detach(), self.weights.detach(), rot, self.pivot)

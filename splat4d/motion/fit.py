@@ -1,4 +1,4 @@
-"""Fit motion bases and coefficients to a video (one explicit loop, like ``splat4d.train``).
+"""Fit motion bases and coefficients to a video (one explicit loop, like ``splat4d.fit``).
 
 Per step (one frame t): L1 + silhouette on frame t, + ``depth_weight`` * depth L1 where a per-frame depth is given,
 + ``smooth_weight`` * squared acceleration of the bases (Stereo4D's smoothness) + ``static_weight`` * |w| (most of
@@ -36,13 +36,13 @@ def knn(points: Tensor, k: int) -> Tensor:
 
 def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Cameras, cfg: MotionConfig,
                depths: Tensor | None = None, distance: float = 2.5, frames: list[int] | None = None,
-               progress: bool = False) -> MotionFitResult:
+               seed: int = 0, backend: str = "auto", progress: bool = False) -> MotionFitResult:
     """``images`` (T, H, W, 3), ``masks`` (T, H, W), ``cameras`` T cameras (or one, static); ``frames`` restricts
-    training to some frames (the others are held out)."""
+    training to some frames (the others are held out). Everything on the device of ``images``."""
     from tqdm.auto import tqdm
 
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
     T = images.shape[0]
     frames = list(range(T)) if frames is None else frames
     bases = torch.nn.Parameter(motion.bases.clone())
@@ -50,7 +50,7 @@ def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Came
     if not init_w.abs().any():
         # Displacement = weights @ bases: starting both at zero is a saddle with no gradient. Start every Gaussian
         # on the sum of the bases (noise breaks the symmetry); the static prior pulls still ones back to zero.
-        init_w = 1.0 + 0.01 * torch.randn(init_w.shape, generator=gen)
+        init_w = 1.0 + 0.01 * torch.randn(init_w.shape, generator=gen).to(init_w.device)
     weights = torch.nn.Parameter(init_w)
     sh0 = torch.nn.Parameter(motion.canonical.sh0.clone())
     # Every Gaussian starts on the sum of the bases: divide their rate by their number so the motion's step size
@@ -65,7 +65,7 @@ def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Came
         groups.append({"params": [rotations], "lr": cfg.lr_rotations / max(1, bases.shape[0])})
     pivot = motion.centre().detach()
     opt = torch.optim.Adam(groups, eps=1e-15)
-    bg = torch.ones(3)
+    bg = torch.ones(3, device=images.device)
     history = []
     neighbours = knn(motion.canonical.means.detach(), cfg.neighbours) if cfg.coherence_weight > 0 else None
     for step in tqdm(range(cfg.iterations), desc="fit motion", disable=not progress, leave=False):
@@ -78,7 +78,7 @@ def fit_motion(motion: MotionScene, images: Tensor, masks: Tensor, cameras: Came
         current = MotionScene(type(c)(c.means, c.scales, c.quats, c.opacities, sh0, c.shN), bases, weights,
                               rotations, pivot)
         cam = cameras[t] if len(cameras) > 1 else cameras
-        out = rasterize(current.at(t), cam, background=bg, check_finite=False)
+        out = rasterize(current.at(t), cam, backend=backend, background=bg, check_finite=False)
         loss = (out.rgb[0] - images[t]).abs().mean() + cfg.mask_weight * (out.alpha[0, ..., 0] - masks[t]).abs().mean()
         if depths is not None and cfg.depth_weight > 0:
             valid = (masks[t] > 0.5) & (depths[t] > 0)

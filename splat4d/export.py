@@ -1,0 +1,123 @@
+"""`splat4d export FORMAT ...`: one command group for every format a scene or a run folder can be written as.
+
+A format is an argument dataclass (its docstring is the format's ``--help``) and a function in ``FORMATS``; adding
+one needs no other change. ``read_scene`` reads every scene format we write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import tyro
+
+from splat4d.types import GaussianScene
+
+SCENE_SUFFIXES = (".ply", ".splat")
+
+
+def read_scene(path: Path) -> GaussianScene:
+    """A Gaussian scene from any format splat4d writes (by suffix); a clear ``ValueError`` for anything else."""
+    from splat4d.io.ply import read_ply, read_splat
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"scene not found: {path}")
+    readers = {".ply": read_ply, ".splat": read_splat}
+    if path.suffix.lower() not in readers:
+        raise ValueError(f"{path}: unknown scene format {path.suffix!r}; splat4d reads {', '.join(SCENE_SUFFIXES)}")
+    return readers[path.suffix.lower()](path)
+
+
+@dataclass
+class ExportPlyArgs:
+    """A scene (.ply or .splat) as an INRIA 3DGS .ply (what gsplat, nerfstudio, SuperSplat and most viewers read).
+
+    Example: splat4d export ply runs/photo/scene.splat scene.ply
+    """
+
+    scene: tyro.conf.Positional[Path]
+    """Input scene (.ply or .splat)."""
+    out: tyro.conf.Positional[Path]
+    """Output .ply."""
+
+
+def export_ply(args: ExportPlyArgs) -> Path:
+    from splat4d.io.ply import write_ply
+
+    scene = read_scene(args.scene)
+    write_ply(scene, args.out)
+    print(f"wrote {args.out} ({len(scene)} Gaussians)")
+    return args.out
+
+
+@dataclass
+class ExportSplatArgs:
+    """A scene (.ply or .splat) as an antimatter15 .splat (32 bytes a Gaussian, degree-0 colour; web viewers).
+
+    Example: splat4d export splat runs/photo/scene.ply scene.splat
+    """
+
+    scene: tyro.conf.Positional[Path]
+    """Input scene (.ply or .splat)."""
+    out: tyro.conf.Positional[Path]
+    """Output .splat."""
+
+
+def export_splat(args: ExportSplatArgs) -> Path:
+    from splat4d.io.ply import write_splat
+
+    scene = read_scene(args.scene)
+    write_splat(scene, args.out)
+    print(f"wrote {args.out} ({len(scene)} Gaussians)")
+    return args.out
+
+
+@dataclass
+class ExportNerfstudioArgs:
+    """A nerfstudio dataset (transforms.json, images, masks, sparse_pc.ply) from a `splat4d run` folder; with --model
+    also a splatfacto checkpoint + config.yml of the run's scene for nerfstudio's viewer.
+
+    Example: splat4d export nerfstudio runs/photo runs/photo_ns --model && ns-viewer --load-config
+    runs/photo_ns/outputs/photo_ns/splat4d/export/config.yml   (or: ns-train splat4d --data runs/photo_ns)
+    """
+
+    run_dir: tyro.conf.Positional[Path]
+    """Output folder of `splat4d run`."""
+    out_dir: tyro.conf.Positional[Path]
+    """Folder to write the nerfstudio dataset into."""
+    model: bool = False
+    """Also write OUT_DIR/outputs/NAME/splat4d/export/config.yml + nerfstudio_models/ holding the run's scene.ply in
+    splatfacto's layout (needs nerfstudio importable: it lives in its own environment, see the README)."""
+
+
+def export_nerfstudio(args: ExportNerfstudioArgs) -> Path:
+    from splat4d.nerfstudio.export import export_nerfstudio as write_dataset
+
+    if args.model:  # check before writing anything
+        try:
+            import nerfstudio  # noqa: F401
+        except ImportError:
+            raise RuntimeError(
+                "--model writes a nerfstudio config.yml and needs nerfstudio importable; it pins gsplat 1.4.0 / viser "
+                "0.2.7 and needs torchvision, so install it in its own environment (README: nerfstudio) and run "
+                "this command there, or leave out --model") from None
+        if not (args.run_dir / "scene.ply").is_file():
+            raise FileNotFoundError(f"{args.run_dir / 'scene.ply'} not found: is {args.run_dir} a `splat4d run` folder?")
+    path = write_dataset(args.run_dir, args.out_dir)
+    print(f"wrote {path}")
+    if args.model:
+        from splat4d.io.ply import read_ply
+        from splat4d.nerfstudio.method import write_nerfstudio_model
+
+        config = write_nerfstudio_model(read_ply(args.run_dir / "scene.ply"), args.out_dir)
+        print(f"wrote {config}\nview it: ns-viewer --load-config {config}")
+    return path
+
+
+FORMATS: dict[str, tuple[type, Callable]] = {
+    "ply": (ExportPlyArgs, export_ply),
+    "splat": (ExportSplatArgs, export_splat),
+    "nerfstudio": (ExportNerfstudioArgs, export_nerfstudio),
+}

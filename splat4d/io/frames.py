@@ -1,0 +1,185 @@
+"""Input frames for every mode: one image, a stereo pair, a video or a folder of frames, segmented and cropped by
+one square to the working resolution (``Frames``). Every mode's first stage is one of the two loaders here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from splat4d.config import LoadConfig, SegmentConfig
+from splat4d.load import InputError, LoadedImage, load_image
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+
+
+@dataclass
+class Frames:
+    """Working frames: the object over white, cropped by one square box and resized to (R, R)."""
+
+    images: np.ndarray
+    """(T, R, R, 3) float32 in [0, 1], the object composited over white (T = 1 for a single image)."""
+    masks: np.ndarray
+    """(T, R, R) float32 in [0, 1]."""
+    method: str
+    """Which mask source was used ('alpha', 'grabcut', 'none')."""
+    box: tuple[int, int, int, int]
+    """(x0, y0, side, side): the square of the original frame that became the working frame (may leave it)."""
+    original_size: tuple[int, int]
+    """(width, height) of the original frame."""
+    lefts: np.ndarray | None = None
+    """Stereo input only: (T, R, R, 3) raw left crops (not composited: stereo matching needs the background)."""
+    rights: np.ndarray | None = None
+    """Stereo input only: (T, R, R, 3) raw right crops, by the same box (the pair stays rectified)."""
+
+    @property
+    def image(self) -> np.ndarray:
+        """The first (input) frame, (R, R, 3)."""
+        return self.images[0]
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The first frame's mask, (R, R)."""
+        return self.masks[0]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def pick(n: int, max_frames: int) -> np.ndarray:
+    """Indices of at most ``max_frames`` of ``n`` frames, evenly spaced, first and last included."""
+    return np.unique(np.linspace(0, n - 1, min(max_frames, n)).round().astype(int))
+
+
+def load_frames(path: Path, max_frames: int, max_side: int = 1024) -> list[np.ndarray]:
+    """Frames (H, W, 3) float in [0, 1] from a video file (PyAV) or a folder of images (sorted by name; (H, W, 4)
+    with the alpha channel for RGBA cut-outs), evenly subsampled to at most ``max_frames`` and downscaled to at most
+    ``max_side``. Only the picked frames are converted and kept, so long clips do not fill the memory."""
+    import cv2
+
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        total = len(files)
+        frames = []
+        for i in pick(total, max_frames) if total else []:  # RGBA cut-outs keep their alpha: it becomes the mask
+            image = load_image(files[i], max_side=max_side)
+            frames.append(image.rgb if image.alpha is None else np.dstack([image.rgb, image.alpha]))
+    else:
+        import av
+
+        try:
+            with av.open(str(path)) as container:  # first pass: count (decoding without converting)
+                total = sum(1 for _ in container.decode(video=0))
+            wanted = set(pick(total, max_frames).tolist()) if total else set()
+            frames = []
+            with av.open(str(path)) as container:
+                for i, f in enumerate(container.decode(video=0)):
+                    if i in wanted:
+                        frames.append(f.to_ndarray(format="rgb24").astype(np.float32) / 255.0)
+        except (av.error.FFmpegError, OSError) as err:
+            raise InputError(f"cannot read {path} as a video ({err})") from err
+    if total < 2:
+        raise InputError(f"{path} has {total} frame(s); a video mode needs at least 2")
+    if len({f.shape for f in frames}) != 1:
+        raise InputError(f"the frames of {path} differ in size")
+    out = []
+    for f in frames:
+        scale = max_side / max(f.shape[:2])
+        if scale < 1:
+            f = cv2.resize(f, (round(f.shape[1] * scale), round(f.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        out.append(np.ascontiguousarray(f, dtype=np.float32))
+    return out
+
+
+def crop_clip(raw: list[np.ndarray], segment: SegmentConfig, resolution: int, name: str = "frame",
+              centred: bool = False) -> Frames:
+    """Segment every frame and crop all of them by one square (the union of the object's boxes, padded) resized to
+    ``resolution``. ``centred``: the square is centred on the frame's centre (the principal point stays in the
+    middle, so the crop is a pinhole camera with a known field of view)."""
+    from splat4d.segment import crop_square, foreground_mask
+
+    masks_full = []
+    method = segment.method
+    rgbs = [np.ascontiguousarray(f[..., :3]) for f in raw]
+    for i, frame in enumerate(raw):
+        alpha = frame[..., 3] if frame.shape[2] == 4 else None
+        mask, method = foreground_mask(LoadedImage(rgbs[i], alpha, Path(f"{name}#{i}"), frame.shape[1::-1]), segment)
+        masks_full.append(mask)
+    union = np.any(np.stack(masks_full) > 0.5, axis=0)
+    ys, xs = np.nonzero(union)
+    padding = 0.0 if method == "none" else segment.padding
+    side = int(np.ceil(max(np.ptp(xs) + 1, np.ptp(ys) + 1) / max(1e-3, 1 - 2 * padding)))
+    box = (int(round((xs.min() + xs.max() + 1) / 2 - side / 2)), int(round((ys.min() + ys.max() + 1) / 2 - side / 2)),
+           side, side)
+    if centred:
+        h, w = union.shape
+        reach = max(w / 2 - box[0], box[0] + side - w / 2, h / 2 - box[1], box[1] + side - h / 2)
+        side = 2 * int(np.ceil(reach))
+        box = (int(round(w / 2 - side / 2)), int(round(h / 2 - side / 2)), side, side)
+    masks = np.stack([np.clip(crop_square(m[..., None], box, resolution, 0.0)[..., 0], 0, 1) for m in masks_full])
+    images = np.stack([crop_square(f * m[..., None] + (1 - m[..., None]), box, resolution, 1.0)
+                       for f, m in zip(rgbs, masks_full)])
+    return Frames(images.astype(np.float32), masks.astype(np.float32), method, box, raw[0].shape[1::-1])
+
+
+def split_pair(frames: list[np.ndarray], name: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(lefts, rights) of side-by-side stereo frames (left view | right view)."""
+    from splat4d.depth.stereo import split_side_by_side
+
+    try:
+        lefts, rights = zip(*(split_side_by_side(f) for f in frames))
+    except ValueError as err:
+        raise InputError(f"{name}: {err}") from None
+    return [np.ascontiguousarray(f) for f in lefts], [np.ascontiguousarray(f) for f in rights]
+
+
+def _with_stereo(frames: Frames, lefts: list[np.ndarray], rights: list[np.ndarray], resolution: int) -> Frames:
+    """``frames`` with the raw left and right crops by its box (the same box keeps the pair rectified)."""
+    from splat4d.segment import crop_square
+
+    frames.lefts = np.stack([crop_square(f[..., :3], frames.box, resolution, 1.0) for f in lefts])
+    frames.rights = np.stack([crop_square(f[..., :3], frames.box, resolution, 1.0) for f in rights])
+    return frames
+
+
+def image_frames(path: Path, load: LoadConfig, segment: SegmentConfig, right: Path | None = None,
+                 side_by_side: bool = False) -> Frames:
+    """One image (or a rectified stereo pair: ``right``, or ``side_by_side`` in one file) as working ``Frames``."""
+    from splat4d.segment import segment as segment_image
+
+    max_side = max(2048, 4 * load.resolution)
+    image = load_image(path, max_side=max_side, max_pixels=load.max_input_pixels)
+    right_image = None
+    if side_by_side:
+        (left_rgb,), (right_rgb,) = split_pair([image.rgb], path)
+        image = LoadedImage(left_rgb, None, image.path, left_rgb.shape[1::-1])
+        right_image = LoadedImage(right_rgb, None, image.path, right_rgb.shape[1::-1])
+    elif right is not None:
+        right_image = load_image(right, max_side=max_side, max_pixels=load.max_input_pixels)
+        if right_image.rgb.shape != image.rgb.shape:
+            raise InputError(f"the stereo pair differs in size: {path} is {image.rgb.shape[1::-1]}, "
+                             f"{right} is {right_image.rgb.shape[1::-1]}")
+    seg = segment_image(image, segment, load.resolution)
+    frames = Frames(seg.image[None], seg.mask[None], seg.method, seg.box, image.original_size)
+    if right_image is None:
+        return frames
+    return _with_stereo(frames, [image.rgb], [right_image.rgb], load.resolution)
+
+
+def clip_frames(path: Path, max_frames: int, load: LoadConfig, segment: SegmentConfig, right: Path | None = None,
+                side_by_side: bool = False, centred: bool = False) -> Frames:
+    """A video or folder of frames (or a stereo clip: ``right``, or ``side_by_side``) as working ``Frames``."""
+    raw = load_frames(path, max_frames)
+    right_raw = None
+    if side_by_side:
+        raw, right_raw = split_pair(raw, path)
+    elif right is not None:
+        right_raw = load_frames(right, max_frames)
+        if len(right_raw) != len(raw) or right_raw[0].shape != raw[0].shape:
+            raise InputError(f"the stereo clips differ: {path} has {len(raw)} frames of {raw[0].shape[1::-1]}, "
+                             f"{right} {len(right_raw)} of {right_raw[0].shape[1::-1]}")
+    frames = crop_clip(raw, segment, load.resolution, name=str(path), centred=centred)
+    return frames if right_raw is None else _with_stereo(frames, raw, right_raw, load.resolution)
