@@ -268,3 +268,22 @@ def test_packaged_weights_load_are_deterministic_fast_and_beat_inflation():
         err_net.append(np.abs(est.thickness - s.thickness)[fg].mean())
         err_inf.append(np.abs(inflation - s.thickness)[fg].mean())
     assert np.mean(err_net) < np.mean(err_inf)
+
+
+def test_estimate_depths_use_the_input_camera_crop_width():
+    from splat4d.shape.network import ShapeEstimate
+
+    r, dist = 0.5, 4.0
+    cam = Camera.look_at([0, 0, -dist], [0, 0, 0])
+    s = render_crop(_obj(Primitive("ellipsoid", {"radii": np.full(3, r)})), cam, 40.0, np.zeros(3), 64)
+    fg = s.alpha > 0.5  # the engine's threshold
+    front = np.where(fg, s.front - np.nanmean(s.front[fg]), 0).astype(np.float32)
+    est = ShapeEstimate(front, np.where(fg, s.thickness, 0).astype(np.float32), 0.0, s.alpha)
+    zf, zb = est.depths(distance=2.5, fov_deg=40.0)
+    width = 2 * 2.5 * math.tan(math.radians(20))  # the working image's world width at the object
+    # the sphere in splat4d's frame: diameter (1 - 2 padding) of the crop, i.e. radius 0.38 * width, centred at 2.5
+    radius = (0.5 - PADDING) * width
+    assert float(zf[fg].min()) == pytest.approx(2.5 - radius, rel=0.02)
+    assert float(zb[fg].max()) == pytest.approx(2.5 + radius, rel=0.02)
+    assert float((zf[fg].min() + zb[fg].max()) / 2) == pytest.approx(2.5, abs=1e-5)
+    assert (zf[~fg] == 0).all() and (zb >= zf).all()

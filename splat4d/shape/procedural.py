@@ -19,9 +19,10 @@ axis (found by a coarse pass over the frame, then one over the crop); the crop i
 and ``thickness`` are also given in crop units (lengths / the crop's world width at the object centre, see
 ``splat4d.shape.network``).
 
-Speed (measured 2026-11-29, one core of this 2-core CPU, numpy float64): ~25 samples/s at 128 px with 2x2
-supersampling (~60/s without); the U-Net's training step (batch 16, 128 px) takes ~1.4 s, i.e. it consumes ~11
-samples/s, so data is generated ahead into shards (``tools/train_shape_prior.py``) and never is the bottleneck.
+Speed (measured 2026-11-29 on this 2-core CPU, one thread, numpy float64): ~29 samples/s at 128 px with edge
+supersampling on an idle core (~35/s without it); 11-15 samples/s while other processes share the CPU. The U-Net's
+training step (batch 16) consumes 11-16 samples/s at 128 px, ~2x that at 96 px, so shards are generated ahead
+(``tools/train_shape_prior.py --generate-only``), memory-mapped, and data is never the bottleneck.
 """
 
 from __future__ import annotations
