@@ -3,7 +3,8 @@ elevation: a learned replacement for silhouette inflation (issue #12).
 
 Input (exactly what ``splat4d.segment.centre_and_pad`` produces, see :func:`network_input`): the object composited
 over white, centred on its mask's bounding box, padded to a square with a margin of 0.12 of the side on the longest
-axis, at ``RESOLUTION`` px; channels RGB in [0, 1] (shifted to [-0.5, 0.5]), the mask in [0, 1], and x, y pixel
+axis, resized to the model's resolution (96 px for ``shape_prior_v1``, stored in the weights; the data are rendered
+at ``RESOLUTION`` = 128 px and area-downsampled; :class:`ShapePrior` resizes any input); channels RGB in [0, 1] (shifted to [-0.5, 0.5]), the mask in [0, 1], and x, y pixel
 coordinates in [-1, 1].
 
 Outputs, per pixel, in **crop units**: lengths divided by the crop's world width at the object,

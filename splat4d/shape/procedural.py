@@ -14,8 +14,8 @@ its LAST exit the largest, so ``front`` / ``back`` depth need no interval bookke
 A sample (:func:`render_sample`) imitates ``splat4d.segment.centre_and_pad``: a pinhole camera (vertical FoV 25-60
 degrees, elevation -10..45 degrees, any azimuth, the object filling 25-85 % of the frame) looks at the object; the
 projected silhouette's bounding box is centred and padded to a square with a 0.12 margin of the side on the longest
-axis (found by a coarse pass over the frame, then one over the crop); the crop is rendered at ``resolution`` px with
-2x2 supersampling (soft edges like an area-resized photo) and composited over white. Depths are camera-z; ``front``
+axis (found by a coarse pass over the frame, then one over the crop); the crop is rendered at ``resolution`` px,
+pixels on a silhouette or part boundary again with 2x2 rays (soft edges like an area-resized photo), over white. Depths are camera-z; ``front``
 and ``thickness`` are also given in crop units (lengths / the crop's world width at the object centre, see
 ``splat4d.shape.network``).
 
