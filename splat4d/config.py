@@ -136,7 +136,7 @@ class PriorConfig:
     ring_views: int = 8
     """Target cameras on a ring around the object."""
     ring_elevation_deg: float = 10.0
-    """Elevation of the ring."""
+    """Elevation of the ring above the object's horizon."""
     top_view: bool = True
     """Add a view from above."""
     top_elevation_deg: float = 60.0
@@ -205,8 +205,9 @@ class VideoConfig:
     """Frames per second."""
     size: int = 256
     """Width and height in pixels."""
-    elevation_deg: float = 10.0
-    """Orbit elevation in degrees."""
+    elevation_deg: float | None = None
+    """Orbit elevation above the object's horizon; default: the input camera's when the depth backend estimates
+    it (the object turns as photographed), else 10."""
     write_splat: bool = True
     """Also write scene.splat."""
 

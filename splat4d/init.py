@@ -37,6 +37,9 @@ class InitResult:
     """(H, W) front-surface camera z of the foreground (0 elsewhere)."""
     n_front: int
     """The first ``n_front`` Gaussians are the front surface, in row-major foreground-pixel order."""
+    elevation_deg: float | None = None
+    """The input camera's elevation above the object's horizon (``--init.elevation-deg``, else the depth
+    estimator's), None when unknown; the orbit and the prior's views turn about the object's up axis from it."""
 
 
 def input_camera(width: int, fov_deg: float, distance: float, height: int | None = None) -> Cameras:
@@ -216,10 +219,21 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
     if not fg.any():
         raise ValueError("empty mask: nothing to initialise")
     z_front = align_depth(depth, mask, focal, cfg.distance)
-    z_back = np.where(fg, cfg.distance + (cfg.distance - z_front) * cfg.back_thickness, 0.0)
-    # Anti-aliased rim pixels (0 < mask <= 0.5) get front Gaussians on the rim plane with opacity ~ mask.
+    # Anti-aliased rim pixels (0 < mask <= 0.5) get front Gaussians with opacity ~ mask: on the rim plane, or, with a
+    # predicted back, at the nearest object pixel's front depth (a step in depth there would stretch them along z).
     partial = (mask > 0.02) & ~fg
-    z_front_all = np.where(partial, cfg.distance, z_front)
+    if depth.back is None:  # mirror the front about the centre plane (a symmetry prior)
+        z_back = np.where(fg, cfg.distance + (cfg.distance - z_front) * cfg.back_thickness, 0.0)
+        z_front_all = np.where(partial, cfg.distance, z_front)
+        back_lateral = z_front  # the mirrored point keeps the front point's x, y
+    else:  # the estimator's far side: where each pixel's ray last leaves the object
+        back = depth.back.detach().cpu().numpy().astype(np.float64)
+        z_back = np.where(fg, z_front + np.maximum(back - z_front, 0.0) * cfg.back_thickness, 0.0)
+        from scipy import ndimage
+
+        nearest = ndimage.distance_transform_edt(~fg, return_distances=False, return_indices=True)
+        z_front_all = np.where(partial, z_front[nearest[0], nearest[1]], z_front)
+        back_lateral = None
 
     thin = 0.3  # normal-direction std as a fraction of the footprint: surfels, not blobs
     m_f, s_f, q_f, px_f = surface_gaussians(z_front_all, fg | partial, camera, 1, cfg.scale_factor, thin)
@@ -234,7 +248,7 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
         edge_distance = ndimage.distance_transform_edt(fg)
         back_sf = np.clip(edge_distance / (3.0 * stride), cfg.scale_factor, cfg.back_scale_factor)
         m_b, s_b, q_b, px_b = surface_gaussians(z_back, back_sample, camera, stride, back_sf, thin,
-                                                lateral_z=z_front)
+                                                lateral_z=back_lateral)
         m_w, s_w, q_w, px_w = rim_wall_gaussians(z_front, z_back, fg, camera, cfg.scale_factor)
     else:
         m_b, s_b, q_b = torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 4)
@@ -273,7 +287,8 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
         free = torch.zeros(n, dtype=torch.bool)
         free[:n_f] = torch.from_numpy(inner[px_f[:, 0], px_f[:, 1]])
         scene = solve_colors(scene, camera, image, cfg.solve_colors, rasterize_backend, free=free)
-    return InitResult(scene.validate(), camera, torch.from_numpy(z_front.astype(np.float32)), n_f)
+    elevation = cfg.elevation_deg if cfg.elevation_deg is not None else depth.elevation_deg
+    return InitResult(scene.validate(), camera, torch.from_numpy(z_front.astype(np.float32)), n_f, elevation)
 
 
 @torch.no_grad()

@@ -109,11 +109,26 @@ KNOWN_MODELS = (
 )
 
 
+def shape_prior_row() -> dict:
+    """The shape prior's packaged weights: present and intact (hash-checked), or how to make them."""
+    from splat4d.shape.network import WEIGHTS_PATH, ShapePriorUnavailable, load_shape_prior
+
+    try:
+        load_shape_prior()
+        present = True
+    except ShapePriorUnavailable:
+        present = False
+    return {"stage": "depth", "backend": "shape-prior", "model": f"(packaged) {WEIGHTS_PATH.name}",
+            "present": present, "where": str(WEIGHTS_PATH),
+            "get": "python tools/train_shape_prior.py --export (trained here, offline)", "note": "front + back depth"}
+
+
 def model_table(extra: list[tuple[str, str, str, str]] = ()) -> list[dict]:
     """One row per backend: what it loads, whether it is here, how to get it."""
     rows = [
         {"stage": "depth", "backend": "geometric", "model": "(built in)", "present": True, "where": "-",
          "get": "nothing to fetch: runs offline", "note": "silhouette inflation"},
+        shape_prior_row(),
         {"stage": "prior", "backend": "warp", "model": "(built in)", "present": True, "where": "-",
          "get": "nothing to fetch: runs offline", "note": "render + inpaint"},
     ]

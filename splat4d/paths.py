@@ -20,6 +20,14 @@ from splat4d.types import CameraPath, Cameras
 DEFAULT_UP = (0.0, -1.0, 0.0)
 
 
+def object_up(elevation_deg: float | None) -> tuple[float, float, float]:
+    """The object's up direction in splat4d's world (the input camera's frame: y down, z forward) when the input
+    camera looks down on it from ``elevation_deg`` above its horizon: the camera's up (0, -1, 0) tipped towards the
+    camera. Orbits about it at that elevation pass through the input view at azimuth 0 (see :func:`orbit_eyes`)."""
+    e = math.radians(elevation_deg or 0.0)
+    return (0.0, -math.cos(e), -math.sin(e))
+
+
 def look_at(eye: Tensor, target: Tensor, up: Tensor) -> Tensor:
     """(..., 4, 4) OpenCV camera-to-world matrices for cameras at ``eye`` looking at ``target``."""
     forward = torch.nn.functional.normalize(target - eye, dim=-1)

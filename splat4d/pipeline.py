@@ -147,7 +147,7 @@ def generate_views(ctx: StageContext, segment: Frames, init, fov: float, poses: 
     c = ctx.cfg
     generator = make_view_generator(c.prior, backend="cpu", device=str(ctx.device), seed=c.seed, fov_deg=fov,
                                     distance=c.init.distance)
-    targets = target_cameras(c.prior, init.camera, c.init.distance)
+    targets = target_cameras(c.prior, init.camera, c.init.distance, init.elevation_deg)
     if poses is not None:
         from splat4d.sfm import far_from
 
@@ -313,7 +313,6 @@ def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, device: str
 
 def write_scene_outputs(outcome: Outcome, cfg: RunConfig, out: Path, device: torch.device) -> tuple[dict, dict]:
     """scene.ply (+ .splat), mask.png, depth.png, views/ with cameras.json, nerfstudio/, orbit.mp4."""
-    from splat4d import paths
     from splat4d.fit import loss_decreased
     from splat4d.io.ply import write_ply, write_splat
 
@@ -326,9 +325,7 @@ def write_scene_outputs(outcome: Outcome, cfg: RunConfig, out: Path, device: tor
         files["scene.splat"] = out / "scene.splat"
         write_splat(scene, files["scene.splat"])
     files.update(write_views(out, segment, init, views))
-    path = paths.orbit(radius=cfg.init.distance, elevation_deg=cfg.video.elevation_deg, frames=cfg.video.frames,
-                       width=cfg.video.size, height=cfg.video.size, fov_y_deg=float(init.camera.fov_y_deg()[0]),
-                       fps=cfg.video.fps)
+    path = orbit_path(cfg, init)
     write_video(files["orbit.mp4"], scene.to(device), path, cfg.video.fps, device, cfg.progress)
     metrics = {
         "mask_fraction": round(float((segment.mask > 0.5).mean()), 4),
@@ -336,6 +333,7 @@ def write_scene_outputs(outcome: Outcome, cfg: RunConfig, out: Path, device: tor
         "gaussians_final": len(scene),
         "generated_views": 0 if views is None else len(views),
         "fov_deg": round(float(outcome.values["fov"]), 3),
+        "elevation_deg": None if init.elevation_deg is None else round(float(init.elevation_deg), 2),
         "input_psnr_init": round(fitted.initial_input_psnr, 3),
         "input_psnr": round(fitted.input_psnr, 3),
         "loss_decreased": loss_decreased(fitted.history),
@@ -343,6 +341,19 @@ def write_scene_outputs(outcome: Outcome, cfg: RunConfig, out: Path, device: tor
     }
     log(f"{len(scene)} Gaussians, input-view PSNR {fitted.input_psnr:.2f} dB")
     return files, metrics
+
+
+def orbit_path(cfg: RunConfig, init, **arc):
+    """The video's camera path: a turn about the object's up axis (tipped by the input camera's elevation when it
+    is known) at --video.elevation-deg above the object's horizon (default: the input's, else 10 degrees)."""
+    from splat4d import paths
+
+    elevation = cfg.video.elevation_deg
+    if elevation is None:
+        elevation = init.elevation_deg if init.elevation_deg is not None else 10.0
+    return paths.orbit(radius=cfg.init.distance, elevation_deg=elevation, frames=cfg.video.frames,
+                       width=cfg.video.size, height=cfg.video.size, fov_y_deg=float(init.camera.fov_y_deg()[0]),
+                       fps=cfg.video.fps, up=paths.object_up(init.elevation_deg), **arc)
 
 
 def write_views(out: Path, segment: Frames, init, views: Views | None) -> dict[str, Path]:
@@ -392,7 +403,6 @@ def write_video(path: Path, scene, camera_path, fps: float, device: torch.device
 
 def write_motion_outputs(outcome: Outcome, cfg: RunConfig, out: Path, device: torch.device) -> tuple[dict, dict]:
     """motion.npz, frames/scene_TTT.ply (the scene at every frame), scene.ply (frame 0), bullet_time.mp4."""
-    from splat4d import paths
     from splat4d.io.ply import write_ply
 
     segment, init, motion = outcome.values["segment"], outcome.values["init"], outcome.values["motion"]
@@ -403,9 +413,7 @@ def write_motion_outputs(outcome: Outcome, cfg: RunConfig, out: Path, device: to
     for t in range(len(segment)):
         write_ply(motion.at(t), files["frames"] / f"scene_{t:03d}.ply")
     write_ply(motion.at(0), files["scene.ply"])
-    path = paths.orbit(radius=cfg.init.distance, elevation_deg=cfg.video.elevation_deg, frames=cfg.video.frames,
-                       width=cfg.video.size, height=cfg.video.size, fov_y_deg=float(init.camera.fov_y_deg()[0]),
-                       fps=cfg.video.fps, start_azimuth_deg=-cfg.motion.swing_deg, degrees=2 * cfg.motion.swing_deg)
+    path = orbit_path(cfg, init, start_azimuth_deg=-cfg.motion.swing_deg, degrees=2 * cfg.motion.swing_deg)
     write_video(files["bullet_time.mp4"], None, path, cfg.video.fps, device, cfg.progress, motion=motion)
     metrics = {"frames": len(segment), "gaussians": len(init.scene),
                "moving_fraction": float((motion.weights.abs().sum(1) > 0.05).float().mean())}

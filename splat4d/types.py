@@ -418,11 +418,20 @@ class DepthMap:
     """'metric': z in world units; 'relative': z up to scale and shift; 'disparity': inverse depth up to scale/shift."""
     fov_deg: float | None = None
     """Vertical field of view the estimator inferred for the image (e.g. Depth Pro), if any."""
+    back: Tensor | None = None
+    """(H, W) camera z where each pixel's ray last leaves the object (``kind`` 'metric' only), when the estimator
+    predicts the far side (the shape prior); ``None``: the init mirrors the front."""
+    elevation_deg: float | None = None
+    """The camera's elevation above the object's horizon (degrees, positive looking down), when estimated."""
 
     @staticmethod
     def on_mask(values: np.ndarray, fg: np.ndarray, kind: DepthKind = "metric",
-                confidence: np.ndarray | float | None = None, fov_deg: float | None = None) -> "DepthMap":
-        """``values`` (H, W) kept where ``fg`` (bool), 0 elsewhere; ``confidence`` likewise (default: 1 on ``fg``)."""
+                confidence: np.ndarray | float | None = None, fov_deg: float | None = None,
+                back: np.ndarray | None = None, elevation_deg: float | None = None) -> "DepthMap":
+        """``values`` (H, W) kept where ``fg`` (bool), 0 elsewhere; ``confidence`` and ``back`` likewise
+        (confidence default: 1 on ``fg``)."""
         conf = fg if confidence is None else confidence
+        back_t = None if back is None else torch.from_numpy(np.where(fg, back, 0.0).astype(np.float32))
         return DepthMap(torch.from_numpy(np.where(fg, values, 0.0).astype(np.float32)),
-                        torch.from_numpy(np.where(fg, conf, 0.0).astype(np.float32)), kind=kind, fov_deg=fov_deg)
+                        torch.from_numpy(np.where(fg, conf, 0.0).astype(np.float32)), kind=kind, fov_deg=fov_deg,
+                        back=back_t, elevation_deg=elevation_deg)

@@ -65,13 +65,18 @@ def parse_overrides(pairs: list[str]) -> dict:
     return nested
 
 
-def render_azimuths(scene_path: Path, cfg: RunConfig, fov_deg: float, size: int) -> list[np.ndarray]:
-    """The scene from AZIMUTHS on the orbit the run's video uses (radius, elevation, field of view)."""
+def render_azimuths(scene_path: Path, cfg: RunConfig, metrics: dict, size: int) -> list[np.ndarray]:
+    """The scene from AZIMUTHS on the orbit the run's video uses (about the object's up axis; radius, elevation,
+    field of view as in splat4d.pipeline.orbit_path)."""
     device = resolve_device(cfg.device)
     scene = read_ply(scene_path).to(device)
-    path = paths.orbit(radius=cfg.init.distance, elevation_deg=cfg.video.elevation_deg, frames=len(AZIMUTHS),
-                       width=size, height=size, fov_y_deg=fov_deg, start_azimuth_deg=AZIMUTHS[0],
-                       degrees=360.0)
+    input_elevation = metrics.get("elevation_deg")
+    elevation = cfg.video.elevation_deg
+    if elevation is None:
+        elevation = input_elevation if input_elevation is not None else 10.0
+    path = paths.orbit(radius=cfg.init.distance, elevation_deg=elevation, frames=len(AZIMUTHS), width=size,
+                       height=size, fov_y_deg=float(metrics["fov_deg"]), start_azimuth_deg=AZIMUTHS[0],
+                       degrees=360.0, up=paths.object_up(input_elevation))
     backend = "gsplat" if device.type == "cuda" else "cpu"
     return [(frame.numpy() * 255).round().astype(np.uint8)
             for frame in render_frames(scene, path, backend=backend, background=torch.ones(3), progress=False)]
@@ -98,7 +103,7 @@ def make_one(name: str, args: argparse.Namespace, overrides: dict) -> Path:
     # 1. Reconstruct (cached in the work folder: a re-run resumes).
     result = run(cfg)
     # 2. Render the six azimuths on the video's orbit.
-    views = render_azimuths(result.files["scene.ply"], cfg, float(result.metrics["fov_deg"]), args.size)
+    views = render_azimuths(result.files["scene.ply"], cfg, result.metrics, args.size)
     # 3. Input crop (the working image the run saw) + the views, labelled.
     with Image.open(result.out / "views" / "view_000_input.png") as im:
         crop = np.asarray(im.convert("RGB"))

@@ -34,6 +34,10 @@ def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: floa
         from splat4d.depth.stereo import StereoDepth
 
         return StereoDepth(rights, num_disparities=cfg.max_disparity, distance=distance, left=lefts)
+    if cfg.backend == "shape-prior":
+        from splat4d.depth.shape_prior import ShapePriorDepth
+
+        return ShapePriorDepth(cfg.model, fov_deg, distance)
     if cfg.backend == "geometric":
         from splat4d.depth.geometric import GeometricDepth
 

@@ -33,9 +33,11 @@ def make_view_generator(cfg: PriorConfig, backend: str = "cpu", device: str = "a
     raise ValueError(f"unknown view prior {cfg.backend!r}; the offline prior is 'warp'")
 
 
-def target_cameras(cfg: PriorConfig, input_camera: Cameras, distance: float) -> Cameras:
+def target_cameras(cfg: PriorConfig, input_camera: Cameras, distance: float,
+                   elevation_deg: float | None = None) -> Cameras:
     """A ring of ``ring_views`` cameras (azimuth 0, the input, skipped) plus an optional top view, all looking at the
-    object centre (world origin) from ``distance`` with the input camera's intrinsics."""
+    object centre (world origin) from ``distance`` with the input camera's intrinsics. Elevations are above the
+    object's horizon: the input camera looks down on it from ``elevation_deg`` (None: its own horizon)."""
     from splat4d import paths
 
     n = cfg.ring_views
@@ -44,6 +46,6 @@ def target_cameras(cfg: PriorConfig, input_camera: Cameras, distance: float) -> 
     if cfg.top_view:
         az.append(0.0)
         el.append(cfg.top_elevation_deg)
-    c2w = paths.looking_at_origin(distance, az, el).float()
+    c2w = paths.looking_at_origin(distance, az, el, up=paths.object_up(elevation_deg)).float()
     K = input_camera.K[:1].expand(len(az), 3, 3).clone()
     return Cameras(c2w, K, input_camera.width, input_camera.height)

@@ -1,0 +1,112 @@
+"""The shape prior in the pipeline: its back surface becomes the initial Gaussians, its elevation tips the orbit's
+axis to the object's up direction, and missing weights give one clear line."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from splat4d import paths
+from splat4d.config import DepthConfig, InitConfig
+from splat4d.depth import make_depth_estimator
+from splat4d.init import init_scene, input_camera
+from splat4d.render import rasterize
+from splat4d.types import DepthMap
+
+ASSETS = Path(__file__).resolve().parents[1] / "splat4d" / "assets"
+RES, FOV, DIST = 64, 40.0, 2.5
+
+
+def disc(res: int = RES, radius: float = 18.0) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[:res, :res]
+    mask = (((xx + 0.5 - res / 2) ** 2 + (yy + 0.5 - res / 2) ** 2) < radius**2).astype(np.float32)
+    image = np.where(mask[..., None] > 0.5, np.array([0.8, 0.3, 0.2], np.float32), 1.0).astype(np.float32)
+    return image, mask
+
+
+def test_orbit_about_the_object_up_passes_through_the_input_view_and_keeps_its_elevation():
+    for elevation in (0.0, 35.0):
+        up = torch.tensor(paths.object_up(elevation), dtype=torch.float64)
+        c2w = paths.orbit(radius=DIST, elevation_deg=elevation, frames=12, up=tuple(up.tolist())).cameras.c2w
+        assert torch.allclose(c2w[0].double(), input_camera(RES, FOV, DIST).c2w[0].double(), atol=1e-6)
+        # Every camera looks down on the object from the same angle: its direction makes 90 - elevation with up.
+        centres = torch.nn.functional.normalize(c2w[:, :3, 3].double(), dim=-1)
+        angles = torch.rad2deg(torch.acos(centres @ up))
+        assert torch.allclose(angles, torch.full_like(angles, 90.0 - elevation), atol=1e-4)
+    # The input camera's up is the object's up tipped towards the camera: looking straight down, up points at it.
+    assert np.allclose(paths.object_up(90.0), (0.0, 0.0, -1.0), atol=1e-12)
+
+
+def side_width(scene, res: int = 128) -> float:
+    """Depth extent of the scene seen from the side (azimuth 90, from far away with a narrow lens: nearly
+    orthographic), in world units, from its silhouette."""
+    far, fov = 40.0, 2 * math.degrees(math.atan(1.2 / 40.0))
+    camera = paths.orbit(radius=far, elevation_deg=0.0, frames=4, width=res, height=res, fov_y_deg=fov).cameras[1]
+    alpha = rasterize(scene, camera, background=torch.ones(3)).alpha[0, ..., 0].numpy()
+    columns = np.nonzero((alpha > 0.5).any(axis=0))[0]
+    return (columns.max() - columns.min() + 1) * 2.4 / res
+
+
+def test_init_puts_the_back_gaussians_on_the_predicted_back_surface():
+    image, mask = disc()
+    fg = mask > 0.5
+    front, back = np.full(mask.shape, DIST - 0.2), np.full(mask.shape, DIST + 0.4)  # a 0.6 thick slab
+    predicted = init_scene(image, mask, DepthMap.on_mask(front, fg, back=back, elevation_deg=12.0), InitConfig())
+    mirrored = init_scene(image, mask, DepthMap.on_mask(front, fg), InitConfig())
+    z = predicted.scene.means[:, 2].numpy() + DIST  # camera z of the input camera at (0, 0, -DIST)
+    n = predicted.n_front
+    assert np.median(z[:n]) == pytest.approx(DIST - 0.2, abs=1e-3)
+    assert np.median(z[n:]) == pytest.approx(DIST + 0.4, abs=0.02)
+    assert np.median(mirrored.scene.means[mirrored.n_front:, 2].numpy() + DIST) == pytest.approx(DIST + 0.2, abs=0.02)
+    # Seen from the side the slab is thicker by what the prediction adds (0.6 vs the mirror's 0.4). Both silhouettes
+    # overshoot the surfaces by about a third: the rim walls' Gaussian tails add up along the line of sight
+    # (measured 0.81 and 0.53).
+    wide, thin = side_width(predicted.scene), side_width(mirrored.scene)
+    assert 0.6 <= wide <= 0.6 * 1.45 and 0.4 <= thin <= 0.4 * 1.45 and wide - thin > 0.2
+    assert predicted.elevation_deg == 12.0 and mirrored.elevation_deg is None
+    assert init_scene(image, mask, DepthMap.on_mask(front, fg, back=back, elevation_deg=12.0),
+                      InitConfig(elevation_deg=30.0)).elevation_deg == 30.0  # --init.elevation-deg overrides
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from splat4d.shape.network import ShapeUNet, save_packaged
+
+    torch.manual_seed(0)
+    model = ShapeUNet(widths=(4, 8)).eval()
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    save_packaged(model, path)
+    return path
+
+
+def test_shape_prior_backend_gives_front_back_and_elevation_for_the_input_camera(tiny_weights):
+    from splat4d.shape import load_shape_prior
+
+    image, mask = disc()
+    fg = mask > 0.5
+    depth = make_depth_estimator(DepthConfig(backend="shape-prior", model=str(tiny_weights)), FOV, DIST)(image, mask)
+    raw = load_shape_prior(tiny_weights)(image, mask)
+    front, back = depth.depth.numpy(), depth.back.numpy()
+    assert depth.kind == "metric" and (back[fg] >= front[fg]).all() and (front[~fg] == 0).all()
+    assert depth.elevation_deg == pytest.approx(raw.elevation_deg)
+    # Crop units -> world: the crop's width at the object is 2 * DIST * tan(FOV / 2); the depth range is centred.
+    width = 2 * DIST * math.tan(math.radians(FOV) / 2)
+    assert np.allclose((back - front)[fg], raw.thickness[fg] * width, atol=1e-5)
+    assert (front[fg].min() + back[fg].max()) / 2 == pytest.approx(DIST, abs=1e-5)
+    scene = init_scene(image, mask, depth, InitConfig())
+    assert torch.isfinite(scene.scene.means).all() and len(scene.scene) > scene.n_front
+
+
+def test_missing_shape_prior_weights_are_one_clear_line_naming_the_fallback(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "splat4d", "run", str(ASSETS / "coffee.jpg"), "--out",
+                          str(tmp_path / "run"), "--depth.backend", "shape-prior", "--depth.model",
+                          str(tmp_path / "nowhere.pt"), "--load.resolution", "32", "--no-progress"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--depth.backend geometric" in lines[0] and "not found" in lines[0]
+    assert not (tmp_path / "run" / "scene.ply").exists()
