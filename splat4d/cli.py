@@ -259,7 +259,7 @@ class ModelsArgs:
 
 
 def models_command(args: ModelsArgs) -> list[dict]:
-    from splat4d.models import model_table
+    from splat4d.hub import model_table
 
     extra = [("depth", "transformers", args.depth_model, "--depth.model")] if args.depth_model else []
     rows = model_table(extra)

@@ -10,7 +10,7 @@ import torch
 
 from splat4d import paths
 from splat4d.cli import main
-from splat4d.examples import toy_scene
+from splat4d.synthetic import toy_scene
 from splat4d.io.ply import write_ply
 from splat4d.io.video import read_video, write_video
 

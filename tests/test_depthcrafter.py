@@ -90,7 +90,7 @@ def test_windows_stitch_latents_like_depthcrafter(crafter):
 
 def test_missing_weights_name_the_fix(tmp_path, crafter):
     from splat4d.depth.depthcrafter import DepthCrafterDepth
-    from splat4d.models import ModelNotFoundError
+    from splat4d.hub import ModelNotFoundError
 
     with pytest.raises(ModelNotFoundError, match="--depth.model"):
         DepthCrafterDepth(str(tmp_path / "nowhere"), str(crafter[1]), device="cpu")

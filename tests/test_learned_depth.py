@@ -11,7 +11,7 @@ import torch
 transformers = pytest.importorskip("transformers", reason="pip install splat4d[diffusion]")
 
 from splat4d.depth.transformers_depth import TransformersDepth  # noqa: E402
-from splat4d.models import ModelNotFoundError  # noqa: E402
+from splat4d.hub import ModelNotFoundError  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "splat4d" / "assets"
 

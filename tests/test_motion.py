@@ -44,7 +44,7 @@ def clip(tmp_path_factory):
 
 
 def test_motion_scene_interpolates_and_round_trips(tmp_path):
-    from splat4d.examples import random_scene
+    from splat4d.synthetic import random_scene
 
     scene = random_scene(10, seed=1)
     motion = static_motion(scene, num_frames=3, num_bases=2)
@@ -97,7 +97,7 @@ def test_fitted_trajectories_recover_the_known_motion(clip):
 
 def test_bullet_time_frames_follow_time(clip):
     from splat4d import paths
-    from splat4d.examples import random_scene
+    from splat4d.synthetic import random_scene
     from splat4d.motion.render import bullet_time_frames, frame_times
 
     path = paths.orbit(radius=2.5, frames=5, width=24, height=24)
@@ -138,7 +138,7 @@ def _pixels(cam, points):
 
 
 def test_animate_region_moves_exactly_the_given_pixels(tmp_path):
-    from splat4d.examples import random_scene
+    from splat4d.synthetic import random_scene
     from splat4d.init import input_camera
     from splat4d.motion.animate import animate
 
@@ -186,7 +186,7 @@ def test_animate_command(tmp_path, coffee_run):
 
 
 def test_animate_flow_image_moves_each_pixel_by_its_own_vector(tmp_path):
-    from splat4d.examples import random_scene
+    from splat4d.synthetic import random_scene
     from splat4d.init import input_camera
     from splat4d.io.flow import read_flow, write_flow
     from splat4d.motion.animate import animate_flow
@@ -283,7 +283,7 @@ def test_stereo_video_recovers_motion_towards_the_camera(tmp_path):
 
 
 def test_se3_basis_moves_gaussians_rigidly():
-    from splat4d.examples import random_scene
+    from splat4d.synthetic import random_scene
     from splat4d.init import input_camera
     from splat4d.motion import axis_angle_to_matrix
     from splat4d.render import rasterize

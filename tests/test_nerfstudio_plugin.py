@@ -27,7 +27,7 @@ def _run_folder(tmp_path: Path):
     from PIL import Image
 
     from splat4d import paths
-    from splat4d.examples import random_scene
+    from splat4d.synthetic import random_scene
     from splat4d.io.ply import read_ply, write_ply
     from splat4d.nerfstudio.export import write_view_cameras
     from splat4d.render import rasterize

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from splat4d.examples import random_scene
+from splat4d.synthetic import random_scene
 from splat4d.io.ply import PlyFormatError, read_ply, read_splat, write_ply, write_splat
 
 

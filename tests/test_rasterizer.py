@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from splat4d.examples import random_scene
+from splat4d.synthetic import random_scene
 from splat4d.render import rasterize
 from splat4d.types import Cameras, GaussianScene
 from tests.helpers import front_cameras
@@ -191,7 +191,7 @@ def test_tile_binning_loses_nothing():
 def test_cpu_path_never_loads_gsplat_cuda_extension():
     code = (
         "import sys, torch\n"
-        "from splat4d.examples import random_scene\n"
+        "from splat4d.synthetic import random_scene\n"
         "from splat4d.render import rasterize\n"
         "from tests.helpers import front_cameras\n"
         "out = rasterize(random_scene(50), front_cameras(16, 16, dtype=torch.float32), backend='auto')\n"

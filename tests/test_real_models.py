@@ -20,7 +20,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "splat4d" / "assets"
 
 
 def need(model: str) -> None:
-    from splat4d.models import weights_present
+    from splat4d.hub import weights_present
 
     if not weights_present(model)[0]:
         pytest.skip(f"{model} is not in the Hugging Face cache (huggingface-cli download {model})")

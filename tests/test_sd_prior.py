@@ -13,7 +13,7 @@ pytest.importorskip("transformers", reason="pip install splat4d[diffusion]")
 from splat4d.config import DepthConfig, InitConfig, PriorConfig  # noqa: E402
 from splat4d.depth.geometric import GeometricDepth  # noqa: E402
 from splat4d.init import init_scene  # noqa: E402
-from splat4d.models import ModelNotFoundError  # noqa: E402
+from splat4d.hub import ModelNotFoundError  # noqa: E402
 from splat4d.prior import target_cameras  # noqa: E402
 from splat4d.prior.sd_inpaint import SDInpaintPrior  # noqa: E402
 from splat4d.render import rasterize  # noqa: E402

@@ -7,7 +7,7 @@ import torch
 
 from splat4d.config import DepthConfig, InitConfig, PriorConfig, SegmentConfig
 from splat4d.depth.geometric import GeometricDepth, poisson_height
-from splat4d.examples import toy_scene
+from splat4d.synthetic import toy_scene
 from splat4d.init import back_colors, covariance_to_scale_quat, init_scene, input_camera
 from splat4d.load import InputError, LoadedImage
 from splat4d.losses import mask_iou, psnr, ssim

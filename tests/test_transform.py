@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from splat4d import paths
-from splat4d.examples import random_scene
+from splat4d.synthetic import random_scene
 from splat4d.render import rasterize
 from splat4d.render.reference import quat_to_rotmat
 from splat4d.transform import quat_multiply, rotmat_to_quat, sh_rotation, transform_scene

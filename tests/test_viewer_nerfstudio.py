@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from splat4d.examples import toy_scene
+from splat4d.synthetic import toy_scene
 from splat4d.losses import mask_iou
 from splat4d.render import rasterize
 from splat4d.types import Cameras
@@ -140,7 +140,7 @@ def test_nerfstudio_dataparser_loads_export(tmp_path):
 
 
 def test_splatfacto_checkpoint_layout(tmp_path):
-    from splat4d.examples import random_scene
+    from splat4d.synthetic import random_scene
     from splat4d.nerfstudio.checkpoint import scene_from_splatfacto_state, write_splatfacto_checkpoint
 
     scene = random_scene(50, sh_degree=3, seed=2)

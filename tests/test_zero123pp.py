@@ -11,7 +11,7 @@ pytest.importorskip("diffusers", reason="pip install splat4d[diffusion]")
 
 from splat4d.config import PriorConfig  # noqa: E402
 from splat4d.init import input_camera  # noqa: E402
-from splat4d.models import ModelNotFoundError  # noqa: E402
+from splat4d.hub import ModelNotFoundError  # noqa: E402
 from splat4d.prior.zero123pp import AZIMUTHS, ELEVATIONS, Zero123PlusPrior, split_grid  # noqa: E402
 from splat4d.types import Views  # noqa: E402
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from splat4d.examples import random_scene
+from splat4d.synthetic import random_scene
 from splat4d.render import rasterize
 from splat4d.render.binning import bin_gaussians
 from splat4d.render.projection import project

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from splat4d.examples import toy_scene
+from splat4d.synthetic import toy_scene
 from splat4d.io.ply import write_ply
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from splat4d.models import (ModelNotFoundError, diffusers_dtype_kwargs, load_diffusers_pipeline, missing_model_error,
+from splat4d.hub import (ModelNotFoundError, diffusers_dtype_kwargs, load_diffusers_pipeline, missing_model_error,
                             pick_device)
 from splat4d.types import DepthMap
 

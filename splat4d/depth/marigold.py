@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from splat4d.io.video import to_uint8
-from splat4d.models import ModelNotFoundError, load_diffusers_pipeline, pick_device
+from splat4d.hub import ModelNotFoundError, load_diffusers_pipeline, pick_device
 from splat4d.types import DepthMap
 
 DEFAULT_MODEL = "prs-eth/marigold-depth-lcm-v1-0"

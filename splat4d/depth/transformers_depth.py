@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from splat4d.io.video import to_uint8
-from splat4d.models import ModelNotFoundError, missing_model_error, model_dtype, pick_device
+from splat4d.hub import ModelNotFoundError, missing_model_error, model_dtype, pick_device
 from splat4d.types import DepthMap
 
 DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"

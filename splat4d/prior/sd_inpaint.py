@@ -14,7 +14,7 @@ import torch
 
 from splat4d.config import PriorConfig
 from splat4d.io.video import to_uint8
-from splat4d.models import ModelNotFoundError, load_diffusers_pipeline, pick_device
+from splat4d.hub import ModelNotFoundError, load_diffusers_pipeline, pick_device
 from splat4d.prior.warp import HOLE_ALPHA, WarpPrior, inpaint_holes
 from splat4d.render import rasterize
 from splat4d.types import Cameras, GaussianScene, Views

@@ -17,7 +17,7 @@ import torch
 
 from splat4d.config import PriorConfig
 from splat4d.io.video import to_uint8
-from splat4d.models import ModelNotFoundError, load_diffusers_pipeline, pick_device
+from splat4d.hub import ModelNotFoundError, load_diffusers_pipeline, pick_device
 from splat4d.types import Cameras, GaussianScene, Views
 
 AZIMUTHS = (30.0, 90.0, 150.0, 210.0, 270.0, 330.0)
