@@ -6,8 +6,10 @@
   footprint on the surface, ``s^2 (t_u t_u^T + t_v t_v^T)`` with ``t_u, t_v`` the 3D steps to the neighbouring
   pixels: steep parts (the rim) get Gaussians stretched along the slope, which closes the side walls, and the
   front view is covered exactly once.
-* Back surface: each front point mirrored about the centre plane (same x, y; ``back_thickness`` scales the depth
-  offset), sampled every ``back_stride`` pixels, carrying the same pixel's colour (a symmetry prior). Boundary
+* Back surface: the depth estimator's far side when it predicts one (the shape prior: where each pixel's ray last
+  leaves the object), else each front point mirrored about the centre plane (same x, y; ``back_thickness`` scales
+  the depth offset; points beyond the plane have no mirror), sampled every ``back_stride`` pixels, carrying the
+  same pixel's colour, blurred around the object. Boundary
   pixels get a Gaussian stretched along their ray between the two, so front and back meet at the rim.
 * Colours: optionally corrected for a few rounds so that rendering the front view reproduces the input (each
   Gaussian dominates its own pixel, so adding the residual is a Jacobi step of the linear colour solve).
@@ -223,7 +225,9 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
     # predicted back, at the nearest object pixel's front depth (a step in depth there would stretch them along z).
     partial = (mask > 0.02) & ~fg
     if depth.back is None:  # mirror the front about the centre plane (a symmetry prior)
-        z_back = np.where(fg, cfg.distance + (cfg.distance - z_front) * cfg.back_thickness, 0.0)
+        # Only parts in front of the plane have a mirror image behind them: the mirror of a point beyond it would
+        # land in front of it (beyond twice the distance: at or behind the camera), so those stay one surface.
+        z_back = np.where(fg, z_front + 2.0 * np.maximum(cfg.distance - z_front, 0.0) * cfg.back_thickness, 0.0)
         z_front_all = np.where(partial, cfg.distance, z_front)
         back_lateral = z_front  # the mirrored point keeps the front point's x, y
     else:  # the estimator's far side: where each pixel's ray last leaves the object

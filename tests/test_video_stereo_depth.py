@@ -164,3 +164,41 @@ def test_scene_mode_geometric_depth_is_a_ground_plane_not_a_dome(middlebury):
     obj[40:140, 60:200] = 1
     zo = GeometricDepth(DepthConfig(relief=0.0), distance=2.5)(L, obj).depth.numpy()
     assert zo[90, 130] < zo[41, 130] and zo[0, 0] == 0
+
+
+def test_middlebury_pair_with_default_settings_fits_without_nan(tmp_path):
+    """Issue 14: `splat4d run l.png --right r.png` on the Middlebury pair at 370x248 with the default segmentation
+    stopped with a NaN at step 1. GrabCut cut out a part of the scene whose stereo depth reached twice the camera
+    distance, and the back surface, the front mirrored about the centre plane, landed on the camera itself."""
+    import skimage.data
+    from PIL import Image
+
+    from splat4d.cli import main
+    from splat4d.io.ply import read_ply
+
+    left, right, _ = skimage.data.stereo_motorcycle()
+    for name, image in (("l.png", left), ("r.png", right)):
+        Image.fromarray(image).resize((370, 248), Image.LANCZOS).save(tmp_path / name)
+    result = main(["run", str(tmp_path / "l.png"), "--right", str(tmp_path / "r.png"), "--out", str(tmp_path / "run"),
+                   "--no-progress", "--fit.iterations", "3", "--video.frames", "2", "--video.size", "32"])
+    scene = read_ply(tmp_path / "run" / "scene.ply")
+    camera_z = scene.means[:, 2] + 2.5  # the input camera sits at z = -distance
+    assert result.metrics["depth"] == "stereo" and np.isfinite(result.metrics["input_psnr"])
+    assert float(camera_z.min()) > 0.3  # nothing at (or behind) the camera
+
+
+def test_mirrored_back_never_lies_in_front_of_the_front():
+    from splat4d.config import InitConfig
+    from splat4d.init import init_scene
+    from splat4d.types import DepthMap
+
+    res, distance = 32, 2.5
+    mask = np.zeros((res, res), np.float32)
+    mask[8:24, 8:24] = 1.0
+    image = np.where(mask[..., None] > 0.5, 0.4, 1.0).astype(np.float32) * np.ones(3, np.float32)
+    ramp = np.linspace(1.0, 6.0, res)[None, :].repeat(res, 0)  # from well in front of the plane to beyond 2x
+    init = init_scene(image, mask, DepthMap.on_mask(ramp, mask > 0.5), InitConfig(solve_colors=0))
+    z = init.scene.means[:, 2].numpy() + distance
+    front, back = z[:init.n_front], z[init.n_front:]
+    assert front.min() >= 1.0 - 1e-4 and back.min() >= front.min() - 1e-4  # the mirror of 1.0 is 4.0, of 6.0 none
+    assert back.max() <= 6.0 + 1e-4
