@@ -216,83 +216,113 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
     height, width = image.shape[:2]
     fov = depth.fov_deg if (cfg.use_depth_fov and depth.fov_deg) else cfg.fov_deg
     camera = input_camera(width, fov, cfg.distance, height)
-    focal = float(camera.K[0, 0, 0])
     fg = mask > 0.5
     if not fg.any():
         raise ValueError("empty mask: nothing to initialise")
-    z_front = align_depth(depth, mask, focal, cfg.distance)
-    # Anti-aliased rim pixels (0 < mask <= 0.5) get front Gaussians with opacity ~ mask: on the rim plane, or, with a
-    # predicted back, at the nearest object pixel's front depth (a step in depth there would stretch them along z).
+    # Anti-aliased rim pixels (0 < mask <= 0.5) get front Gaussians too, with opacity ~ mask.
     partial = (mask > 0.02) & ~fg
-    if depth.back is None:  # mirror the front about the centre plane (a symmetry prior)
+    surfaces = surface_depths(depth, mask, partial, float(camera.K[0, 0, 0]), cfg)
+    thin = 0.3  # normal-direction std as a fraction of the footprint: surfels, not blobs
+    front = surface_gaussians(surfaces.front_all, fg | partial, camera, 1, cfg.scale_factor, thin)
+    back = closing_gaussians(surfaces, fg, camera, cfg, thin)
+    scene = initial_scene(image, mask, front, back, cfg)
+    px_f, n_f = front[3], len(front[0])
+    scene = match_coverage(scene, camera, mask, px_f, rounds=3, backend=rasterize_backend, max_opacity=cfg.opacity)
+    if cfg.solve_colors > 0:
+        free = torch.zeros(len(scene), dtype=torch.bool)
+        free[:n_f] = torch.from_numpy(solvable(fg, partial, cfg.solve_rim)[px_f[:, 0], px_f[:, 1]])
+        scene = solve_colors(scene, camera, image, cfg.solve_colors, rasterize_backend, free=free)
+    elevation = cfg.elevation_deg if cfg.elevation_deg is not None else depth.elevation_deg
+    return InitResult(scene.validate(), camera, torch.from_numpy(surfaces.front.astype(np.float32)), n_f, elevation)
+
+
+@dataclass
+class SurfaceDepths:
+    """Camera z maps (H, W) of the object's two surfaces, 0 off the object."""
+
+    front: np.ndarray
+    front_all: np.ndarray
+    """``front`` extended to the anti-aliased rim pixels."""
+    back: np.ndarray
+    back_lateral: np.ndarray | None
+    """Depth whose pixel-ray x, y the back points keep (the mirrored front's), or None: on their own rays."""
+
+
+def surface_depths(depth: DepthMap, mask: np.ndarray, partial: np.ndarray, focal: float,
+                   cfg: InitConfig) -> SurfaceDepths:
+    """The front from ``depth`` (aligned to the input camera) and the back: the estimator's far side when it has one,
+    else the front mirrored about the centre plane (a symmetry prior)."""
+    fg = mask > 0.5
+    z_front = align_depth(depth, mask, focal, cfg.distance)
+    if depth.back is None:
         # Only parts in front of the plane have a mirror image behind them: the mirror of a point beyond it would
         # land in front of it (beyond twice the distance: at or behind the camera), so those stay one surface.
         z_back = np.where(fg, z_front + 2.0 * np.maximum(cfg.distance - z_front, 0.0) * cfg.back_thickness, 0.0)
-        z_front_all = np.where(partial, cfg.distance, z_front)
-        back_lateral = z_front  # the mirrored point keeps the front point's x, y
-    else:  # the estimator's far side: where each pixel's ray last leaves the object
-        back = depth.back.detach().cpu().numpy().astype(np.float64)
-        z_back = np.where(fg, z_front + np.maximum(back - z_front, 0.0) * cfg.back_thickness, 0.0)
-        from scipy import ndimage
+        # Rim pixels on the centre plane, where inflation puts the silhouette; the mirror keeps the front's x, y.
+        return SurfaceDepths(z_front, np.where(partial, cfg.distance, z_front), z_back, z_front)
+    from scipy import ndimage
 
-        nearest = ndimage.distance_transform_edt(~fg, return_distances=False, return_indices=True)
-        z_front_all = np.where(partial, z_front[nearest[0], nearest[1]], z_front)
-        back_lateral = None
+    back = depth.back.detach().cpu().numpy().astype(np.float64)  # where each pixel's ray last leaves the object
+    z_back = np.where(fg, z_front + np.maximum(back - z_front, 0.0) * cfg.back_thickness, 0.0)
+    # Rim pixels at the nearest object pixel's front depth (a step in depth there would stretch them along z).
+    nearest = ndimage.distance_transform_edt(~fg, return_distances=False, return_indices=True)
+    return SurfaceDepths(z_front, np.where(partial, z_front[nearest[0], nearest[1]], z_front), z_back, None)
 
-    thin = 0.3  # normal-direction std as a fraction of the footprint: surfels, not blobs
-    m_f, s_f, q_f, px_f = surface_gaussians(z_front_all, fg | partial, camera, 1, cfg.scale_factor, thin)
-    if cfg.closed:
-        stride = max(1, cfg.back_stride)
-        back_sample = np.zeros_like(fg)
-        back_sample[::stride, ::stride] = fg[::stride, ::stride]
-        # Near the silhouette the larger back Gaussians would show around the rim in the input view: shrink them to
-        # about a third of their distance to the background.
-        from scipy import ndimage
 
-        edge_distance = ndimage.distance_transform_edt(fg)
-        back_sf = np.clip(edge_distance / (3.0 * stride), cfg.scale_factor, cfg.back_scale_factor)
-        m_b, s_b, q_b, px_b = surface_gaussians(z_back, back_sample, camera, stride, back_sf, thin,
-                                                lateral_z=back_lateral)
-        m_w, s_w, q_w, px_w = rim_wall_gaussians(z_front, z_back, fg, camera, cfg.scale_factor)
-    else:
-        m_b, s_b, q_b = torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 4)
-        px_b = np.zeros((0, 2), np.int64)
-        m_w, s_w, q_w, px_w = m_b, s_b, q_b, px_b
+def closing_gaussians(surfaces: SurfaceDepths, fg: np.ndarray, camera: Cameras, cfg: InitConfig,
+                      thin: float) -> tuple:
+    """The back surface (every ``back_stride`` pixels) and the rim walls: (means, log-scales, quats, back pixels,
+    wall pixels); empty when ``cfg.closed`` is off."""
+    if not cfg.closed:
+        none = np.zeros((0, 2), np.int64)
+        return torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 4), none, none
+    from scipy import ndimage
 
+    stride = max(1, cfg.back_stride)
+    back_sample = np.zeros_like(fg)
+    back_sample[::stride, ::stride] = fg[::stride, ::stride]
+    # Near the silhouette the larger back Gaussians would show around the rim in the input view: shrink them to
+    # about a third of their distance to the background.
+    edge_distance = ndimage.distance_transform_edt(fg)
+    back_sf = np.clip(edge_distance / (3.0 * stride), cfg.scale_factor, cfg.back_scale_factor)
+    m_b, s_b, q_b, px_b = surface_gaussians(surfaces.back, back_sample, camera, stride, back_sf, thin,
+                                            lateral_z=surfaces.back_lateral)
+    m_w, s_w, q_w, px_w = rim_wall_gaussians(surfaces.front, surfaces.back, fg, camera, cfg.scale_factor)
+    return torch.cat([m_b, m_w]), torch.cat([s_b, s_w]), torch.cat([q_b, q_w]), px_b, px_w
+
+
+def initial_scene(image: np.ndarray, mask: np.ndarray, front: tuple, back: tuple, cfg: InitConfig) -> GaussianScene:
+    """Front Gaussians with their pixel's colour (composited over white: undone for partial cover) and an opacity
+    following the cover; back and walls with the blurred back colours, at ``cfg.opacity``."""
+    m_f, s_f, q_f, px_f = front
+    m_b, s_b, q_b, px_b, px_w = back
+    height = image.shape[0]
     cover_f = np.clip(mask[px_f[:, 0], px_f[:, 1]], 0.02, 1.0)[:, None]
-    # The image is composited over white: undo that for the colour of partially covered pixels.
     colors_f = torch.from_numpy(np.clip((image[px_f[:, 0], px_f[:, 1]] - (1 - cover_f)) / cover_f, 0, 1)).float()
-    back_image = back_colors(image, fg, cfg.back_blur_horizontal * height, cfg.back_blur * height)
+    back_image = back_colors(image, mask > 0.5, cfg.back_blur_horizontal * height, cfg.back_blur * height)
     colors_b = torch.from_numpy(back_image[np.concatenate([px_b[:, 0], px_w[:, 0]]),
                                            np.concatenate([px_b[:, 1], px_w[:, 1]])]).float()
-    n_f, n_b = len(m_f), len(m_b) + len(m_w)
     opac_f = torch.from_numpy(cfg.opacity * cover_f[:, 0]).float()
-    opac_b = torch.full((n_b,), cfg.opacity)
-    n = n_f + n_b
-    opac = torch.logit(torch.cat([opac_f, opac_b]).clamp(1e-4, 1 - 1e-4))
-    scene = GaussianScene(
-        means=torch.cat([m_f, m_b, m_w]),
-        scales=torch.cat([s_f, s_b, s_w]),
-        quats=torch.cat([q_f, q_b, q_w]),
-        opacities=opac,
+    opac_b = torch.full((len(m_b),), cfg.opacity)
+    n = len(m_f) + len(m_b)
+    return GaussianScene(
+        means=torch.cat([m_f, m_b]),
+        scales=torch.cat([s_f, s_b]),
+        quats=torch.cat([q_f, q_b]),
+        opacities=torch.logit(torch.cat([opac_f, opac_b]).clamp(1e-4, 1 - 1e-4)),
         sh0=rgb_to_sh0(torch.cat([colors_f, colors_b]))[:, None, :],
         shN=torch.zeros(n, (cfg.sh_degree + 1) ** 2 - 1, 3),
     )
-    scene = match_coverage(scene, camera, mask, px_f, rounds=3, backend=rasterize_backend, max_opacity=cfg.opacity)
-    if cfg.solve_colors > 0:
-        # Only the front surface's colours, and none within ``solve_rim`` pixels of the silhouette: the surface is
-        # seen edge-on there (as are the back and the rim walls), and solving those Gaussians sharpened the
-        # anti-aliased rim by giving them near-white colours, which showed as streaks in side views.
-        from scipy import ndimage
 
-        # (The frame's edge is no silhouette: a scene filling the frame is solved up to it.)
-        inner = ndimage.binary_erosion(fg, iterations=cfg.solve_rim, border_value=1) if cfg.solve_rim > 0 \
-            else fg | partial
-        free = torch.zeros(n, dtype=torch.bool)
-        free[:n_f] = torch.from_numpy(inner[px_f[:, 0], px_f[:, 1]])
-        scene = solve_colors(scene, camera, image, cfg.solve_colors, rasterize_backend, free=free)
-    elevation = cfg.elevation_deg if cfg.elevation_deg is not None else depth.elevation_deg
-    return InitResult(scene.validate(), camera, torch.from_numpy(z_front.astype(np.float32)), n_f, elevation)
+
+def solvable(fg: np.ndarray, partial: np.ndarray, solve_rim: int) -> np.ndarray:
+    """Pixels whose front Gaussians the colour solve may change: none within ``solve_rim`` pixels of the silhouette.
+    The surface is seen edge-on there (as are the back and the rim walls), and solving those Gaussians sharpened the
+    anti-aliased rim by giving them near-white colours, which showed as streaks in side views. The frame's edge is
+    no silhouette: a scene filling the frame is solved up to it."""
+    from scipy import ndimage
+
+    return ndimage.binary_erosion(fg, iterations=solve_rim, border_value=1) if solve_rim > 0 else fg | partial
 
 
 @torch.no_grad()
