@@ -1,11 +1,12 @@
 """The README's gallery: `splat4d run` on a few photos, then one contact sheet per photo -- the input crop and the
-fitted scene from six azimuths around the object (0, 60, ..., 300 degrees) -- as docs/gallery/NAME.jpg.
+fitted scene from six azimuths around the object (0, 60, ..., 300 degrees), one row per depth backend (default:
+geometric inflation above the learned shape prior) -- as docs/gallery/NAME.jpg.
 
-    python tools/make_gallery.py                                   # coffee (bundled), astronaut, chelsea (skimage)
+    python tools/make_gallery.py                    # coffee (bundled), rocket, chelsea, astronaut, logo (skimage)
     python tools/make_gallery.py --inputs coffee --preset fast --set fit.iterations=20 --out-dir /tmp/gallery
 
-Inputs are names of the built-in photos (coffee: splat4d/assets/coffee.jpg; astronaut, chelsea: skimage.data,
-saved to PNG in the work folder first) or paths to images. Each run's folder (scene.ply, orbit.mp4, ...) stays in
+Inputs are names of the built-in photos (coffee: splat4d/assets/coffee.jpg; rocket, chelsea, astronaut, logo:
+skimage.data, saved to PNG in the work folder first) or paths to images. Each run's folder (scene.ply, orbit.mp4, ...) stays in
 --work-dir, and a re-run resumes from its cache.
 """
 
@@ -28,7 +29,8 @@ from splat4d.render.frames import render_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 AZIMUTHS = (0, 60, 120, 180, 240, 300)
-BUILT_IN = ("coffee", "astronaut", "chelsea")
+BUILT_IN = ("coffee", "rocket", "chelsea", "astronaut", "logo")
+SKIMAGE = ("rocket", "chelsea", "astronaut", "logo")  # logo is an RGBA cut-out: its alpha is the mask
 LABEL_HEIGHT = 28
 
 
@@ -36,7 +38,7 @@ def input_image(name: str, work_dir: Path) -> Path:
     """The image file for a built-in name (skimage photos are written to PNG once) or a path given as is."""
     if name == "coffee":
         return ROOT / "splat4d" / "assets" / "coffee.jpg"
-    if name in ("astronaut", "chelsea"):
+    if name in SKIMAGE:
         import skimage.data
 
         path = work_dir / "inputs" / f"{name}.png"
@@ -94,12 +96,12 @@ def contact_sheet(tiles: list[np.ndarray], labels: list[str], size: int) -> Imag
     return sheet
 
 
-def make_one(name: str, args: argparse.Namespace, overrides: dict) -> Path:
-    image = input_image(name, args.work_dir)
-    stem = name if name in BUILT_IN else image.stem
+def sheet_row(image: Path, stem: str, backend: str, args: argparse.Namespace, overrides: dict) -> Image.Image:
+    """One row: the input crop and the scene from the six azimuths, for one depth backend."""
     cfg = load_preset(args.preset, RunConfig())
     cfg = apply_overrides(cfg, overrides, where="--set")
-    cfg = dataclasses.replace(cfg, input=image, out=args.work_dir / stem, progress=False)
+    cfg = dataclasses.replace(cfg, input=image, out=args.work_dir / f"{stem}-{backend}", progress=False,
+                              depth=dataclasses.replace(cfg.depth, backend=backend))
     # 1. Reconstruct (cached in the work folder: a re-run resumes).
     result = run(cfg)
     # 2. Render the six azimuths on the video's orbit.
@@ -107,7 +109,16 @@ def make_one(name: str, args: argparse.Namespace, overrides: dict) -> Path:
     # 3. Input crop (the working image the run saw) + the views, labelled.
     with Image.open(result.out / "views" / "view_000_input.png") as im:
         crop = np.asarray(im.convert("RGB"))
-    sheet = contact_sheet([crop] + views, ["input"] + [f"{a}\N{DEGREE SIGN}" for a in AZIMUTHS], args.size)
+    return contact_sheet([crop] + views, [backend] + [f"{a}\N{DEGREE SIGN}" for a in AZIMUTHS], args.size)
+
+
+def make_one(name: str, args: argparse.Namespace, overrides: dict) -> Path:
+    image = input_image(name, args.work_dir)
+    stem = name if name in BUILT_IN else image.stem
+    rows = [sheet_row(image, stem, backend, args, overrides) for backend in args.backends]
+    sheet = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
+    for i, row in enumerate(rows):
+        sheet.paste(row, (0, i * rows[0].height))
     out = args.out_dir / f"{stem}.jpg"
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out, quality=90)
@@ -126,6 +137,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     ap.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "gallery",
                     help="run folders and the skimage photos as PNG")
     ap.add_argument("--size", type=int, default=256, help="tile width and height in pixels")
+    ap.add_argument("--backends", nargs="+", default=["geometric", "shape-prior"],
+                    help="depth backends, one row each (the first tile of a row names it)")
     args = ap.parse_args(argv)
     overrides = parse_overrides(args.overrides)
     return [make_one(name, args, overrides) for name in args.inputs]
