@@ -312,115 +312,215 @@ def _bundle_adjust(K, w2c, registered, pts, obs, iterations: int):
     steps at most. An object filmed with a normal lens from a few of its sizes away is a near-degenerate case (the
     bas-relief ambiguity: a turn around the object and a turn of the camera differ by a tenth of a pixel in two
     views), so the essential matrix of the first pair can be degrees off; only the joint adjustment of all frames
-    pulls the poses back."""
+    pulls the poses back.
+
+    ``obs`` are (frame, point id, observed pixel (2,)) triples. Returns the adjusted (T, 4, 4) world-to-camera poses
+    (NaN where not registered), the (N, 3) points and the median reprojection error (pixels, larger axis)."""
+    problem = _BundleProblem.build(K, [f for f in range(len(w2c)) if registered[f] and f != 0], obs)
+    estimate = _BundleEstimate({f: w2c[f][:3, :3].copy() for f in [0] + problem.frames},
+                               {f: w2c[f][:3, 3].copy() for f in [0] + problem.frames},
+                               np.array(pts, np.float64).reshape(-1, 3))
+    damping = 1e-3
+    cost = _robust_cost(problem, estimate)
+    for _ in range(max(0, iterations)):
+        normal = _normal_equations(problem, estimate)
+        estimate, cost, damping = _damped_step(problem, normal, estimate, cost, damping)
+        if damping > 1e8:  # no step lowers the cost any more
+            break
+
+    out = np.full_like(w2c, np.nan)
+    for f in [0] + problem.frames:
+        out[f] = _pose(estimate.R[f], estimate.t[f])
+    _, uv = _reprojections(problem, estimate)
+    err = float(np.median(np.abs(uv - problem.uv).max(1))) if len(problem.uv) else float("nan")
+    return out, estimate.points, err
+
+
+@dataclass
+class _BundleProblem:
+    """What stays fixed during a bundle adjustment: the observations and who sees what. M observations, C free
+    poses (the registered frames but frame 0)."""
+
+    K: np.ndarray
+    """(3, 3) intrinsics shared by all frames."""
+    frames: list[int]
+    """The frames with a free pose, in the order of their slots in the camera blocks."""
+    frame: np.ndarray
+    """(M,) frame of each observation."""
+    point: np.ndarray
+    """(M,) point id of each observation."""
+    uv: np.ndarray
+    """(M, 2) observed pixel coordinates."""
+    posed: np.ndarray
+    """Indices of the observations from a free pose (not frame 0)."""
+    slot: np.ndarray
+    """(M,) slot of each observation's pose among ``frames`` (-1 for frame 0)."""
+    pair_a: np.ndarray
+    pair_c: np.ndarray
+    """Every ordered pair (a, c) of posed observations of one point (a == c included): the Schur complement's
+    camera-camera terms."""
+
+    @staticmethod
+    def build(K: np.ndarray, frames: list[int], obs) -> _BundleProblem:
+        slot = {f: i for i, f in enumerate(frames)}
+        frame = np.array([o[0] for o in obs], int)
+        point = np.array([o[1] for o in obs], int)
+        uv = np.array([o[2] for o in obs], np.float64).reshape(-1, 2)
+        posed = np.nonzero(frame != 0)[0]
+        groups: dict[int, list[int]] = {}  # point id -> its posed observations
+        for m in posed:
+            groups.setdefault(int(point[m]), []).append(int(m))
+        pair_a = np.array([a for ms in groups.values() for a in ms for _ in ms], int)
+        pair_c = np.array([c for ms in groups.values() for _ in ms for c in ms], int)
+        return _BundleProblem(K, frames, frame, point, uv, posed, np.array([slot.get(f, -1) for f in frame], int),
+                              pair_a, pair_c)
+
+
+@dataclass
+class _BundleEstimate:
+    """The unknowns of a bundle adjustment: world-to-camera rotation and translation per frame, and the points."""
+
+    R: dict[int, np.ndarray]
+    t: dict[int, np.ndarray]
+    points: np.ndarray
+    """(N, 3)"""
+
+
+@dataclass
+class _NormalEquations:
+    """The Gauss-Newton system ``J^T w J d = -J^T w r`` of the Huber-weighted reprojection error, by blocks."""
+
+    U: np.ndarray
+    """(C, 6, 6) pose-pose blocks."""
+    V: np.ndarray
+    """(N, 3, 3) point-point blocks."""
+    W: np.ndarray
+    """(M, 6, 3) pose-point block of each observation (zero for frame 0's)."""
+    g_pose: np.ndarray
+    """(C, 6) gradient ``J^T w r`` of the poses."""
+    g_point: np.ndarray
+    """(N, 3) gradient of the points."""
+
+
+def _reprojections(problem: _BundleProblem, estimate: _BundleEstimate) -> tuple[np.ndarray, np.ndarray]:
+    """(M, 3) camera-frame points and (M, 2) pixels of all observations."""
+    # Written out per observation (each row has its own pose, and the Jacobian needs the camera-frame points); the
+    # pixels are splat4d's pinhole.
+    Rs = np.stack([estimate.R[f] for f in problem.frame])
+    pc = np.einsum("nij,nj->ni", Rs, estimate.points[problem.point]) + np.stack([estimate.t[f] for f in problem.frame])
+    return pc, _to_pixels(problem.K, pc)
+
+
+def _robust_cost(problem: _BundleProblem, estimate: _BundleEstimate) -> float:
+    """Huber cost (1 px) of the reprojection errors, plus a large penalty per point behind its camera."""
+    pc, uv = _reprojections(problem, estimate)
+    r = np.linalg.norm(uv - problem.uv, axis=1)
+    behind = pc[:, 2] <= 1e-6
+    huber = np.where(r <= 1.0, 0.5 * r * r, r - 0.5)
+    return float(huber.sum() + 1e6 * behind.sum())
+
+
+def _jacobians(problem: _BundleProblem, estimate: _BundleEstimate, pc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(M, 2, 6) derivatives of each observation's pixel by its pose (left update: rotation vector, then
+    translation) and (M, 2, 3) by its point, at the camera-frame points ``pc`` (M, 3)."""
+    f_xy = np.array([problem.K[0, 0], problem.K[1, 1]])
+    z = pc[:, 2:3]
+    # The pinhole's derivative by the camera-frame point, written out: d(f x / z + c) / d(x, y, z).
+    d_proj = np.zeros((len(pc), 2, 3))
+    d_proj[:, 0, 0] = f_xy[0] / z[:, 0]
+    d_proj[:, 1, 1] = f_xy[1] / z[:, 0]
+    d_proj[:, :, 2] = -(pc[:, :2] / z) * f_xy / z
+    J_pose = np.concatenate([d_proj @ -_skew(pc), d_proj], axis=2)
+    J_point = d_proj @ np.stack([estimate.R[f] for f in problem.frame])
+    return J_pose, J_point
+
+
+def _normal_equations(problem: _BundleProblem, estimate: _BundleEstimate) -> _NormalEquations:
+    """The normal equations at ``estimate``, with iteratively reweighted least squares' Huber weights (1 px)."""
+    pc, uv = _reprojections(problem, estimate)
+    res = uv - problem.uv  # (M, 2)
+    norm = np.linalg.norm(res, axis=1)
+    w = np.where(norm <= 1.0, 1.0, 1.0 / np.maximum(norm, 1e-12))
+    J_pose, J_point = _jacobians(problem, estimate, pc)
+    JpT = np.swapaxes(J_pose, 1, 2) * w[:, None, None]
+    JxT = np.swapaxes(J_point, 1, 2) * w[:, None, None]
+    posed, slot, point = problem.posed, problem.slot, problem.point
+    C, N = len(problem.frames), len(estimate.points)
+    U, V, W = np.zeros((C, 6, 6)), np.zeros((N, 3, 3)), np.zeros((len(pc), 6, 3))
+    g_pose, g_point = np.zeros((C, 6)), np.zeros((N, 3))
+    np.add.at(U, slot[posed], (JpT @ J_pose)[posed])
+    np.add.at(V, point, JxT @ J_point)
+    W[posed] = (JpT @ J_point)[posed]
+    np.add.at(g_pose, slot[posed], np.einsum("nij,nj->ni", JpT, res)[posed])
+    np.add.at(g_point, point, np.einsum("nij,nj->ni", JxT, res))
+    return _NormalEquations(U, V, W, g_pose, g_point)
+
+
+def _damped_step(problem: _BundleProblem, normal: _NormalEquations, estimate: _BundleEstimate, cost: float,
+                 damping: float) -> tuple[_BundleEstimate, float, float]:
+    """One Levenberg-Marquardt step: the damping grows (x5) until a step lowers the cost, which is accepted (the new
+    estimate, its cost, the damping eased /3), or passes 1e8 (the estimate, cost and damping stay as they are)."""
+    C = len(problem.frames)
+    while True:
+        S, b, V_inv = _schur_complement(problem, normal, damping)
+        try:
+            d_pose = np.linalg.solve(S, b).reshape(C, 6) if C else np.zeros((0, 6))
+        except np.linalg.LinAlgError:
+            damping *= 10
+            continue
+        d_point = _back_substitute(problem, normal, V_inv, d_pose)
+        trial = _apply_step(problem, estimate, d_pose, d_point)
+        trial_cost = _robust_cost(problem, trial)
+        if trial_cost < cost:
+            return trial, trial_cost, max(damping / 3, 1e-9)
+        damping *= 5
+        if damping > 1e8:
+            return estimate, cost, damping
+
+
+def _schur_complement(problem: _BundleProblem, normal: _NormalEquations,
+                      damping: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The damped system reduced to the poses, ``S d_pose = b`` (S (6C, 6C), b (6C,)), and the inverses of the damped
+    point blocks (N, 3, 3) for the back-substitution."""
+    U, V, W = normal.U, normal.V, normal.W
+    slot, point, posed, a, c = problem.slot, problem.point, problem.posed, problem.pair_a, problem.pair_c
+    C = len(problem.frames)
+    V_damped = V + damping * (np.eye(3) * np.maximum(np.diagonal(V, axis1=1, axis2=2), 1e-9)[:, None, :] + 1e-9)
+    V_inv = np.linalg.inv(V_damped)
+    WV = np.einsum("nij,njk->nik", W, V_inv[point])  # (M, 6, 3)
+    # S = U + damping - sum over points of W_kp V_p^-1 W_lp^T (cameras k, l sharing point p), block-wise.
+    blocks = np.zeros((C * C, 6, 6))
+    damp = damping * np.maximum(np.diagonal(U, axis1=1, axis2=2), 1e-9)[:, :, None] * np.eye(6)
+    blocks[np.arange(C) * (C + 1)] = U + damp
+    np.add.at(blocks, slot[a] * C + slot[c], -(WV[a] @ np.swapaxes(W[c], 1, 2)))
+    S = blocks.reshape(C, C, 6, 6).transpose(0, 2, 1, 3).reshape(6 * C, 6 * C)
+    b = -normal.g_pose.copy()
+    np.add.at(b, slot[posed], np.einsum("nij,nj->ni", WV[posed], normal.g_point[point[posed]]))
+    return S, b.reshape(-1), V_inv
+
+
+def _back_substitute(problem: _BundleProblem, normal: _NormalEquations, V_inv: np.ndarray,
+                     d_pose: np.ndarray) -> np.ndarray:
+    """(N, 3) point updates given the pose updates (C, 6): ``d_point = V^-1 (-g_point - sum_k W_k^T d_pose_k)``."""
+    posed, point = problem.posed, problem.point
+    rhs = -normal.g_point.copy()
+    np.add.at(rhs, point[posed], -np.einsum("nji,nj->ni", normal.W[posed], d_pose[problem.slot[posed]]))
+    return np.einsum("nij,nj->ni", V_inv, rhs)
+
+
+def _apply_step(problem: _BundleProblem, estimate: _BundleEstimate, d_pose: np.ndarray,
+                d_point: np.ndarray) -> _BundleEstimate:
+    """The estimate moved by the updates: each free pose turned by ``exp([d_pose[:3]]x)`` on the left and shifted by
+    ``d_pose[3:]``, the points shifted by ``d_point``."""
     import cv2
 
-    frames = [f for f in range(len(w2c)) if registered[f] and f != 0]
-    slot = {f: i for i, f in enumerate(frames)}
-    fi = np.array([o[0] for o in obs], int)
-    pi = np.array([o[1] for o in obs], int)
-    uv = np.array([o[2] for o in obs], np.float64).reshape(-1, 2)
-    P = np.array(pts, np.float64).reshape(-1, 3)
-    R = {f: w2c[f][:3, :3].copy() for f in [0] + frames}
-    t = {f: w2c[f][:3, 3].copy() for f in [0] + frames}
-    f_xy = np.array([K[0, 0], K[1, 1]])
-    C, N = len(frames), len(P)
-    # Fixed for the whole adjustment: which observations have a free pose (not frame 0), their pose slot, and the
-    # pairs of such observations seeing the same point (the Schur complement's camera-camera terms).
-    posed = np.nonzero(fi != 0)[0]
-    cam = np.array([slot.get(f, -1) for f in fi], int)
-    groups: dict[int, list[int]] = {}
-    for m in posed:
-        groups.setdefault(int(pi[m]), []).append(int(m))
-    pair_a = np.array([a for ms in groups.values() for a in ms for _ in ms], int)
-    pair_c = np.array([c for ms in groups.values() for _ in ms for c in ms], int)
-
-    def project(R, t, P):
-        # Written out per observation (each row has its own pose, and the Jacobian below needs the camera-frame
-        # points ``pc``); the pixels are splat4d's pinhole.
-        Rs = np.stack([R[f] for f in fi])
-        pc = np.einsum("nij,nj->ni", Rs, P[pi]) + np.stack([t[f] for f in fi])
-        return pc, _to_pixels(K, pc)
-
-    def cost(R, t, P):
-        pc, proj = project(R, t, P)
-        r = np.linalg.norm(proj - uv, axis=1)
-        behind = pc[:, 2] <= 1e-6
-        huber = np.where(r <= 1.0, 0.5 * r * r, r - 0.5)
-        return float(huber.sum() + 1e6 * behind.sum())
-
-    lam = 1e-3
-    current = cost(R, t, P)
-    for _ in range(max(0, iterations)):
-        pc, proj = project(R, t, P)
-        res = proj - uv  # (M, 2)
-        norm = np.linalg.norm(res, axis=1)
-        w = np.where(norm <= 1.0, 1.0, 1.0 / np.maximum(norm, 1e-12))  # IRLS Huber weights
-        z = pc[:, 2:3]
-        # The pinhole's derivative by the camera-frame point, written out: d(f x / z + c) / d(x, y, z).
-        d_proj = np.zeros((len(pc), 2, 3))
-        d_proj[:, 0, 0] = f_xy[0] / z[:, 0]
-        d_proj[:, 1, 1] = f_xy[1] / z[:, 0]
-        d_proj[:, :, 2] = -(pc[:, :2] / z) * f_xy / z
-        J_pose = np.concatenate([d_proj @ -_skew(pc), d_proj], axis=2)  # (M, 2, 6), left update
-        J_pt = d_proj @ np.stack([R[f] for f in fi])  # (M, 2, 3)
-        U = np.zeros((C, 6, 6))
-        V = np.zeros((N, 3, 3))
-        Wm = np.zeros((len(pc), 6, 3))
-        gc = np.zeros((C, 6))
-        gp = np.zeros((N, 3))
-        JpT = np.swapaxes(J_pose, 1, 2) * w[:, None, None]
-        JxT = np.swapaxes(J_pt, 1, 2) * w[:, None, None]
-        np.add.at(U, cam[posed], (JpT @ J_pose)[posed])
-        np.add.at(V, pi, JxT @ J_pt)
-        Wm[posed] = (JpT @ J_pt)[posed]
-        np.add.at(gc, cam[posed], np.einsum("nij,nj->ni", JpT, res)[posed])
-        np.add.at(gp, pi, np.einsum("nij,nj->ni", JxT, res))
-        while True:
-            Vd = V + lam * (np.eye(3) * np.maximum(np.diagonal(V, axis1=1, axis2=2), 1e-9)[:, None, :] + 1e-9)
-            Vinv = np.linalg.inv(Vd)
-            WV = np.einsum("nij,njk->nik", Wm, Vinv[pi])  # (M, 6, 3)
-            # S = U + damping - sum over points of W_kp V_p^-1 W_lp^T (cameras k, l sharing point p), block-wise.
-            blocks = np.zeros((C * C, 6, 6))
-            damp = lam * np.maximum(np.diagonal(U, axis1=1, axis2=2), 1e-9)[:, :, None] * np.eye(6)
-            blocks[np.arange(C) * (C + 1)] = U + damp
-            np.add.at(blocks, cam[pair_a] * C + cam[pair_c], -(WV[pair_a] @ np.swapaxes(Wm[pair_c], 1, 2)))
-            S = blocks.reshape(C, C, 6, 6).transpose(0, 2, 1, 3).reshape(6 * C, 6 * C)
-            bb = -gc.copy()
-            np.add.at(bb, cam[posed], np.einsum("nij,nj->ni", WV[posed], gp[pi[posed]]))
-            b = bb.reshape(-1)
-            try:
-                dc = np.linalg.solve(S, b).reshape(C, 6) if C else np.zeros((0, 6))
-            except np.linalg.LinAlgError:
-                lam *= 10
-                continue
-            # Points: dp = V^-1 (-g_p - sum_k W_kp^T dc_k)
-            rhs = -gp.copy()
-            np.add.at(rhs, pi[posed], -np.einsum("nji,nj->ni", Wm[posed], dc[cam[posed]]))
-            dp = np.einsum("nij,nj->ni", Vinv, rhs)
-            R_new, t_new = dict(R), dict(t)
-            for f in frames:
-                d = dc[slot[f]]
-                dR = cv2.Rodrigues(d[:3])[0]
-                R_new[f] = dR @ R[f]
-                t_new[f] = dR @ t[f] + d[3:]
-            P_new = P + dp
-            new = cost(R_new, t_new, P_new)
-            if new < current:
-                R, t, P, current = R_new, t_new, P_new, new
-                lam = max(lam / 3, 1e-9)
-                break
-            lam *= 5
-            if lam > 1e8:
-                break
-        if lam > 1e8:
-            break
-    out = np.full_like(w2c, np.nan)
-    for f in [0] + frames:
-        out[f] = _pose(R[f], t[f])
-    _, proj = project(R, t, P)
-    err = float(np.median(np.abs(proj - uv).max(1))) if len(obs) else float("nan")
-    return out, P, err
+    R, t = dict(estimate.R), dict(estimate.t)
+    for slot, f in enumerate(problem.frames):
+        d = d_pose[slot]
+        dR = cv2.Rodrigues(d[:3])[0]
+        R[f] = dR @ estimate.R[f]
+        t[f] = dR @ estimate.t[f] + d[3:]
+    return _BundleEstimate(R, t, estimate.points + d_point)
 
 
 def to_splat4d_world(result: SfmResult, distance: float, K: np.ndarray | None = None,

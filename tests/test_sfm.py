@@ -4,10 +4,12 @@ projections of a point cloud."""
 
 import numpy as np
 import pytest
+import torch
 
 import splat4d.sfm as sfm
 from splat4d import paths
 from splat4d.config import SfmConfig
+from splat4d.types import pinhole_project, rigid_transform
 
 RES, FRAMES = 128, 8
 
@@ -89,7 +91,8 @@ def test_silhouette_check_drops_a_wrong_pose():
     X = rng.uniform(-0.5, 0.5, (800, 3)) + np.array([0.0, 0.0, 2.5])
     masks = np.zeros((FRAMES, RES, RES), np.float32)
     for k in range(FRAMES):  # the object's silhouette: where its points land
-        uv, _ = sfm._project(K, w2c[k], X)
+        pc = rigid_transform(torch.from_numpy(w2c[k])[None], torch.from_numpy(X))  # camera k's frame
+        uv = pinhole_project(pc, torch.from_numpy(K)[None])[0][0].numpy()
         ok = (uv >= 0).all(1) & (uv < RES).all(1)
         masks[k][np.floor(uv[ok, 1]).astype(int), np.floor(uv[ok, 0]).astype(int)] = 1
         masks[k] = cv2.dilate(masks[k], np.ones((3, 3), np.uint8))
