@@ -31,47 +31,43 @@ def read_scene(path: Path) -> GaussianScene:
 
 
 @dataclass
-class ExportPlyArgs:
+class ConvertArgs:
+    """A scene file (.ply or .splat) written in another scene format."""
+
+    scene: tyro.conf.Positional[Path]
+    """Input scene (.ply or .splat)."""
+    out: tyro.conf.Positional[Path]
+    """Output file."""
+
+
+@dataclass
+class ExportPlyArgs(ConvertArgs):
     """A scene (.ply or .splat) as an INRIA 3DGS .ply (what gsplat, nerfstudio, SuperSplat and most viewers read).
 
     Example: splat4d export ply runs/photo/scene.splat scene.ply
     """
 
-    scene: tyro.conf.Positional[Path]
-    """Input scene (.ply or .splat)."""
-    out: tyro.conf.Positional[Path]
-    """Output .ply."""
-
-
-def export_ply(args: ExportPlyArgs) -> Path:
-    from splat4d.io.ply import write_ply
-
-    scene = read_scene(args.scene)
-    write_ply(scene, args.out)
-    print(f"wrote {args.out} ({len(scene)} Gaussians)")
-    return args.out
-
 
 @dataclass
-class ExportSplatArgs:
+class ExportSplatArgs(ConvertArgs):
     """A scene (.ply or .splat) as an antimatter15 .splat (32 bytes a Gaussian, degree-0 colour; web viewers).
 
     Example: splat4d export splat runs/photo/scene.ply scene.splat
     """
 
-    scene: tyro.conf.Positional[Path]
-    """Input scene (.ply or .splat)."""
-    out: tyro.conf.Positional[Path]
-    """Output .splat."""
 
+def converter(writer_name: str) -> Callable[[ConvertArgs], Path]:
+    """The export function that reads any scene and writes it with ``splat4d.io.ply.<writer_name>``."""
 
-def export_splat(args: ExportSplatArgs) -> Path:
-    from splat4d.io.ply import write_splat
+    def export(args: ConvertArgs) -> Path:
+        from splat4d.io import ply
 
-    scene = read_scene(args.scene)
-    write_splat(scene, args.out)
-    print(f"wrote {args.out} ({len(scene)} Gaussians)")
-    return args.out
+        scene = read_scene(args.scene)
+        getattr(ply, writer_name)(scene, args.out)
+        print(f"wrote {args.out} ({len(scene)} Gaussians)")
+        return args.out
+
+    return export
 
 
 @dataclass
@@ -117,7 +113,7 @@ def export_nerfstudio(args: ExportNerfstudioArgs) -> Path:
 
 
 FORMATS: dict[str, tuple[type, Callable]] = {
-    "ply": (ExportPlyArgs, export_ply),
-    "splat": (ExportSplatArgs, export_splat),
+    "ply": (ExportPlyArgs, converter("write_ply")),
+    "splat": (ExportSplatArgs, converter("write_splat")),
     "nerfstudio": (ExportNerfstudioArgs, export_nerfstudio),
 }
