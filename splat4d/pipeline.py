@@ -190,9 +190,20 @@ def fit_clip_motion(ctx: StageContext, segment: Frames, init, depth: list):
     return result.motion.to("cpu")
 
 
+def depth_weights(cfg: RunConfig) -> str | None:
+    """The identity of the weights the depth backend loads where splat4d ships them (the shape prior's sha256), so
+    new weights re-run the depth stage; None for the others (hub models are named by --depth.model)."""
+    if cfg.depth.backend != "shape-prior":
+        return None
+    from splat4d.shape.network import weights_sha256
+
+    return weights_sha256(cfg.depth.model)
+
+
 def _front_stages(load: Stage, fov: Stage) -> list[Stage]:
     return [load, fov,
-            Stage("depth", estimate_depth, reads=("depth", "init.distance"), inputs=("segment", "fov"), device=True),
+            Stage("depth", estimate_depth, reads=("depth", "init.distance"), inputs=("segment", "fov"), device=True,
+                  resources=depth_weights),
             Stage("init", initialise, reads=("init",), inputs=("segment", "depth", "fov"))]
 
 
@@ -224,7 +235,7 @@ def motion_stages() -> list[Stage]:
                  reads=("input", "right", "side_by_side", "load", "segment", "motion.max_frames"))
     fov = Stage("fov", input_fov, reads=("init.fov_deg",), inputs=("segment",), cached=False)
     depth = Stage("depth", estimate_clip_depth, reads=("depth", "init.distance"), inputs=("segment", "fov"),
-                  device=True)
+                  device=True, resources=depth_weights)
     return [load, fov, depth, Stage("init", initialise, reads=("init",), inputs=("segment", "depth", "fov")),
             Stage("motion", fit_clip_motion, reads=("motion", "seed", "init.distance"),
                   inputs=("segment", "init", "depth"), device=True)]

@@ -49,6 +49,9 @@ class Stage:
     """The output depends on the device (fp16 on CUDA, fp32 on CPU, another rasterizer): the key holds it."""
     cached: bool = True
     """Store the output in the cache (cheap stages are recomputed; their key still chains)."""
+    resources: Callable[[Any], Any] | None = None
+    """What else the output depends on, looked up from the settings: e.g. the hash of the weights file a backend
+    loads, so new weights re-run the stage. Its value joins the key."""
 
 
 def _tree(reads: tuple[str, ...]) -> dict:
@@ -133,6 +136,7 @@ def stage_key(stage: Stage, cfg: Any, source_key: str, device: torch.device, inp
     parts = {"version": CACHE_VERSION, "stage": stage.name, "source": source_key,
              "settings": {path: plain(setting(cfg, path)) for path in sorted(stage.reads)},
              "device": device.type if stage.device else None,
+             "resources": plain(stage.resources(cfg)) if stage.resources else None,
              "inputs": {name: input_keys[name] for name in stage.inputs}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -122,3 +122,21 @@ def test_stages_reading_the_seed_start_from_it_whether_or_not_earlier_stages_wer
     (tmp_path / "cache" / "draw.key").unlink()
     resumed = run_stages([noisy, draw], RunConfig(), source_key="k", device=CPU, cache=cache, quiet=True)
     assert resumed.cached == ["noisy"] and torch.equal(fresh.values["draw"], resumed.values["draw"])
+
+
+def test_new_shape_prior_weights_re_run_the_depth_stage(tmp_path):
+    """The depth stage's key holds the hash of the weights the 'shape-prior' backend loads: retrained weights under
+    the same path must not come back from the cache."""
+    from splat4d.config import DepthConfig
+    from splat4d.shape.network import ShapeUNet, save_packaged
+
+    path = tmp_path / "w.pt"
+    cfg = replace(RunConfig(), depth=DepthConfig(backend="shape-prior", model=str(path)))
+    torch.manual_seed(0)
+    save_packaged(ShapeUNet(widths=(4, 8)), path)
+    first = keys(cfg)
+    save_packaged(ShapeUNet(widths=(4, 8)), path)  # other random weights, same file
+    second = keys(cfg)
+    assert first["segment"] == second["segment"] and first["depth"] != second["depth"]
+    assert first["fit"] != second["fit"]
+    assert keys(RunConfig())["depth"] == keys(RunConfig())["depth"]  # geometric: nothing to hash

@@ -115,6 +115,16 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def weights_sha256(path: str | Path | None = None) -> str | None:
+    """The sha256 that the weights at ``path`` (default: the packaged ones) are checked against: their manifest's,
+    or, without one, the file's own; None when there is no file (loading them then fails with the clear error)."""
+    path = Path(path) if path is not None else WEIGHTS_PATH
+    try:
+        return str(json.loads(path.with_suffix(".json").read_text())["sha256"])
+    except (OSError, ValueError, KeyError):
+        return file_sha256(path) if path.is_file() else None
+
+
 @dataclass
 class ShapeEstimate:
     """One image's prediction at the caller's resolution. ``front`` (H, W) float32, crop units, zero mean inside
