@@ -328,19 +328,17 @@ class RunConfig:
     """Multi-view mode's camera poses (--multiview)."""
 
 
-def to_dict(cfg: Any) -> dict:
-    """Plain dict (Paths as strings) for YAML/JSON."""
-
-    def convert(v):
-        if isinstance(v, Path):
-            return str(v)
-        if isinstance(v, dict):
-            return {k: convert(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [convert(x) for x in v]
-        return v
-
-    return convert(dataclasses.asdict(cfg))
+def to_dict(value: Any) -> Any:
+    """Plain data for YAML/JSON and cache keys: dataclasses as dicts, tuples as lists, paths as strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_dict(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [to_dict(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_dict(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def apply_overrides(cfg: Any, overrides: dict, where: str = "config") -> Any:

@@ -13,7 +13,6 @@ times it, caches its output in ``OUT/cache/`` and logs one line.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import random
@@ -25,6 +24,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from splat4d.config import to_dict
 
 CACHE_VERSION = 2
 
@@ -111,19 +112,6 @@ class StageContext:
         return "gsplat" if self.device.type == "cuda" else "cpu"
 
 
-def plain(value: Any) -> Any:
-    """JSON-able form of a setting (dataclasses as dicts, paths as strings)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def setting(cfg: Any, path: str) -> Any:
     for part in path.split("."):
         cfg = getattr(cfg, part)
@@ -134,9 +122,9 @@ def stage_key(stage: Stage, cfg: Any, source_key: str, device: torch.device, inp
     """The cache key of ``stage``: a hash of its name, the input files, its declared settings' values, the device
     when declared, and its input stages' keys."""
     parts = {"version": CACHE_VERSION, "stage": stage.name, "source": source_key,
-             "settings": {path: plain(setting(cfg, path)) for path in sorted(stage.reads)},
+             "settings": {path: to_dict(setting(cfg, path)) for path in sorted(stage.reads)},
              "device": device.type if stage.device else None,
-             "resources": plain(stage.resources(cfg)) if stage.resources else None,
+             "resources": to_dict(stage.resources(cfg)) if stage.resources else None,
              "inputs": {name: input_keys[name] for name in stage.inputs}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
