@@ -28,6 +28,8 @@ from splat4d.transform import rotmat_to_quat
 from splat4d.types import Cameras, DepthMap, GaussianScene, rgb_to_sh0
 
 MAX_STRETCH = 8.0  # longest Gaussian axis, in pixel footprints
+WALL_SEGMENT = 8.0  # longest rim-wall Gaussian before the wall is split into beads, in footprints
+MAX_WALL_BEADS = 8
 
 
 @dataclass
@@ -170,21 +172,29 @@ def surface_gaussians(z: np.ndarray, sample: np.ndarray, camera: Cameras, stride
 
 def rim_wall_gaussians(z_front: np.ndarray, z_back: np.ndarray, fg: np.ndarray, camera: Cameras,
                        scale_factor: float) -> tuple[Tensor, Tensor, Tensor, np.ndarray]:
-    """Close the side wall at the silhouette: the outermost pixels' front and back samples are a few pixels apart in
-    depth (the inflated height rises like sqrt near the rim), so each boundary pixel gets one Gaussian centred
-    between them, stretched along the camera z axis over that gap (at the front point's x, y, like the back)."""
+    """Close the side wall at the silhouette: each boundary pixel's front and back samples are ``gap`` apart in
+    depth (a few pixels for inflation, whose height rises like sqrt near the rim; the whole depth for a predicted
+    back), so the gap is filled with Gaussians stretched along the camera z axis (at the front point's x, y, like the
+    mirrored back): one for a gap of up to ``WALL_SEGMENT`` footprints, else up to ``MAX_WALL_BEADS`` shorter ones
+    in a row -- one long Gaussian's tails, added up along a side view's line of sight, would thicken the silhouette
+    by a third of the gap."""
     from scipy import ndimage
 
     boundary = fg & ~ndimage.binary_erosion(fg)
     rows, cols = np.nonzero(boundary)
     zf, zb = z_front[rows, cols], z_back[rows, cols]
-    zm = 0.5 * (zf + zb)
-    centres = camera.pixels_to_camera(Cameras.pixel_centers(rows, cols), torch.from_numpy(zf))[0]  # camera space
-    centres[:, 2] = torch.from_numpy(zm)  # midway between the surfaces, at the front point's x, y
-    direction = np.tile(np.array([0.0, 0.0, 1.0]), (len(zm), 1))
     footprint = camera.pixel_footprint(torch.from_numpy(zf))[0].numpy()
+    beads = np.clip(np.ceil((zb - zf) / (WALL_SEGMENT * footprint)), 1, MAX_WALL_BEADS).astype(np.int64)
+    rows, cols, zf, zb, footprint = (np.repeat(a, beads) for a in (rows, cols, zf, zb, footprint))
+    index = np.arange(len(rows)) - np.repeat(np.cumsum(beads) - beads, beads)  # bead k of its pixel's n
+    n = np.repeat(beads, beads)
+    segment = (zb - zf) / n
+    zm = zf + (index + 0.5) * segment
+    centres = camera.pixels_to_camera(Cameras.pixel_centers(rows, cols), torch.from_numpy(zf))[0]  # camera space
+    centres[:, 2] = torch.from_numpy(zm)  # along the gap, at the front point's x, y
+    direction = np.tile(np.array([0.0, 0.0, 1.0]), (len(zm), 1))
     lateral = (scale_factor * footprint) ** 2
-    along = np.maximum(0.5 * (zb - zf) / 1.7, scale_factor * footprint) ** 2
+    along = np.maximum(0.5 * segment / 1.7, scale_factor * footprint) ** 2
     d = torch.from_numpy(direction)
     eye = torch.eye(3, dtype=torch.float64)
     cov = torch.from_numpy(lateral)[:, None, None] * (eye - d[:, :, None] * d[:, None]) + \
