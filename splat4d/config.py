@@ -50,6 +50,9 @@ class DepthConfig:
     'shape-prior': a small network trained in this repo on procedural objects (front + back depth, elevation).
     'transformers' (Depth Anything V2, Depth Pro), 'marigold', 'depthcrafter' (video): need weights.
     'stereo': SGBM on a rectified pair (--right)."""
+    shape_front: Literal["network", "inflation"] = "network"
+    """'shape-prior': where the front comes from: the network, or silhouette inflation (rim on the centre plane) with
+    the network's thickness behind it."""
     model: str | None = None
     """Hub id or folder; see `splat4d models`."""
     base_model: str | None = None

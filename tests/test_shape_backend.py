@@ -85,21 +85,40 @@ def tiny_weights(tmp_path_factory):
 
 
 def test_shape_prior_backend_gives_front_back_and_elevation_for_the_input_camera(tiny_weights):
+    from splat4d.segment import centre_and_pad
     from splat4d.shape import load_shape_prior
 
-    image, mask = disc()
+    disc_image, disc_mask = disc()
+    framed = centre_and_pad(disc_image, disc_mask, 0.12, RES, "alpha")  # as the pipeline frames it
+    image, mask = framed.image, framed.mask
     fg = mask > 0.5
     depth = make_depth_estimator(DepthConfig(backend="shape-prior", model=str(tiny_weights)), FOV, DIST)(image, mask)
     raw = load_shape_prior(tiny_weights)(image, mask)
     front, back = depth.depth.numpy(), depth.back.numpy()
     assert depth.kind == "metric" and (back[fg] >= front[fg]).all() and (front[~fg] == 0).all()
-    assert depth.elevation_deg == pytest.approx(raw.elevation_deg)
+    assert depth.elevation_deg == pytest.approx(raw.elevation_deg, abs=0.05)  # re-framed: a resampled crop
     # Crop units -> world: the crop's width at the object is 2 * DIST * tan(FOV / 2); the depth range is centred.
     width = 2 * DIST * math.tan(math.radians(FOV) / 2)
-    assert np.allclose((back - front)[fg], raw.thickness[fg] * width, atol=1e-5)
+    assert np.allclose((back - front)[fg], raw.thickness[fg] * width, atol=1e-3 * width)
     assert (front[fg].min() + back[fg].max()) / 2 == pytest.approx(DIST, abs=1e-5)
     scene = init_scene(image, mask, depth, InitConfig())
     assert torch.isfinite(scene.scene.means).all() and len(scene.scene) > scene.n_front
+
+
+def test_shape_prior_frames_the_object_as_it_was_trained(tiny_weights):
+    """The same object half as large, off centre: the network sees the same framed crop, so the predicted
+    thickness in world units halves (crop units are the framed square's width at the object)."""
+    import cv2
+
+    image, mask = disc()
+    small_image = np.ones_like(image)
+    small_mask = np.zeros_like(mask)
+    half = RES // 2
+    small_image[4:4 + half, 28:28 + half] = cv2.resize(image, (half, half), interpolation=cv2.INTER_AREA)
+    small_mask[4:4 + half, 28:28 + half] = cv2.resize(mask, (half, half), interpolation=cv2.INTER_AREA)
+    estimator = make_depth_estimator(DepthConfig(backend="shape-prior", model=str(tiny_weights)), FOV, DIST)
+    thick = lambda d: np.median((d.back - d.depth).numpy()[d.depth.numpy() > 0])  # noqa: E731
+    assert thick(estimator(small_image, small_mask)) == pytest.approx(0.5 * thick(estimator(image, mask)), rel=0.1)
 
 
 def test_missing_shape_prior_weights_are_one_clear_line_naming_the_fallback(tmp_path):

@@ -37,7 +37,7 @@ def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: floa
     if cfg.backend == "shape-prior":
         from splat4d.depth.shape_prior import ShapePriorDepth
 
-        return ShapePriorDepth(cfg.model, fov_deg, distance)
+        return ShapePriorDepth(cfg, fov_deg, distance)
     if cfg.backend == "geometric":
         from splat4d.depth.geometric import GeometricDepth
 

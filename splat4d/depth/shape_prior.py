@@ -4,8 +4,11 @@ object) and the camera's elevation. Offline, on a CPU, weights shipped in the pa
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from splat4d.config import DepthConfig
 from splat4d.types import DepthMap
 
 _LOADED: dict[str, object] = {}
@@ -24,16 +27,62 @@ def shape_prior(path: str | None = None):
 class ShapePriorDepth:
     """``DepthEstimator``: metric camera z of the front and the back of the object for splat4d's input camera
     (vertical FoV ``fov_deg`` over the square working image, object centred at ``distance``), plus the elevation.
+    ``front``: 'network' takes both surfaces from the network; 'inflation' keeps silhouette inflation's front
+    (``splat4d.depth.geometric``, rim on the centre plane) and puts the back the predicted thickness behind it.
     ``ShapePriorUnavailable`` (one line naming ``--depth.backend geometric``) when the weights are missing or
     corrupt."""
 
-    def __init__(self, weights: str | None = None, fov_deg: float = 40.0, distance: float = 2.5):
-        self.prior = shape_prior(weights)
-        self.fov_deg, self.distance = fov_deg, distance
+    def __init__(self, cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5):
+        self.prior = shape_prior(cfg.model)
+        self.cfg, self.fov_deg, self.distance = cfg, fov_deg, distance
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap:
         fg = mask > 0.5
-        estimate = self.prior(image, mask)
-        z_front, z_back = estimate.depths(self.distance, self.fov_deg)
+        estimate, crop_fov = framed_estimate(self.prior, image, mask, self.fov_deg)
+        if self.cfg.shape_front == "inflation":
+            from splat4d.depth.geometric import GeometricDepth
+
+            z_front = GeometricDepth(self.cfg, self.fov_deg, self.distance)(image, mask).depth.numpy()
+            width = 2.0 * self.distance * math.tan(math.radians(crop_fov) / 2)
+            z_back = z_front + estimate.thickness * width
+        else:
+            z_front, z_back = estimate.depths(self.distance, crop_fov)
         return DepthMap.on_mask(z_front, fg, kind="metric", back=np.maximum(z_back, z_front),
                                 elevation_deg=float(estimate.elevation_deg))
+
+
+def framed_estimate(prior, image: np.ndarray, mask: np.ndarray, fov_deg: float):
+    """The network's estimate for ``image`` framed as it was trained (``splat4d.segment.centre_and_pad``: the
+    object's box centred in a square with a 0.12 margin, over white), mapped back onto ``image``'s pixels, and the
+    vertical field of view of that square (its crop units are the square's width at the object). The pipeline's
+    working image is framed so already; benchmark views, video frames and multi-view crops need not be."""
+    from splat4d.segment import crop_square
+    from splat4d.shape import ShapeEstimate
+    from splat4d.shape.procedural import PADDING
+
+    fg = mask > 0.5
+    ys, xs = np.nonzero(fg)
+    h, w = mask.shape
+    side = int(np.ceil(max(xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()) / (1.0 - 2.0 * PADDING)))
+    box = (int(round((xs.min() + xs.max() + 1) / 2 - side / 2)), int(round((ys.min() + ys.max() + 1) / 2 - side / 2)),
+           side, side)
+    res = max(h, w)
+    over_white = image * mask[..., None] + (1.0 - mask[..., None])
+    framed = prior(np.clip(crop_square(over_white, box, res, 1.0), 0, 1),
+                   np.clip(crop_square(mask[..., None], box, res, 0.0)[..., 0], 0, 1))
+    front, thickness = (uncrop(a, box, (h, w)) for a in (framed.front, framed.thickness))
+    crop_fov = math.degrees(2 * math.atan(side / h * math.tan(math.radians(fov_deg) / 2)))
+    return ShapeEstimate(np.where(fg, front, 0), np.where(fg, thickness, 0), framed.elevation_deg, mask), crop_fov
+
+
+def uncrop(values: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
+    """``values`` over the square ``box`` = (x0, y0, side, side) of an image of ``shape``, resampled onto the
+    image's pixels (0 where the box does not reach)."""
+    import cv2
+
+    x0, y0, side, _ = box
+    square = cv2.resize(values.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros(shape, np.float32)
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, shape[1]), min(y0 + side, shape[0])
+    out[iy0:iy1, ix0:ix1] = square[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
+    return out
