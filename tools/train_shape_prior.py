@@ -93,6 +93,9 @@ class Args:
     """Only generate the data shards and exit."""
     weights: Path = WEIGHTS_PATH
     """Where the packaged weights go."""
+    init_from: Path | None = None
+    """Start a new schedule from these packaged weights (e.g. the shipped splat4d/shape/weights/shape_prior_v1.pt,
+    to train on from where the last session stopped) instead of random ones; a checkpoint in --out wins."""
 
 
 # ----------------------------------------------------------------------------------------------------------- data
@@ -366,6 +369,12 @@ def main(args: Args) -> None:
         rng.bit_generator.state = ck["np_rng"]
         random.setstate(ck["py_rng"])
         print(f"resumed from {ckpt} at step {step}, {elapsed / 60:.1f} of {args.budget_minutes} minutes", flush=True)
+    elif args.init_from is not None:
+        blob = torch.load(args.init_from, map_location="cpu", weights_only=True)
+        if tuple(blob["widths"]) != tuple(args.widths):
+            raise SystemExit(f"{args.init_from} has widths {blob['widths']}, not {args.widths}: pass --widths")
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+        print(f"starting from the weights in {args.init_from}", flush=True)
     print(f"ShapeUNet{tuple(args.widths)}: {param_count(model) / 1e6:.2f}M parameters, {args.resolution} px",
           flush=True)
 
