@@ -6,10 +6,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import tyro
 import yaml
+
+T = TypeVar("T")
+Expert = Annotated[T, tyro.conf.Suppress]
+"""An expert tunable: settable in a preset YAML (``--preset my.yaml``), left off the command line and its --help."""
 
 
 def preset_dir() -> Path:
@@ -23,7 +27,7 @@ def preset_dir() -> Path:
 class LoadConfig:
     resolution: int = 256
     """Side of the square working image, in pixels."""
-    max_input_pixels: int = 80_000_000
+    max_input_pixels: Expert[int] = 80_000_000
     """Refuse bigger images (decompression bombs)."""
 
 
@@ -33,13 +37,13 @@ class SegmentConfig:
     """'auto': the alpha channel if there is one, else 'grabcut' (border colours + GrabCut); 'none': whole frame."""
     padding: float = 0.12
     """Margin around the object (fraction of the side)."""
-    border_width: int = 6
+    border_width: Expert[int] = 6
     """Border pixels that model the background colour (grabcut)."""
-    grabcut_iterations: int = 4
+    grabcut_iterations: Expert[int] = 4
     """GrabCut iterations after the border-colour seed."""
-    min_fraction: float = 0.002
+    min_fraction: Expert[float] = 0.002
     """A mask covering less of the image is empty (error)."""
-    max_fraction: float = 0.98
+    max_fraction: Expert[float] = 0.98
     """Bigger masks mean no object (error unless 'none')."""
 
 
@@ -59,9 +63,9 @@ class DepthConfig:
     """'depthcrafter': its Stable Video Diffusion pipeline."""
     steps: int = 4
     """Denoising steps ('marigold', 'depthcrafter')."""
-    window: int = 110
+    window: Expert[int] = 110
     """'depthcrafter': frames denoised together."""
-    overlap: int = 25
+    overlap: Expert[int] = 25
     """'depthcrafter': frames shared by consecutive windows."""
     max_disparity: int = 64
     """'stereo': largest disparity searched, in working pixels."""
@@ -71,11 +75,11 @@ class DepthConfig:
     """Height of the inflated shape (1: hemisphere)."""
     profile: float = 0.5
     """Cross-section exponent (0.5 round, less: boxier)."""
-    scene_coverage: float = 0.95
+    scene_coverage: Expert[float] = 0.95
     """Masks this full get a ground-plane depth."""
     relief: float = 0.6
     """Relief height per unit of high-passed luminance."""
-    relief_sigma: float = 3.0
+    relief_sigma: Expert[float] = 3.0
     """Low-pass sigma (pixels) of the relief."""
 
 
@@ -122,7 +126,7 @@ class PriorConfig:
     """'sd-inpaint': hub id or local folder of the pipeline."""
     prompt: str = "a photo of the same object seen from another side, plain white background"
     """'sd-inpaint': text prompt."""
-    negative_prompt: str = "blurry, text, watermark, extra objects"
+    negative_prompt: Expert[str] = "blurry, text, watermark, extra objects"
     """'sd-inpaint': negative prompt."""
     steps: int = 25
     """'sd-inpaint': denoising steps."""
@@ -132,7 +136,7 @@ class PriorConfig:
     """'sd-inpaint': resolution it runs at (multiple of 8)."""
     zero123_model: str = "sudo-ai/zero123plus-v1.2"
     """'zero123pp': hub id or local folder of the weights."""
-    zero123_pipeline: str = "sudo-ai/zero123plus-pipeline"
+    zero123_pipeline: Expert[str] = "sudo-ai/zero123plus-pipeline"
     """'zero123pp': its pipeline code (hub id, folder or .py)."""
     download: bool = False
     """Allow downloading missing weights and pipeline code."""
@@ -144,11 +148,11 @@ class PriorConfig:
     """Add a view from above."""
     top_elevation_deg: float = 60.0
     """Elevation of the top view."""
-    min_weight: float = 0.15
+    min_weight: Expert[float] = 0.15
     """Loss weight of the view opposite the input."""
-    max_weight: float = 0.5
+    max_weight: Expert[float] = 0.5
     """Loss weight of a view next to the input."""
-    inpaint_radius: int = 5
+    inpaint_radius: Expert[int] = 5
     """'warp': inpainting radius in pixels."""
 
 
@@ -188,15 +192,15 @@ class FitConfig:
     """Last densification step."""
     refine_every: int = 50
     """Densify every this many steps."""
-    grow_grad2d: float = 0.0004
+    grow_grad2d: Expert[float] = 0.0004
     """Screen-space gradient threshold for growing."""
-    split_pixels: float = 3.0
+    split_pixels: Expert[float] = 3.0
     """Growing Gaussians wider than this split."""
     prune_opacity: float = 0.02
     """Prune Gaussians below this opacity."""
     max_gaussians: int = 150_000
     """Stop growing beyond this many Gaussians."""
-    log_every: int = 25
+    log_every: Expert[int] = 25
     """Record the loss every this many steps."""
 
 
@@ -225,7 +229,7 @@ class MotionConfig:
     """Shared motion bases."""
     se3: bool = False
     """Bases also rotate (turning, spinning things)."""
-    lr_rotations: float = 2e-2
+    lr_rotations: Expert[float] = 2e-2
     """Learning rate of the bases' rotations."""
     iterations: int = 300
     """Steps of the motion fit."""
@@ -241,11 +245,11 @@ class MotionConfig:
     """Weight of the per-frame depth loss."""
     smooth_weight: float = 1.0
     """Weight of the bases' acceleration."""
-    static_weight: float = 1e-3
+    static_weight: Expert[float] = 1e-3
     """L1 weight pulling Gaussians to stand still."""
     coherence_weight: float = 10.0
     """Weight tying neighbours' motion together."""
-    neighbours: int = 8
+    neighbours: Expert[int] = 8
     """Neighbours per Gaussian (coherence)."""
     swing_deg: float = 30.0
     """Bullet-time camera swing, +- degrees."""
@@ -257,21 +261,21 @@ class SfmConfig:
 
     max_frames: int = 24
     """Frames taken from the video, evenly spaced."""
-    features: int = 4000
+    features: Expert[int] = 4000
     """SIFT features per frame."""
     ratio: float = 0.9
     """Lowe's ratio test for matches."""
-    match_window: int = 3
+    match_window: Expert[int] = 3
     """Registered frames each new frame is matched with."""
-    min_parallax_deg: float = 2.0
+    min_parallax_deg: Expert[float] = 2.0
     """Median parallax wanted for the first pair."""
-    pnp_error_px: float = 2.0
+    pnp_error_px: Expert[float] = 2.0
     """RANSAC reprojection threshold in pixels."""
-    min_inliers: int = 12
+    min_inliers: Expert[int] = 12
     """Fewer PnP inliers: the frame stays unused."""
-    bundle_iterations: int = 30
+    bundle_iterations: Expert[int] = 30
     """Bundle-adjustment steps (0: none)."""
-    silhouette_agreement: float = 0.8
+    silhouette_agreement: Expert[float] = 0.8
     """Share of points a frame's mask must hold."""
     min_registered: float = 0.5
     """Error when a smaller share of frames gets a pose."""
@@ -290,6 +294,8 @@ class RunConfig:
       splat4d run clip.mp4 --motion              # a moving object filmed by a still camera (4D)
       splat4d run clip.mp4 --multiview           # a camera moving around a still object
       splat4d run left.png --right right.png     # a rectified stereo pair
+
+    Expert tunables (GrabCut, SfM internals, densification details) are set in a preset file: --preset my.yaml
     """
 
     input: tyro.conf.Positional[Path] = Path("photo.png")

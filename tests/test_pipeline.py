@@ -183,3 +183,20 @@ def test_multiview_cache_keys_of_later_stages_follow_the_pose_settings():
     assert c["init"] == a["init"] and c["poses"] != a["poses"] and c["prior"] != a["prior"]
     d = keys_for(SfmConfig(max_frames=12))  # fewer frames: a new crop, everything re-runs
     assert d["segment"] != a["segment"] and d["init"] != a["init"]
+
+
+def test_expert_settings_come_from_a_preset_file_not_flags(tmp_path, capsys):
+    """Expert tunables are left off the command line (it stays readable) but a preset file sets them."""
+    from splat4d.cli import _run_config
+
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("segment:\n  border_width: 9\nsfm:\n  features: 1000\nfit:\n  iterations: 7\n")
+    cfg = _run_config(["photo.png", "--preset", str(preset), "--fit.iterations", "8"])
+    assert cfg.segment.border_width == 9 and cfg.sfm.features == 1000 and cfg.fit.iterations == 8
+    with pytest.raises(SystemExit):
+        _run_config(["photo.png", "--segment.border-width", "9"])
+    with pytest.raises(SystemExit):
+        _run_config(["--help"])
+    help_text = capsys.readouterr().out
+    assert "--segment.border-width" not in help_text and "--preset my.yaml" in help_text
+    assert "--segment.method" in help_text and len(help_text.splitlines()) < 260
