@@ -56,20 +56,15 @@ def framed_estimate(prior, image: np.ndarray, mask: np.ndarray, fov_deg: float):
     object's box centred in a square with a 0.12 margin, over white), mapped back onto ``image``'s pixels, and the
     vertical field of view of that square (its crop units are the square's width at the object). The pipeline's
     working image is framed so already; benchmark views, video frames and multi-view crops need not be."""
-    from splat4d.segment import crop_square
+    from splat4d.segment import centre_and_pad
     from splat4d.shape import ShapeEstimate
     from splat4d.shape.procedural import PADDING
 
     fg = mask > 0.5
-    ys, xs = np.nonzero(fg)
     h, w = mask.shape
-    side = int(np.ceil(max(xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()) / (1.0 - 2.0 * PADDING)))
-    box = (int(round((xs.min() + xs.max() + 1) / 2 - side / 2)), int(round((ys.min() + ys.max() + 1) / 2 - side / 2)),
-           side, side)
-    res = max(h, w)
-    over_white = image * mask[..., None] + (1.0 - mask[..., None])
-    framed = prior(np.clip(crop_square(over_white, box, res, 1.0), 0, 1),
-                   np.clip(crop_square(mask[..., None], box, res, 0.0)[..., 0], 0, 1))
+    framed_input = centre_and_pad(image, mask, PADDING, max(h, w), "given")
+    box, side = framed_input.box, framed_input.box[2]
+    framed = prior(framed_input.image, framed_input.mask)
     front, thickness = (uncrop(a, box, (h, w)) for a in (framed.front, framed.thickness))
     crop_fov = math.degrees(2 * math.atan(side / h * math.tan(math.radians(fov_deg) / 2)))
     return ShapeEstimate(np.where(fg, front, 0), np.where(fg, thickness, 0), framed.elevation_deg, mask), crop_fov
