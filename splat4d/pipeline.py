@@ -28,6 +28,7 @@ import torch
 from splat4d.config import RunConfig, to_dict
 from splat4d.io.frames import VIDEO_SUFFIXES, Frames
 from splat4d.load import InputError
+from splat4d.render import backend_for
 from splat4d.runner import Outcome, Stage, StageCache, StageContext, log, run_stages, source_hash
 from splat4d.types import Cameras, Views
 
@@ -271,7 +272,7 @@ def run(cfg: RunConfig) -> RunResult:
     metrics = {"input": str(cfg.input), "mode": mode, "segmentation": segment.method,
                "depth": "stereo" if segment.rights is not None else cfg.depth.backend, **metrics,
                "seconds": {**outcome.timings, "total": round(sum(outcome.timings.values()), 3)},
-               "cached_stages": outcome.cached, "backend": "gsplat" if device.type == "cuda" else "cpu"}
+               "cached_stages": outcome.cached, "backend": backend_for(device)}
     files["config.yaml"], files["metrics.json"] = out / "config.yaml", out / "metrics.json"
     save_config_atomic(cfg, files["config.yaml"])
     atomic_write_json(files["metrics.json"], metrics)
@@ -403,9 +404,8 @@ def write_video(path: Path, scene, camera_path, fps: float, device: torch.device
     from splat4d.motion.render import bullet_time_frames
     from splat4d.render.frames import render_frames
 
-    backend = "gsplat" if device.type == "cuda" else "cpu"
-    frames = (render_frames(scene, camera_path, backend=backend, background=torch.ones(3), progress=progress,
-                            desc=path.name) if motion is None else
+    frames = (render_frames(scene, camera_path, backend=backend_for(device), background=torch.ones(3),
+                            progress=progress, desc=path.name) if motion is None else
               bullet_time_frames(motion, camera_path, progress=progress))
     with VideoWriter(path, fps=fps) as writer:
         for frame in frames:

@@ -109,7 +109,9 @@ class StageContext:
     @property
     def backend(self) -> str:
         """The rasterizer for the device: gsplat on CUDA, splat4d's own on CPU."""
-        return "gsplat" if self.device.type == "cuda" else "cpu"
+        from splat4d.render import backend_for
+
+        return backend_for(self.device)
 
 
 def setting(cfg: Any, path: str) -> Any:

@@ -25,6 +25,7 @@ from splat4d import paths
 from splat4d.config import RunConfig, apply_overrides, load_preset
 from splat4d.io.ply import read_ply
 from splat4d.pipeline import resolve_device, run
+from splat4d.render import backend_for
 from splat4d.render.frames import render_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,9 +80,9 @@ def render_azimuths(scene_path: Path, cfg: RunConfig, metrics: dict, size: int) 
     path = paths.orbit(radius=cfg.init.distance, elevation_deg=elevation, frames=len(AZIMUTHS), width=size,
                        height=size, fov_y_deg=float(metrics["fov_deg"]), start_azimuth_deg=AZIMUTHS[0],
                        degrees=360.0, up=paths.object_up(input_elevation))
-    backend = "gsplat" if device.type == "cuda" else "cpu"
     return [(frame.numpy() * 255).round().astype(np.uint8)
-            for frame in render_frames(scene, path, backend=backend, background=torch.ones(3), progress=False)]
+            for frame in render_frames(scene, path, backend=backend_for(device), background=torch.ones(3),
+                                       progress=False)]
 
 
 def contact_sheet(tiles: list[np.ndarray], labels: list[str], size: int) -> Image.Image:

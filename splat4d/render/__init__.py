@@ -44,6 +44,11 @@ def _finish(feats: Tensor, alpha: Tensor, background: Tensor | None, means2d: Te
     return RenderOutput(rgb=rgb, alpha=alpha, depth=depth, means2d=means2d, radii=radii, depth_sum=depth_sum)
 
 
+def backend_for(device: torch.device) -> str:
+    """The rasterizer for ``device``: gsplat's CUDA kernels on CUDA, splat4d's own on the CPU."""
+    return "gsplat" if torch.device(device).type == "cuda" else "cpu"
+
+
 def rasterize(
     scene: GaussianScene,
     cameras: Cameras,
@@ -74,7 +79,7 @@ def rasterize(
     """
     _check_inputs(scene, cameras, background, backend, check_finite)
     if backend == "auto":
-        backend = "gsplat" if scene.means.is_cuda else "cpu"
+        backend = backend_for(scene.means.device)
     if len(scene) == 0:
         return _empty(scene, cameras, background)
 
