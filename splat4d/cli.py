@@ -281,6 +281,8 @@ COMMANDS = {
     "models": (ModelsArgs, models_command),
     "animate": (AnimateArgs, animate_command),
 }
+# A command is (arguments class, handler); either may be a "module:name" string, imported only when that command is
+# used, so a command's heavy imports never slow `splat4d --help` or the other commands.
 EXPORT_DOC = "Write a scene or a run folder in another format: splat4d export FORMAT --help lists a format's options."
 
 
@@ -343,7 +345,7 @@ def _parse(name: str, rest: list[str]):
         cls, handler = FORMATS[fmt]
         return handler, tyro.cli(cls, args=rest, prog=f"splat4d export {fmt}")
     spec, handler = COMMANDS[name]
-    return handler, tyro.cli(_resolve(spec), args=rest, prog=f"splat4d {name}")
+    return _resolve(handler), tyro.cli(_resolve(spec), args=rest, prog=f"splat4d {name}")
 
 
 def main(argv: list[str] | None = None):
