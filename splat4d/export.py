@@ -14,35 +14,42 @@ import tyro
 
 from splat4d.types import GaussianScene
 
-SCENE_SUFFIXES = (".ply", ".splat")
+SCENE_SUFFIXES = (".ply", ".splat", ".spz")
 
 
 def read_scene(path: Path) -> GaussianScene:
-    """A Gaussian scene from any format splat4d writes (by suffix); a clear ``ValueError`` for anything else."""
+    """A Gaussian scene from any format splat4d writes: INRIA .ply, PlayCanvas compressed .ply (told apart by the
+    header's element names), .splat and .spz (by suffix); a clear ``ValueError`` for anything else."""
+    from splat4d.io.compressed_ply import is_compressed_ply, read_compressed_ply
     from splat4d.io.ply import read_ply, read_splat
+    from splat4d.io.spz import read_spz
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"scene not found: {path}")
-    readers = {".ply": read_ply, ".splat": read_splat}
-    if path.suffix.lower() not in readers:
-        raise ValueError(f"{path}: unknown scene format {path.suffix!r}; splat4d reads {', '.join(SCENE_SUFFIXES)}")
-    return readers[path.suffix.lower()](path)
+    suffix = path.suffix.lower()
+    if suffix == ".ply":
+        return read_compressed_ply(path) if is_compressed_ply(path) else read_ply(path)
+    readers = {".splat": read_splat, ".spz": read_spz}
+    if suffix not in readers:
+        raise ValueError(f"{path}: unknown scene format {path.suffix!r}; splat4d reads {', '.join(SCENE_SUFFIXES)} "
+                         "(.ply: INRIA 3DGS or PlayCanvas compressed)")
+    return readers[suffix](path)
 
 
 @dataclass
 class ConvertArgs:
-    """A scene file (.ply or .splat) written in another scene format."""
+    """A scene file (.ply, compressed .ply, .splat or .spz) written in another scene format."""
 
     scene: tyro.conf.Positional[Path]
-    """Input scene (.ply or .splat)."""
+    """Input scene (.ply, PlayCanvas compressed .ply, .splat or .spz)."""
     out: tyro.conf.Positional[Path]
     """Output file."""
 
 
 @dataclass
 class ExportPlyArgs(ConvertArgs):
-    """A scene (.ply or .splat) as an INRIA 3DGS .ply (what gsplat, nerfstudio, SuperSplat and most viewers read).
+    """A scene as an INRIA 3DGS .ply (what gsplat, nerfstudio, SuperSplat and most viewers read).
 
     Example: splat4d export ply runs/photo/scene.splat scene.ply
     """
@@ -50,21 +57,41 @@ class ExportPlyArgs(ConvertArgs):
 
 @dataclass
 class ExportSplatArgs(ConvertArgs):
-    """A scene (.ply or .splat) as an antimatter15 .splat (32 bytes a Gaussian, degree-0 colour; web viewers).
+    """A scene as an antimatter15 .splat (32 bytes a Gaussian, degree-0 colour; web viewers).
 
     Example: splat4d export splat runs/photo/scene.ply scene.splat
     """
 
 
-def converter(writer_name: str) -> Callable[[ConvertArgs], Path]:
-    """The export function that reads any scene and writes it with ``splat4d.io.ply.<writer_name>``."""
+@dataclass
+class ExportSpzArgs(ConvertArgs):
+    """A scene as a Niantic .spz, version 3 (gzip, ~20 bytes a degree-0 Gaussian; SuperSplat, Spark, three.js,
+    Babylon.js, GaussianSplats3D). Axes become .spz's RUB (y up); reading converts back. Lossy: 24-bit positions,
+    8-bit colour/opacity/scale, 4-byte rotations, 4-5 bit SH (docs/exports.md gives the error bounds).
+
+    Example: splat4d export spz runs/photo/scene.ply scene.spz
+    """
+
+
+@dataclass
+class ExportCompressedPlyArgs(ConvertArgs):
+    """A scene as a PlayCanvas/SuperSplat compressed .ply (16 bytes a Gaussian + 8-bit SH; chunks of 256 with
+    their own ranges). Same axes as the .ply. Lossy (docs/exports.md gives the error bounds).
+
+    Example: splat4d export compressed-ply runs/photo/scene.ply scene.compressed.ply
+    """
+
+
+def converter(writer: str) -> Callable[[ConvertArgs], Path]:
+    """The export function that reads any scene and writes it with ``writer`` ("module:function")."""
 
     def export(args: ConvertArgs) -> Path:
-        from splat4d.io import ply
+        import importlib
 
+        module, name = writer.split(":")
         scene = read_scene(args.scene)
-        getattr(ply, writer_name)(scene, args.out)
-        print(f"wrote {args.out} ({len(scene)} Gaussians)")
+        getattr(importlib.import_module(module), name)(scene, args.out)
+        print(f"wrote {args.out} ({len(scene)} Gaussians, {args.out.stat().st_size / 1e6:.2f} MB)")
         return args.out
 
     return export
@@ -113,7 +140,9 @@ def export_nerfstudio(args: ExportNerfstudioArgs) -> Path:
 
 
 FORMATS: dict[str, tuple[type, Callable]] = {
-    "ply": (ExportPlyArgs, converter("write_ply")),
-    "splat": (ExportSplatArgs, converter("write_splat")),
+    "ply": (ExportPlyArgs, converter("splat4d.io.ply:write_ply")),
+    "splat": (ExportSplatArgs, converter("splat4d.io.ply:write_splat")),
+    "spz": (ExportSpzArgs, converter("splat4d.io.spz:write_spz")),
+    "compressed-ply": (ExportCompressedPlyArgs, converter("splat4d.io.compressed_ply:write_compressed_ply")),
     "nerfstudio": (ExportNerfstudioArgs, export_nerfstudio),
 }

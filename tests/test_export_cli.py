@@ -19,7 +19,7 @@ def test_export_help_lists_every_format(capsys):
     out = capsys.readouterr().out
     for name, (cls, _) in FORMATS.items():
         assert name in out and cls.__doc__.strip().splitlines()[0][:40] in out
-    assert {"ply", "splat", "nerfstudio"} <= set(FORMATS)
+    assert {"ply", "splat", "spz", "compressed-ply", "nerfstudio"} <= set(FORMATS)
 
 
 def test_ply_to_splat_and_back_within_the_splat_quantisation(tmp_path, capsys):
