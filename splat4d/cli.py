@@ -280,6 +280,8 @@ COMMANDS = {
     "info": (InfoArgs, info_command),
     "models": (ModelsArgs, models_command),
     "animate": (AnimateArgs, animate_command),
+    "toon": ("splat4d.toon.cli:ToonArgs", "splat4d.toon.cli:toon_command"),
+    "label": ("splat4d.toon.cli:LabelArgs", "splat4d.toon.cli:label_command"),
 }
 # A command is (arguments class, handler); either may be a "module:name" string, imported only when that command is
 # used, so a command's heavy imports never slow `splat4d --help` or the other commands.
