@@ -83,7 +83,7 @@ class Distortion:
         return self.depth_scale * (1 + self.depth_tilt * (p[..., 0] / res - 0.5))
 
 
-DISTORTIONS = {1: Distortion(0.035, 0.8, 0.3, 1.1, 1.25, 0.3), 3: Distortion(0.03, 1.0, 2.0, -0.7, 0.8, -0.25)}
+DISTORTIONS = {1: Distortion(0.035, 0.8, 0.3, 1.1, 1.25, 0.2), 3: Distortion(0.03, 1.0, 2.0, -0.7, 0.8, -0.15)}
 """View index -> its distortion (the others stay as rendered)."""
 
 
@@ -134,16 +134,33 @@ def visible(scene, c2w: np.ndarray, X: np.ndarray) -> np.ndarray:
 
 
 def surface_points(parts, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` mesh vertices spread over the scene (farthest-point sampling from a random start)."""
-    allpos = np.concatenate([p[0] for p in parts])
+    """``count`` points spread over the scene's surfaces: random points inside the triangles (uniform by area), then
+    farthest-point sampling from a random start."""
     rng = np.random.default_rng(seed)
-    pool = allpos[rng.choice(len(allpos), min(len(allpos), 3000), replace=False)]
+    tris = np.concatenate([pos[faces] for pos, faces, _, _ in parts])  # (F, 3, 3)
+    area = 0.5 * np.linalg.norm(np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]), axis=1)
+    pick = rng.choice(len(tris), 3000, p=area / area.sum())
+    a, b = rng.uniform(size=(2, 3000, 1))
+    flip = (a + b) > 1
+    a, b = np.where(flip, 1 - a, a), np.where(flip, 1 - b, b)
+    t = tris[pick]
+    pool = t[:, 0] + a * (t[:, 1] - t[:, 0]) + b * (t[:, 2] - t[:, 0])
     chosen = [int(rng.integers(len(pool)))]
     dist = np.linalg.norm(pool - pool[chosen[0]], axis=1)
     while len(chosen) < min(count, len(pool)):
         chosen.append(int(dist.argmax()))
         dist = np.minimum(dist, np.linalg.norm(pool - pool[chosen[-1]], axis=1))
     return pool[chosen]
+
+
+def on_smooth_surface(depth: np.ndarray, uv: np.ndarray, z: np.ndarray, tolerance: float = 0.01) -> np.ndarray:
+    """(N,) whether the depth map, read bilinearly at each projected point, agrees with the point's camera z within
+    ``tolerance`` (relative): points next to a depth jump (outlines, one object in front of another) would get a
+    depth from the wrong surface, and a person labelling a drawing would not pick them either."""
+    from splat4d.toon.warp import bilinear
+
+    read = bilinear(depth.astype(np.float64), uv)
+    return np.abs(read - z) < tolerance * np.maximum(z, 1e-9)
 
 
 def warp_picture(values: np.ndarray, distortion: Distortion, res: int, nearest: bool = False) -> np.ndarray:
@@ -187,6 +204,7 @@ def make_toon_data(out: Path, res: int = 96, spp: int = 16, num_points: int = 40
             margin = 2.0
             inside = (z[0].numpy() > 0) & (uv > margin).all(1) & (uv < res - margin).all(1)
             seen[i] = inside & visible(scene, c2w, X)
+            seen[i] &= on_smooth_surface(depth, np.clip(uv, 0, res), z[0].numpy())
             xy[i] = uv
             if i in distorted:
                 dist = DISTORTIONS[i]
