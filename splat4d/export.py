@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable
 
 import tyro
 
@@ -42,9 +42,9 @@ def read_scene(path: Path) -> GaussianScene:
 class ConvertArgs:
     """A scene file (.ply, compressed .ply, .splat or .spz) written in another scene format."""
 
-    scene: tyro.conf.Positional[Path]
+    scene: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="SCENE")]]
     """Input scene (.ply, PlayCanvas compressed .ply, .splat or .spz)."""
-    out: tyro.conf.Positional[Path]
+    out: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="OUT")]]
     """Output file."""
 
 
@@ -66,9 +66,11 @@ class ExportSplatArgs(ConvertArgs):
 
 @dataclass
 class ExportSpzArgs(ConvertArgs):
-    """A scene as a Niantic .spz, version 3 (gzip, ~20 bytes a degree-0 Gaussian; SuperSplat, Spark, three.js,
-    Babylon.js, GaussianSplats3D). Axes become .spz's RUB (y up); reading converts back. Lossy: 24-bit positions,
-    8-bit colour/opacity/scale, 4-byte rotations, 4-5 bit SH (docs/exports.md gives the error bounds).
+    """A scene as a Niantic .spz v3 (gzip; ~10 bytes a degree-0 Gaussian; SuperSplat, Spark, three.js).
+
+    Read by SuperSplat, Spark, three.js, Babylon.js and GaussianSplats3D. Axes become .spz's RUB (y up); reading
+    converts back. Lossy: 24-bit positions, 8-bit colour/opacity/scale, 4-byte rotations, 4-5 bit SH
+    (docs/exports.md gives the error bounds).
 
     Example: splat4d export spz runs/photo/scene.ply scene.spz
     """
@@ -76,8 +78,10 @@ class ExportSpzArgs(ConvertArgs):
 
 @dataclass
 class ExportCompressedPlyArgs(ConvertArgs):
-    """A scene as a PlayCanvas/SuperSplat compressed .ply (16 bytes a Gaussian + 8-bit SH; chunks of 256 with
-    their own ranges). Same axes as the .ply. Lossy (docs/exports.md gives the error bounds).
+    """A scene as a PlayCanvas/SuperSplat compressed .ply (16 bytes a Gaussian, 8-bit SH).
+
+    Chunks of 256 Gaussians, each with its own value ranges; same axes as the .ply. Lossy (docs/exports.md gives
+    the error bounds).
 
     Example: splat4d export compressed-ply runs/photo/scene.ply scene.compressed.ply
     """
@@ -142,16 +146,18 @@ def export_nerfstudio(args: ExportNerfstudioArgs) -> Path:
 
 @dataclass
 class ExportMeshArgs:
-    """A coloured triangle mesh (.glb, .obj or .ply) of a scene or a `splat4d run` folder: depth and colour
-    rendered from many views around it, fused in a TSDF, marching cubes, small islands removed. Written y-up.
+    """A coloured triangle mesh (.glb, .obj or .ply) of a scene or a `splat4d run` folder.
+
+    Depth and colour rendered from many views around it, fused in a TSDF, marching cubes, small islands removed;
+    written y-up (docs/exports.md).
 
     Example: splat4d export mesh runs/photo mesh.glb   (or a scene file: splat4d export mesh scene.spz mesh.obj)
     """
 
-    source: tyro.conf.Positional[Path]
+    source: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="RUN_OR_SCENE")]]
     """A scene file (.ply, compressed .ply, .splat, .spz) or a `splat4d run` folder (its scene.ply, and its views'
     cameras from views/cameras.json)."""
-    out: tyro.conf.Positional[Path]
+    out: tyro.conf.Positional[Annotated[Path, tyro.conf.arg(metavar="OUT")]]
     """Output mesh: .glb (glTF binary), .obj or .ply, with vertex colours."""
     mesh: tyro.conf.OmitArgPrefixes[MeshConfig] = field(default_factory=MeshConfig)
     """Meshing settings (sizes default to fractions of the scene's bounds)."""
