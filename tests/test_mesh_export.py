@@ -168,3 +168,32 @@ def test_sphere_cameras_look_at_the_centre_and_frame_it():
     assert torch.allclose(uv, torch.full_like(uv, 32.0), atol=1e-3)  # the centre at the image centre
     distance = 1.05 * RADIUS / math.sin(math.radians(20))
     assert torch.allclose(z, torch.full_like(z, distance), rtol=1e-5)
+
+
+def test_run_folder_cameras_are_read_and_scaled(tmp_path, capsys):
+    from splat4d.mesh import load_source, run_cameras
+
+    run = tmp_path / "run"
+    (run / "views").mkdir(parents=True)
+    write_ply(sphere_scene(200), run / "scene.ply")
+    c2w = torch.eye(4, dtype=torch.float64)
+    c2w[2, 3] = -2.0
+    K = [[100.0, 0.0, 64.0], [0.0, 100.0, 48.0], [0.0, 0.0, 1.0]]
+    (run / "views" / "cameras.json").write_text(__import__("json").dumps(
+        {"width": 128, "height": 96, "views": [{"file": "a.png", "c2w": c2w.tolist(), "K": K}]}))
+    scene, run_dir = load_source(run)
+    assert len(scene) == 200 and run_dir == run
+    cams = run_cameras(run, 64)  # longer side 128 -> 64: intrinsics halve
+    assert (cams.width, cams.height) == (64, 48)
+    assert torch.allclose(cams.K[0], torch.tensor(K) / 2 * torch.tensor([1, 1, 2.0])[:, None])
+    assert torch.allclose(cams.c2w[0], c2w.float())
+    (run / "views" / "cameras.json").write_text('{"width": 128}')
+    with pytest.raises(SystemExit):
+        main(["export", "mesh", str(run), str(tmp_path / "m.glb")])
+    assert "not a splat4d views/cameras.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", "mesh", str(tmp_path), str(tmp_path / "m.glb")])
+    assert "scene.ply not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", "mesh", str(run), str(tmp_path / "m.stl")])
+    assert "unknown mesh format '.stl'" in capsys.readouterr().err
