@@ -167,7 +167,8 @@ def export_mesh(args: ExportMeshArgs) -> Path:
     from splat4d.mesh import MESH_SUFFIXES, load_source, run_cameras, scene_to_mesh, write_mesh
 
     if args.out.suffix.lower() not in MESH_SUFFIXES:  # check before the slow part
-        raise ValueError(f"{args.out}: unknown mesh format {args.out.suffix!r}; write one of {', '.join(MESH_SUFFIXES)}")
+        raise ValueError(f"{args.out}: unknown mesh format {args.out.suffix!r}; "
+                         f"write one of {', '.join(MESH_SUFFIXES)}")
     scene, run_dir = load_source(args.source)
     extra = run_cameras(run_dir, args.mesh.resolution) if run_dir is not None and args.mesh.use_run_cameras else None
     mesh = scene_to_mesh(scene, args.mesh, extra_cameras=extra)

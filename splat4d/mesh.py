@@ -120,7 +120,8 @@ class Mesh:
 
 
 # 1. Bounds and cameras ---------------------------------------------------------------------------------------------
-def mesh_bounds(scene: GaussianScene, quantile: float = 0.999, min_opacity: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+def mesh_bounds(scene: GaussianScene, quantile: float = 0.999,
+                min_opacity: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi) of the quantile box of the centres of Gaussians with opacity above ``min_opacity`` (all of them when
     fewer than 8 are), widened by three times the median Gaussian size."""
     means = scene.means.detach().double().cpu()

@@ -1,7 +1,7 @@
 """Mesh export quality on the Mitsuba ground-truth objects (tools/make_gt_objects.py), as tools/bench_quality.py runs
 them: the pipeline (``splat4d.pipeline.reconstruct``, --preset, default fast) on each object's input view, then
-``splat4d.mesh.scene_to_mesh`` on the fitted scene (plus the cameras of its supervisory views, as `splat4d export
-mesh RUN` adds a run's views/cameras.json: the input camera and the prior's), scored against the object's ground-truth mesh.
+``splat4d.mesh.scene_to_mesh`` on the fitted scene (plus the input camera and the prior's, as `splat4d export mesh
+RUN` adds a run's views/cameras.json), scored against the object's ground-truth mesh.
 
 Metrics, all in units of the object's size (its bounding-sphere diameter, 1.5 world units for every object):
 
