@@ -235,3 +235,26 @@ def test_malformed_spz_and_non_gaussian_ply_give_one_clear_line(tmp_path, capsys
     cut.write_bytes(cut.read_bytes()[:-100])
     assert "truncated" in one_line_error(capsys, ["info", str(cut)])
     assert not (tmp_path / "x.ply").exists()
+
+
+def test_compressed_ply_without_colour_ranges_reads_absolute_colours(tmp_path):
+    """Early SuperSplat files have 12 chunk floats (no min_r..max_b): their packed colours are absolute in [0, 1]."""
+    from plyfile import PlyData, PlyElement
+
+    scene = bounded_scene(300, degree=0, seed=4)
+    full = tmp_path / "full.ply"
+    write_compressed_ply(scene, full)
+    ply = PlyData.read(str(full))
+    chunk = ply["chunk"].data
+    old_chunk = np.empty(len(chunk), dtype=[(p, "<f4") for p in CHUNK_PROPERTIES[:12]])
+    for p in CHUNK_PROPERTIES[:12]:
+        old_chunk[p] = chunk[p]
+    vertex = ply["vertex"].data.copy()
+    rgb = np.array([0.2, 0.5, 0.9])
+    q = np.round(rgb * 255).astype(np.uint32)
+    vertex["packed_color"] = (q[0] << 24) | (q[1] << 16) | (q[2] << 8) | (vertex["packed_color"] & 0xFF)
+    old = tmp_path / "old.ply"
+    PlyData([PlyElement.describe(old_chunk, "chunk"), PlyElement.describe(vertex, "vertex")]).write(str(old))
+    back = read_scene(old)
+    assert torch.allclose(back.rgb_dc(), torch.tensor(q / 255.0, dtype=torch.float32).expand(300, 3), atol=1e-6)
+    assert torch.equal(back.means, read_scene(full).means)

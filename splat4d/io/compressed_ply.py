@@ -208,14 +208,18 @@ def read_compressed_ply(path: str | Path) -> GaussianScene:
     if "chunk" not in names or "vertex" not in names:
         raise PlyFormatError(f"{path} is not a compressed .ply (needs 'chunk' and 'vertex' elements, has {names})")
     chunk, vertex = ply["chunk"].data, ply["vertex"].data
-    missing = [p for p in CHUNK_PROPERTIES if p not in chunk.dtype.names] + \
+    colour_ranges = CHUNK_PROPERTIES[12:]  # absent from early SuperSplat files, whose colours are absolute
+    missing = [p for p in CHUNK_PROPERTIES[:12] if p not in chunk.dtype.names] + \
               [p for p in VERTEX_PROPERTIES if p not in vertex.dtype.names]
     if missing:
         raise PlyFormatError(f"{path}: compressed .ply lacks properties {missing}")
     n = len(vertex)
     if len(chunk) * CHUNK_SIZE < n:
         raise PlyFormatError(f"{path}: {len(chunk)} chunks cannot hold {n} Gaussians ({CHUNK_SIZE} a chunk)")
-    c = {p: np.asarray(chunk[p], dtype=np.float64)[np.arange(n) // CHUNK_SIZE] for p in CHUNK_PROPERTIES}
+    rows = np.arange(n) // CHUNK_SIZE
+    c = {p: np.asarray(chunk[p], dtype=np.float64)[rows] for p in CHUNK_PROPERTIES if p in chunk.dtype.names}
+    for p in colour_ranges:
+        c.setdefault(p, np.full(n, 0.0 if p.startswith("min") else 1.0))
 
     def lerp(prefix_lo: str, prefix_hi: str, axes: str, t: np.ndarray) -> np.ndarray:
         lo = np.stack([c[f"{prefix_lo}{a}"] for a in axes], 1)
