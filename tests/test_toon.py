@@ -292,6 +292,23 @@ def test_toon_command_end_to_end(toon_data, tmp_path):
     assert float(errors[2]) < 8.0 and float(errors.max()) < 20.0
 
 
+def test_toon_command_without_points_or_depths(toon_data, tmp_path):
+    """No points.json, no depths/: features are matched and the offline depth backend estimates depth."""
+    import shutil
+
+    from splat4d.cli import main
+    from splat4d.io.ply import read_ply
+
+    bare = tmp_path / "bare"
+    shutil.copytree(toon_data / "images", bare / "images")
+    result = main(["toon", str(bare), "--out", str(tmp_path / "out"), "--align.steps", "60", "--warp.steps", "60",
+                   "--fit.iterations", "4", "--video-frames", "1", "--no-progress", "--device", "cpu"])
+    m = result.metrics
+    assert m["correspondences"]["source"] == "feature matching" and m["correspondences"]["points"] >= 8
+    assert m["residual_after_px"] < m["residual_before_px"]
+    assert len(read_ply(tmp_path / "out" / "scene.ply").validate()) == m["gaussians"] > 0
+
+
 def test_bad_inputs_give_one_clear_line(toon_data, tmp_path, capsys):
     import shutil
 
