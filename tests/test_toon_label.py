@@ -72,6 +72,70 @@ console.log(JSON.stringify({first: first, json: s.toJSON()}));
     assert out["json"] == EXPECTED
 
 
+STUB_DOM = """
+const vm = require("vm");
+const fs = require("fs");
+const elements = {};
+function element(id) {
+  return {id, listeners: {}, children: [], textContent: "", checked: true, width: 0, height: 0, clientLeft: 1,
+          clientTop: 1, classList: {toggle() {}},
+          addEventListener(type, f) { (this.listeners[type] = this.listeners[type] || []).push(f); },
+          dispatch(type, ev) { for (const f of this.listeners[type] || []) f(ev); },
+          appendChild(child) { this.children.push(child); },
+          getBoundingClientRect() { return {left: 246, top: 9, width: this.width, height: this.height}; },
+          getContext() { return new Proxy({}, {get: (t, k) => (k in t ? t[k] : () => {}),
+                                               set: (t, k, v) => { t[k] = v; return true; }}); }};
+}
+const byId = id => elements[id] || (elements[id] = element(id));
+global.document = {getElementById: byId, createElement: () => element("img"),
+                   querySelectorAll: sel => (sel === "#strip img" ? byId("strip").children : [])};
+const win = element("window");
+global.window = win;
+win.addEventListener = win.addEventListener.bind(win);
+global.Image = class { set src(v) { this._src = v; setTimeout(() => this.onload(), 0); } get src() { return this._src; } };
+const STATE = JSON.parse(fs.readFileSync(process.argv[3], "utf8"));
+const saved = [];
+global.fetch = async (url, options) => {
+  if (url === "/api/state") return {ok: true, json: async () => STATE};
+  saved.push(JSON.parse(options.body));
+  return {ok: true, json: async () => ({path: "points.json"})};
+};
+vm.runInThisContext(fs.readFileSync(process.argv[2], "utf8"));
+const hook = window.toonLabel, canvas = byId("canvas");
+function at(x, y, button) { const [cx, cy] = hook.pagePoint(x, y); return {clientX: cx, clientY: cy, button: button}; }
+function click(x, y, button = 0) { canvas.dispatch("mousedown", at(x, y, button)); win.dispatch("mouseup", {}); }
+(async () => {
+  while (!hook.ready) await new Promise(r => setTimeout(r, 5));
+  click(10, 10); click(50, 20); click(30, 60);
+  canvas.dispatch("mousedown", at(50, 20, 0)); canvas.dispatch("mousemove", at(55, 25, 0)); win.dispatch("mouseup", {});
+  click(30, 60, 2);
+  byId("strip").children[1].dispatch("click", {});
+  click(12, 14); click(40, 30); click(70, 50);
+  byId("strip").children[2].dispatch("click", {});
+  byId("usable").checked = false; byId("usable").dispatch("change", {target: byId("usable")});
+  byId("save").dispatch("click", {});
+  while (hook.saved < 1) await new Promise(r => setTimeout(r, 5));
+  console.log(JSON.stringify({saved: saved[0], status: byId("status").textContent}));
+})();
+"""
+
+
+@pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
+def test_page_handlers_under_a_stub_dom(tmp_path):
+    """The page's event handlers (mouse to image coordinates, drag, right-click, thumbnails, the usable box, save)
+    driven under Node with a stub DOM: the same session as the browser test, exact coordinates."""
+    page = PAGE[PAGE.index("<script>") + len("<script>"):PAGE.index("</script>")]
+    (tmp_path / "page.js").write_text(page)
+    (tmp_path / "harness.js").write_text(STUB_DOM)
+    images = [{"name": f"{i:03d}.png", "width": w, "height": h} for i, (w, h) in enumerate(SIZES)]
+    (tmp_path / "state.json").write_text(json.dumps({"images": images, "points": None}))
+    run = subprocess.run([NODE, str(tmp_path / "harness.js"), str(tmp_path / "page.js"), str(tmp_path / "state.json")],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["saved"] == EXPECTED and out["status"] == "saved 3 points to points.json"
+
+
 def test_server_saves_checked_points(tmp_path):
     folder = scene_folder(tmp_path / "scene")
     server = start_labeler(folder, port=0)
