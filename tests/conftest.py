@@ -1,3 +1,4 @@
+import splat4d  # noqa: F401  first: its thread policy (OMP_WAIT_POLICY) must be set before torch loads OpenMP
 import pytest
 import torch
 

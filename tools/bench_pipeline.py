@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import splat4d  # noqa: F401  first: its thread policy must be set before torch loads OpenMP
 import torch
 
 from splat4d.config import RunConfig, load_preset

@@ -29,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import splat4d  # noqa: F401  first: its thread policy must be set before torch loads OpenMP
 import torch
 import yaml
 

@@ -18,6 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
+import splat4d  # noqa: F401  first: its thread policy must be set before torch loads OpenMP
 import torch
 
 from splat4d.synthetic import random_scene

@@ -17,6 +17,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import splat4d  # noqa: F401  first: its thread policy must be set before torch loads OpenMP
 import torch
 import yaml
 from PIL import Image, ImageDraw, ImageFont

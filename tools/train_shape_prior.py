@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import splat4d  # noqa: F401  first: its thread policy must be set before torch loads OpenMP
 import torch
 import torch.nn.functional as F
 import tyro
