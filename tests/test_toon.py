@@ -110,6 +110,24 @@ def test_mesh_covers_the_frame_counter_clockwise():
     assert (signed_areas(mesh.rest[mesh.triangles]) > 0).all()
     assert signed_areas(mesh.rest[mesh.triangles]).sum() == pytest.approx(W * H)  # the whole frame, no overlap
     assert sorted(mesh.point[mesh.point >= 0].tolist()) == list(range(12))
+    assert (mesh.rest[mesh.vertex_of] == xy).all()
+    # Two points marked at one spot share a vertex; an unmarked point has none.
+    twice = np.concatenate([xy, xy[3:4], [[0.0, 0.0]]])
+    mesh = build_mesh(twice, np.array([True] * 13 + [False]), W, H, 4)
+    assert mesh.vertex_of[12] == mesh.vertex_of[3] and mesh.vertex_of[13] == -1 and (mesh.point >= 0).sum() == 12
+
+
+def test_view_masks_leave_out_polygons_and_depth_jumps():
+    from splat4d.toon.pipeline import view_masks
+
+    depth = np.full((20, 30), 0.5)
+    depth[:, 15:] = 0.8  # a jump between columns 14 and 15
+    depth[:3] = 0.0  # no depth in the top rows
+    polygon = np.array([[2.0, 10.0], [8.0, 10.0], [8.0, 16.0], [2.0, 16.0]])  # pixels 2-7 x 10-15
+    usable, objects = view_masks(depth, [polygon], None, 0.05)
+    assert not usable[10:16, 2:8].any() and usable[10:16, 8:12].all()
+    assert not usable[5:, 13:17].any() and usable[5:, 12].all() and usable[5:, 17].all()
+    assert not objects[:3].any() and (objects == usable & (depth > 0)).all()
 
 
 def test_warp_reduces_residual_without_flipping_triangles():
@@ -190,7 +208,7 @@ def test_piecewise_affine_warp_matches_scikit_image_on_a_non_affine_mesh():
     tri = Delaunay(warped).simplices  # scikit-image triangulates the output positions
     tri[signed_areas(warped[tri]) < 0] = tri[signed_areas(warped[tri]) < 0][:, [0, 2, 1]]
     assert (signed_areas(rest[tri]) > 0).all()
-    mesh = ImageMesh(rest, np.arange(len(rest)), tri)
+    mesh = ImageMesh(rest, np.arange(len(rest)), tri, np.arange(len(rest)))
     view = warp_view(image, np.ones((H, W)), np.ones((H, W), bool), np.ones((H, W), bool), mesh, warped,
                      np.zeros(len(rest)))
     # Output -> input positions, pixel centres at integers (scikit-image's convention).

@@ -189,10 +189,13 @@ def view_masks(depth: np.ndarray, polygons: list[np.ndarray], alpha: np.ndarray 
     gx = cv2.Sobel(d, cv2.CV_32F, 1, 0, ksize=3) / 8
     gy = cv2.Sobel(d, cv2.CV_32F, 0, 1, ksize=3) / 8
     edges = cv2.dilate((np.hypot(gx, gy) > edge_threshold).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    excluded = np.zeros(depth.shape, np.uint8)
-    for poly in polygons:
-        cv2.fillPoly(excluded, [np.round(poly - 0.5).astype(np.int32)], 1)
-    usable = ~edges & (excluded == 0)
+    from skimage.draw import polygon as fill_polygon
+
+    excluded = np.zeros(depth.shape, bool)
+    for poly in polygons:  # pixels whose centre lies inside (scikit-image puts centres at integers)
+        rows, cols = fill_polygon(poly[:, 1] - 0.5, poly[:, 0] - 0.5, depth.shape)
+        excluded[rows, cols] = True
+    usable = ~edges & ~excluded
     objects = usable & (depth > 0)
     if alpha is not None:
         objects &= alpha > 0.5

@@ -62,6 +62,8 @@ class ImageMesh:
     """(M,) index of the correspondence each vertex is, -1 for border vertices."""
     triangles: np.ndarray
     """(T, 3) vertex indices, counter-clockwise on screen (positive area with y down)."""
+    vertex_of: np.ndarray
+    """(P,) the vertex each correspondence sits on (points marked at one spot share one), -1 where unmarked."""
 
 
 @dataclass
@@ -97,13 +99,18 @@ def border_vertices(width: int, height: int, per_side: int) -> np.ndarray:
 
 def build_mesh(xy: np.ndarray, valid: np.ndarray, width: int, height: int, border_per_side: int) -> ImageMesh:
     """Delaunay triangulation (scipy) of an image's marked points and its border points; coincident points (closer
-    than 1e-6 px) are merged into the first, whose vertex both then share."""
+    than 1e-6 px) are merged into the first, whose vertex both then share (``vertex_of``)."""
     from scipy.spatial import Delaunay
 
     idx = np.nonzero(valid)[0]
     pts, point = [], []
+    vertex_of = -np.ones(len(valid), np.int64)
     for j in idx:
-        if all(np.abs(xy[j] - p).max() > 1e-6 for p in pts):
+        same = [k for k, p in enumerate(pts) if np.abs(xy[j] - p).max() <= 1e-6]
+        if same:
+            vertex_of[j] = same[0]
+        else:
+            vertex_of[j] = len(pts)
             pts.append(xy[j])
             point.append(j)
     border = border_vertices(width, height, border_per_side)
@@ -114,7 +121,7 @@ def build_mesh(xy: np.ndarray, valid: np.ndarray, width: int, height: int, borde
     areas = signed_areas(rest[tri])
     tri[areas < 0] = tri[areas < 0][:, [0, 2, 1]]
     tri = tri[np.abs(areas) > 1e-9]
-    return ImageMesh(rest, point, tri)
+    return ImageMesh(rest, point, tri, vertex_of)
 
 
 def bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -172,8 +179,10 @@ def optimise_warp(params: ViewParams, xy: Tensor, z_image: list[np.ndarray], val
     rest_tri = rest[triangles]
     rest_area = signed_areas(rest_tri)
     movable = (point_of >= 0) | cfg.move_border
-    is_point = point_of >= 0
-    pi, pj = image_of[is_point], point_of[is_point]
+    # Every marked (image, point) reads its vertex: vertex_of in global indices.
+    pi, pj = torch.nonzero(valid, as_tuple=True)
+    vertex = torch.from_numpy(np.stack([np.where(m.vertex_of >= 0, m.vertex_of + s, -1)
+                                        for m, s in zip(meshes, starts[:-1])]))[pi, pj]
 
     offsets = torch.zeros_like(rest, requires_grad=True)
     depth_offsets = torch.zeros_like(rest_z, requires_grad=True)
@@ -186,8 +195,8 @@ def optimise_warp(params: ViewParams, xy: Tensor, z_image: list[np.ndarray], val
         return rest + offsets * movable[:, None], rest_z + depth_offsets
 
     def grids(pos: Tensor, depth: Tensor) -> tuple[Tensor, Tensor]:
-        xy_w = torch.zeros(V, N, 2, dtype=torch.float64).index_put((pi, pj), pos[is_point] * unit)
-        z_w = torch.zeros(V, N, dtype=torch.float64).index_put((pi, pj), depth[is_point])
+        xy_w = torch.zeros(V, N, 2, dtype=torch.float64).index_put((pi, pj), pos[vertex] * unit)
+        z_w = torch.zeros(V, N, dtype=torch.float64).index_put((pi, pj), depth[vertex])
         return xy_w, z_w
 
     def loss_fn() -> Tensor:
