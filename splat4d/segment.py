@@ -28,8 +28,11 @@ class Segmented:
     """(x0, y0, side, side): the square of the original image that became the working image (may extend outside)."""
 
 
-def has_useful_alpha(alpha: np.ndarray | None) -> bool:
-    return alpha is not None and float((alpha < 0.5).mean()) > 0.001
+def has_useful_alpha(alpha: np.ndarray | None, max_fraction: float = 0.98) -> bool:
+    """The alpha channel is a cut-out: some of it is transparent, and not all but a sliver of it is opaque (an
+    opaque photo saved as RGBA, or with one transparent corner, is segmented by its colours instead)."""
+    return (alpha is not None and float((alpha < 0.5).mean()) > 0.001
+            and float((alpha > 0.5).mean()) <= max_fraction)
 
 
 def border_colour_seed(rgb: np.ndarray, border: int) -> np.ndarray:
@@ -94,7 +97,7 @@ def foreground_mask(image: LoadedImage, cfg: SegmentConfig) -> tuple[np.ndarray,
     rgb = image.rgb
     method = cfg.method
     if method == "auto":
-        method = "alpha" if has_useful_alpha(image.alpha) else "grabcut"
+        method = "alpha" if has_useful_alpha(image.alpha, cfg.max_fraction) else "grabcut"
     if method == "alpha":
         if image.alpha is None:
             raise InputError(f"{image.path} has no alpha channel; use --segment.method grabcut (or auto)")

@@ -56,42 +56,78 @@ def pick(n: int, max_frames: int) -> np.ndarray:
 def load_frames(path: Path, max_frames: int, max_side: int = 1024) -> list[np.ndarray]:
     """Frames (H, W, 3) float in [0, 1] from a video file (PyAV) or a folder of images (sorted by name; (H, W, 4)
     with the alpha channel for RGBA cut-outs), evenly subsampled to at most ``max_frames`` and downscaled to at most
-    ``max_side``. Only the picked frames are converted and kept, so long clips do not fill the memory."""
-    import cv2
-
+    ``max_side``. Only the picked frames are converted and kept, each downscaled while still 8-bit, so long or 4K
+    clips do not fill the memory. A video cut short (a partial download) gives the frames before the cut."""
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         total = len(files)
-        frames = []
+        frames, names = [], []
         for i in pick(total, max_frames) if total else []:  # RGBA cut-outs keep their alpha: it becomes the mask
             image = load_image(files[i], max_side=max_side)
             frames.append(image.rgb if image.alpha is None else np.dstack([image.rgb, image.alpha]))
+            names.append(files[i].name)
     else:
-        import av
-
-        try:
-            with av.open(str(path)) as container:  # first pass: count (decoding without converting)
-                total = sum(1 for _ in container.decode(video=0))
-            wanted = set(pick(total, max_frames).tolist()) if total else set()
-            frames = []
-            with av.open(str(path)) as container:
-                for i, f in enumerate(container.decode(video=0)):
-                    if i in wanted:
-                        frames.append(f.to_ndarray(format="rgb24").astype(np.float32) / 255.0)
-        except (av.error.FFmpegError, OSError) as err:
-            raise InputError(f"cannot read {path} as a video ({err})") from err
+        total, frames = _decode_video(path, max_frames, max_side)
+        names = [f"frame {i}" for i in pick(total, max_frames)] if total else []
     if total < 2:
         raise InputError(f"{path} has {total} frame(s); a video mode needs at least 2")
+    odd = next((i for i, f in enumerate(frames) if f.shape[:2] != frames[0].shape[:2]), None)
+    if odd is not None:
+        raise InputError(f"the frames of {path} differ in size: {names[odd]} is {_size(frames[odd])}, "
+                         f"{names[0]} {_size(frames[0])}; a clip's frames share one size (one camera)")
     if len({f.shape for f in frames}) != 1:
-        raise InputError(f"the frames of {path} differ in size")
-    out = []
-    for f in frames:
-        scale = max_side / max(f.shape[:2])
-        if scale < 1:
-            f = cv2.resize(f, (round(f.shape[1] * scale), round(f.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-        out.append(np.ascontiguousarray(f, dtype=np.float32))
-    return out
+        raise InputError(f"the frames of {path} mix RGB and RGBA images; give all of them with or all without alpha")
+    return [np.ascontiguousarray(f, dtype=np.float32) for f in frames]
+
+
+def _size(frame: np.ndarray) -> str:
+    return f"{frame.shape[1]}x{frame.shape[0]}"
+
+
+def _decode_video(path: Path, max_frames: int, max_side: int) -> tuple[int, list[np.ndarray]]:
+    """(frame count, the picked frames as floats, downscaled to ``max_side`` while 8-bit) of a video file. Two passes:
+    one counts (decoding without converting), one keeps the picked frames."""
+    import av
+
+    def decoded(container):  # the frames up to the end, or up to where a cut-short file stops decoding
+        count = 0
+        try:
+            for frame in container.decode(video=0):
+                count += 1
+                yield frame
+        except (av.error.FFmpegError, OSError):
+            if count == 0:
+                raise
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"{path} holds no video stream")
+            total = sum(1 for _ in decoded(container))
+        wanted = set(pick(total, max_frames).tolist()) if total else set()
+        frames = []
+        with av.open(str(path)) as container:
+            for i, f in enumerate(decoded(container)):
+                if i in wanted:
+                    frames.append(_downscaled(f.to_ndarray(format="rgb24"), max_side).astype(np.float32) / 255.0)
+                if i >= max(wanted, default=-1):
+                    break
+    except (av.error.FFmpegError, OSError) as err:
+        reason = getattr(err, "strerror", None) or str(err)  # without FFmpeg's errno and the path again
+        raise InputError(f"cannot read {path} as a video ({reason}); use an mp4, mov, mkv, webm or gif file, or a "
+                         "folder of frames") from err
+    return total, frames
+
+
+def _downscaled(frame: np.ndarray, max_side: int) -> np.ndarray:
+    import cv2
+
+    scale = max_side / max(frame.shape[:2])
+    if scale >= 1:
+        return frame
+    size = (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
 def crop_clip(raw: list[np.ndarray], segment: SegmentConfig, resolution: int, name: str = "frame",
