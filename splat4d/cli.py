@@ -368,6 +368,9 @@ def main(argv: list[str] | None = None):
     except (ValueError, FileNotFoundError, RuntimeError) as err:  # bad input: one clear line, no traceback
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:  # Ctrl-C: a run's finished stages are cached (entries are atomic), the next resumes
+        print("interrupted; re-run the same command to resume" if name == "run" else "interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def entrypoint() -> None:

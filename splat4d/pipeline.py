@@ -28,6 +28,7 @@ import torch
 from splat4d.config import RunConfig, to_dict
 from splat4d.io.frames import VIDEO_SUFFIXES, Frames
 from splat4d.load import InputError
+from splat4d.lock import RunLock
 from splat4d.render import backend_for
 from splat4d.runner import Outcome, Stage, StageCache, StageContext, log, run_stages, source_hash
 from splat4d.types import Cameras, Views
@@ -250,18 +251,26 @@ RECIPES: dict[str, Callable[[], list[Stage]]] = {"image": image_stages, "multivi
 
 def run(cfg: RunConfig) -> RunResult:
     """Run ``cfg.input`` through its mode's stages into ``cfg.out``; returns the files written and the metrics."""
-    from splat4d.io.ply import atomic_write_json
-
     # 1. Resolve the inputs: mode, device, input hash. Bad input stops here, before anything is written.
     mode = resolve_mode(cfg)
     device = resolve_device(cfg.device)
     source = source_hash(Path(cfg.input), cfg.right)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    # 2. The mode's stages, cached in OUT/cache.
+    # 2. One run per output folder (a second one is refused; a killed run's lock is taken over), then the mode's
+    # stages, cached in OUT/cache, and its outputs.
+    with RunLock(out, notify=log):
+        remove_leftovers(out)
+        return _run_locked(cfg, mode, device, source, out)
+
+
+def _run_locked(cfg: RunConfig, mode: str, device: torch.device, source: str, out: Path) -> RunResult:
+    from splat4d.io.ply import atomic_write_json
+
     outcome = run_stages(RECIPES[mode](), cfg, source_key=source, device=device, cache=StageCache(out, cfg.resume),
                          progress=cfg.progress)
-    # 3. The mode's outputs.
+    # 3. The mode's outputs. metrics.json, written last, marks a finished run: an older run's goes first, so a run
+    # stopped while writing its outputs never leaves them next to another run's record.
+    (out / "metrics.json").unlink(missing_ok=True)
     t0 = time.perf_counter()
     writer = write_motion_outputs if mode == "motion" else write_scene_outputs
     files, metrics = writer(outcome, cfg, out, device)
@@ -280,10 +289,22 @@ def run(cfg: RunConfig) -> RunResult:
     return RunResult(out=out, mode=mode, metrics=metrics, files=files)
 
 
+def remove_leftovers(out: Path) -> list[Path]:
+    """Delete the temporary files of atomic writes (``.NAME.*.tmp``) a killed run left in ``out``; only ever called
+    while holding the folder's lock, so no live run is writing them."""
+    leftovers = [p for p in out.rglob(".*.tmp") if p.is_file()]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
+
+
 def resolve_mode(cfg: RunConfig) -> str:
     """The mode the settings and the input ask for; a clear ``InputError`` for combinations that cannot work."""
     source = Path(cfg.input)
     clip = cfg.motion_mode or cfg.multiview
+    if source.is_dir() and not clip:
+        raise InputError(f"{source} is a folder: give one image file, or add --motion (a still camera) or "
+                         "--multiview (a camera moving around the object) for a folder of frames")
     if not (source.is_file() or (clip and source.is_dir())):
         raise InputError(f"input not found: {source}")
     if cfg.motion_mode and cfg.multiview:
