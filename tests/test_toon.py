@@ -253,6 +253,25 @@ def test_feature_matching_finds_a_known_shift():
                                atol=0.6)
 
 
+def test_interpolated_cameras_slerp_between_the_inputs():
+    from splat4d.toon.fit import camera_path_through, interpolate_cameras
+
+    cams, *_ = synthetic_views()
+    for t, expected in ((0.0, cams[0]), (1.0, cams[1])):
+        got = interpolate_cameras(cams, 0, 1, t)
+        torch.testing.assert_close(got.c2w, expected.c2w, atol=1e-12, rtol=0)
+        torch.testing.assert_close(got.K, expected.K)
+    half = interpolate_cameras(cams, 0, 1, 0.5)
+    to_a, to_b = (rotation_error_deg(half.c2w[:, :3, :3], cams.c2w[i:i + 1, :3, :3]) for i in (0, 1))
+    whole = rotation_error_deg(cams.c2w[:1, :3, :3], cams.c2w[1:2, :3, :3])
+    torch.testing.assert_close(to_a, whole / 2)
+    torch.testing.assert_close(to_b, whole / 2)
+    torch.testing.assert_close(half.centers(), (cams.centers()[:1] + cams.centers()[1:2]) / 2)
+    path = camera_path_through(cams, 4)
+    assert len(path) == 2 * 4 + 1
+    torch.testing.assert_close(path.c2w[[0, 4, 8]], cams.c2w, atol=1e-12, rtol=0)
+
+
 def test_weak_images_are_dropped_with_a_message():
     from splat4d.toon.pipeline import usable_images
 

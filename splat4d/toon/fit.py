@@ -119,13 +119,13 @@ def interpolate_cameras(cameras: Cameras, a: int, b: int, t: float) -> Cameras:
     and intrinsics."""
     from scipy.spatial.transform import Rotation, Slerp
 
-    c2w = cameras.c2w.double()
+    c2w, K = cameras.c2w.detach().double().cpu(), cameras.K.detach().double().cpu()
     rots = Rotation.from_matrix(c2w[[a, b], :3, :3].numpy())
     out = torch.eye(4, dtype=torch.float64)
     out[:3, :3] = torch.from_numpy(Slerp([0.0, 1.0], rots)([t]).as_matrix()[0])
     out[:3, 3] = (1 - t) * c2w[a, :3, 3] + t * c2w[b, :3, 3]
-    K = (1 - t) * cameras.K[a].double() + t * cameras.K[b].double()
-    return Cameras(out[None].to(cameras.c2w.dtype), K[None].to(cameras.K.dtype), cameras.width, cameras.height)
+    K_t = (1 - t) * K[a] + t * K[b]
+    return Cameras(out[None].to(cameras.c2w), K_t[None].to(cameras.K), cameras.width, cameras.height)
 
 
 def camera_path_through(cameras: Cameras, frames_between: int) -> Cameras:

@@ -143,8 +143,11 @@ def normalised_depths(given: np.ndarray | None, images: np.ndarray, alpha: np.nd
     else:
         from splat4d.depth import make_depth_estimator
 
-        estimator = make_depth_estimator(args.depth, fov_deg=args.align.fov_deg, distance=2.5,
-                                         device=str(_device(args.device)))
+        import math
+
+        h, w = images.shape[1:3]  # the estimators take a vertical field of view; --align.fov-deg is horizontal
+        fov_y = math.degrees(2 * math.atan(math.tan(math.radians(args.align.fov_deg) / 2) * h / w))
+        estimator = make_depth_estimator(args.depth, fov_deg=fov_y, distance=2.5, device=str(_device(args.device)))
         raw = []
         for i, image in enumerate(images):
             mask = alpha[i] if alpha is not None else np.ones(image.shape[:2], np.float32)
