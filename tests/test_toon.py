@@ -346,6 +346,22 @@ def test_toon_command_without_points_or_depths(toon_data, tmp_path):
     assert len(read_ply(tmp_path / "out" / "scene.ply").validate()) == m["gaussians"] > 0
 
 
+def test_learned_depth_is_used_when_its_weights_are_here(monkeypatch):
+    import splat4d.hub
+    from splat4d.config import DepthConfig
+    from splat4d.depth.marigold import DEFAULT_MODEL as MARIGOLD
+    from splat4d.toon.pipeline import depth_config
+
+    present = set()
+    monkeypatch.setattr(splat4d.hub, "weights_present", lambda model: (model in present, "here"))
+    assert depth_config(DepthConfig(), True).backend == "geometric"  # nothing here: the offline backend
+    present.add(MARIGOLD)
+    assert (depth_config(DepthConfig(), True).backend, depth_config(DepthConfig(), True).model) == ("marigold",
+                                                                                                   MARIGOLD)
+    assert depth_config(DepthConfig(), False).backend == "geometric"  # --no-learned-depth
+    assert depth_config(DepthConfig(backend="shape-prior"), True).backend == "shape-prior"  # an explicit choice
+
+
 def test_bad_inputs_give_one_clear_line(toon_data, tmp_path, capsys):
     import shutil
 

@@ -135,6 +135,24 @@ def usable_images(points: ToonPoints, names: list[str]) -> tuple[np.ndarray, lis
     return np.nonzero(keep)[0], messages
 
 
+def depth_config(cfg, learned: bool):
+    """The depth settings to use without given depths: ``cfg``, or with ``learned`` and the default offline backend,
+    the first learned model whose weights are already on this machine (Toon3D uses learned monocular depth)."""
+    import dataclasses
+
+    from splat4d.hub import weights_present
+
+    if not learned or cfg.backend != "geometric":
+        return cfg
+    from splat4d.depth.marigold import DEFAULT_MODEL as MARIGOLD
+    from splat4d.depth.transformers_depth import DEFAULT_MODEL as DEPTH_ANYTHING
+
+    for backend, model in (("transformers", DEPTH_ANYTHING), ("marigold", MARIGOLD)):
+        if weights_present(model)[0]:
+            return dataclasses.replace(cfg, backend=backend, model=model)
+    return cfg
+
+
 def normalised_depths(given: np.ndarray | None, images: np.ndarray, alpha: np.ndarray | None, args) -> np.ndarray:
     """(V, H, W) raw depths, divided by their largest value over all views (Toon3D's normalisation); 0 = unknown.
     Given depths as they are; else the depth estimator's (disparity inverted)."""
@@ -147,7 +165,9 @@ def normalised_depths(given: np.ndarray | None, images: np.ndarray, alpha: np.nd
 
         h, w = images.shape[1:3]  # the estimators take a vertical field of view; --align.fov-deg is horizontal
         fov_y = math.degrees(2 * math.atan(math.tan(math.radians(args.align.fov_deg) / 2) * h / w))
-        estimator = make_depth_estimator(args.depth, fov_deg=fov_y, distance=2.5, device=str(_device(args.device)))
+        cfg = depth_config(args.depth, args.learned_depth)
+        log(f"depth: {cfg.backend}" + (f" ({cfg.model})" if cfg.model else ""))
+        estimator = make_depth_estimator(cfg, fov_deg=fov_y, distance=2.5, device=str(_device(args.device)))
         raw = []
         for i, image in enumerate(images):
             mask = alpha[i] if alpha is not None else np.ones(image.shape[:2], np.float32)
