@@ -20,6 +20,7 @@ from torch import Tensor
 
 from splat4d.config import FitConfig
 from splat4d.losses import psnr, ssim_map
+from splat4d.optim import Adam
 from splat4d.render import rasterize
 from splat4d.types import GaussianScene, PARAM_KEYS, RenderOutput, Views
 
@@ -166,10 +167,10 @@ def fit(scene: GaussianScene, input_view: Views, generated: Views | None, init_d
 
 
 def make_optimizers(params: torch.nn.ParameterDict, cfg: FitConfig,
-                    scene_scale: float) -> dict[str, torch.optim.Optimizer]:
+                    scene_scale: float) -> dict[str, Adam]:
     """One Adam per parameter (gsplat's layout: DefaultStrategy edits each optimiser's state when it densifies)."""
     lrs = _lrs(cfg, scene_scale)
-    return {k: torch.optim.Adam([{"params": params[k], "lr": lrs[k], "name": k}], eps=1e-15) for k in PARAM_KEYS}
+    return {k: Adam([{"params": [params[k]], "lr": lrs[k], "name": k}], eps=1e-15) for k in PARAM_KEYS}
 
 
 def make_strategy(cfg: FitConfig, scene_scale: float, footprint: float) -> DefaultStrategy:
@@ -228,7 +229,7 @@ def step_loss(out: RenderOutput, i: int, params: Mapping[str, Tensor], targets: 
 
 
 def densify(strategy: DefaultStrategy, state: dict, params: torch.nn.ParameterDict,
-            optimizers: dict[str, torch.optim.Optimizer], step: int, info: dict, max_gaussians: int) -> None:
+            optimizers: dict[str, Adam], step: int, info: dict, max_gaussians: int) -> None:
     """gsplat's post-backward densify/prune step; growth stops for good once ``max_gaussians`` is reached."""
     if len(params["means"]) >= max_gaussians:
         strategy.refine_stop_iter = min(strategy.refine_stop_iter, step)

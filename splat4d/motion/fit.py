@@ -14,6 +14,7 @@ from torch import Tensor
 
 from splat4d.config import MotionConfig
 from splat4d.motion import MotionScene
+from splat4d.optim import Adam
 from splat4d.render import rasterize
 from splat4d.types import Cameras, GaussianScene, RenderOutput
 
@@ -139,7 +140,7 @@ def initial_params(motion: MotionScene, cfg: MotionConfig, gen: torch.Generator)
                         rotations)
 
 
-def make_optimizer(params: MotionParams, cfg: MotionConfig) -> torch.optim.Adam:
+def make_optimizer(params: MotionParams, cfg: MotionConfig) -> Adam:
     # Every Gaussian starts on the sum of the bases: divide their rate by their number so the motion's step size
     # does not grow with it.
     num_bases = max(1, params.bases.shape[0])
@@ -147,7 +148,7 @@ def make_optimizer(params: MotionParams, cfg: MotionConfig) -> torch.optim.Adam:
               {"params": [params.weights], "lr": cfg.lr_weights}, {"params": [params.sh0], "lr": cfg.lr_colors}]
     if params.rotations is not None:
         groups.append({"params": [params.rotations], "lr": cfg.lr_rotations / num_bases})
-    return torch.optim.Adam(groups, eps=1e-15)
+    return Adam(groups, eps=1e-15)
 
 
 def motion_step_loss(out: RenderOutput, t: int, params: MotionParams, images: Tensor, masks: Tensor,
