@@ -16,6 +16,8 @@ install: $(PY)
 	# torch first, pinned: 2.13.0 is a CPU build on this workplace's disk; a bare `torch` pulls a multi-GB CUDA build.
 	$(PIP) torch==2.13.0
 	$(PIP) -e ".[test]"
+	# compile the CPU rasterizer's numba kernels once (cached on disk): a first run then starts as fast as any other
+	$(PY) -m splat4d.render.cpu
 
 demo: install
 	$(PY) -m splat4d run splat4d/assets/coffee.jpg --out out/coffee

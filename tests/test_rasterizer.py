@@ -212,3 +212,28 @@ def test_gsplat_cuda_matches_cpu():
     # gsplat culls at 3.33 sigma instead of the exact 1/255 level: allow tiny differences at the fringes.
     assert (gpu.rgb.cpu() - cpu.rgb).abs().mean() < 1e-3
     assert (gpu.alpha.cpu() - cpu.alpha).abs().max() < 2e-2
+
+
+def test_warm_up_caches_the_kernels_a_run_then_loads(tmp_path):
+    """`make install` compiles the kernels once (python -m splat4d.render.cpu); a later process loads them from
+    numba's cache instead of compiling (10-35 s on 2 cores), and a real render in it hits the same cache entries."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    first = subprocess.run([sys.executable, "-m", "splat4d.render.cpu"], env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert "compiled and cached" in first.stdout
+    assert len(list(tmp_path.rglob("*.nbi"))) == 2
+    code = ("import torch\nfrom splat4d.render import rasterize, cpu_kernels as k\nfrom splat4d.synthetic import "
+            "random_scene\nfrom splat4d.types import Cameras\n"
+            "K = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]); c2w = torch.eye(4); c2w[2, 3] = -3\n"
+            "s = random_scene(50, seed=0)\nfor _, v in s.items(): v.requires_grad_(True)\n"
+            "o = rasterize(s, Cameras(c2w, K, 32, 32), backend='cpu'); o.rgb.sum().backward()\n"
+            "ks = (k.rasterize_forward, k.rasterize_backward)\n"
+            "print(sum(sum(x.stats.cache_hits.values()) for x in ks), sum(sum(x.stats.cache_misses.values()) for x in ks))")
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.split() == ["2", "0"]
