@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from splat4d import budget
 from splat4d.config import RunConfig, to_dict
 from splat4d.io.frames import VIDEO_SUFFIXES, Frames
 from splat4d.load import InputError
@@ -251,9 +252,10 @@ RECIPES: dict[str, Callable[[], list[Stage]]] = {"image": image_stages, "multivi
 
 def run(cfg: RunConfig) -> RunResult:
     """Run ``cfg.input`` through its mode's stages into ``cfg.out``; returns the files written and the metrics."""
-    # 1. Resolve the inputs: mode, device, input hash. Bad input stops here, before anything is written.
+    # 1. Resolve the inputs: mode, device, memory, input hash. Bad input stops here, before anything is written.
     mode = resolve_mode(cfg)
     device = resolve_device(cfg.device)
+    budget.check(cfg, mode)  # a run that would not fit in the memory free is refused now, not by the OOM killer
     source = source_hash(Path(cfg.input), cfg.right)
     out = Path(cfg.out)
     # 2. One run per output folder (a second one is refused; a killed run's lock is taken over), then the mode's
