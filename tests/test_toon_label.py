@@ -92,7 +92,10 @@ global.document = {getElementById: byId, createElement: () => element("img"),
 const win = element("window");
 global.window = win;
 win.addEventListener = win.addEventListener.bind(win);
-global.Image = class { set src(v) { this._src = v; setTimeout(() => this.onload(), 0); } get src() { return this._src; } };
+global.Image = class {
+  set src(v) { this._src = v; setTimeout(() => this.onload(), 0); }
+  get src() { return this._src; }
+};
 const STATE = JSON.parse(fs.readFileSync(process.argv[3], "utf8"));
 const saved = [];
 global.fetch = async (url, options) => {
