@@ -200,6 +200,8 @@ class DevTools:
 
     def eval(self, expression: str):
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result.get("result", {}).get("value")
 
     def mouse(self, kind: str, x: float, y: float, button: str = "left", buttons: int = 1) -> None:
@@ -215,7 +217,7 @@ class DevTools:
 
     def click_element(self, selector: str) -> None:
         r = self.eval(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
-                      " return [r.left + r.width / 2, r.top + r.height / 2]; }})()")
+                      " return [r.left + r.width / 2, r.top + r.height / 2]; })()")
         self.click(*r)
 
     def wait(self, expression: str, seconds: float = 60) -> None:
