@@ -12,14 +12,14 @@ import tyro
 
 @dataclass
 class RenderArgs:
-    """Render a Gaussian-splat .ply along a camera path to a video (.mp4 or .gif).
+    """Render a Gaussian-splat scene (.ply, .splat, .spz) along a camera path to a video (.mp4 or .gif).
 
     Example: splat4d render scene.ply --path orbit --frames 120 --out orbit.mp4
     """
 
     scene: tyro.conf.Positional[Path]
-    """Gaussian-splat scene: .ply (INRIA 3DGS layout; files from gsplat, nerfstudio, SuperSplat... load by name)
-    or .splat."""
+    """Gaussian-splat scene: .ply (INRIA 3DGS layout, files from gsplat, nerfstudio, SuperSplat...; or SuperSplat's
+    compressed .ply), .splat or .spz."""
     out: Path = Path("orbit.mp4")
     """Output video (.mp4 = H.264, .gif)."""
     path: str = "orbit"
@@ -95,10 +95,10 @@ def render_command(args: RenderArgs) -> Path:
 
 @dataclass
 class InfoArgs:
-    """Print a summary of a Gaussian-splat scene (.ply, .splat): count, SH degree, bounds, opacity and scales."""
+    """Print a summary of a Gaussian-splat scene (.ply, .splat, .spz): count, SH degree, bounds, opacity, scales."""
 
     scene: tyro.conf.Positional[Path]
-    """Gaussian-splat scene file (.ply or .splat)."""
+    """Gaussian-splat scene file (.ply, compressed .ply, .splat or .spz)."""
 
 
 def info_command(args: InfoArgs) -> dict:
@@ -136,13 +136,13 @@ def run_command(args) -> object:
 
 @dataclass
 class ViewArgs:
-    """Show a Gaussian-splat .ply in the browser (viser); prints the address, Ctrl-C stops.
+    """Show a Gaussian-splat scene (.ply, .splat, .spz) in the browser (viser); prints the address, Ctrl-C stops.
 
     Example: splat4d view runs/photo/scene.ply --port 8080
     """
 
     scene: tyro.conf.Positional[Path]
-    """Gaussian-splat .ply file."""
+    """Gaussian-splat scene (.ply, compressed .ply, .splat, .spz)."""
     port: int = 8080
     """Port to serve on."""
     host: str = "127.0.0.1"
@@ -314,7 +314,8 @@ def _export_usage() -> str:
     from splat4d.export import FORMATS
 
     lines = ["usage: splat4d export {" + ",".join(FORMATS) + "} [OPTIONS]", "", EXPORT_DOC, "", "formats:"]
-    lines += [f"  {name:<12} {_first_line(cls)}" for name, (cls, _) in FORMATS.items()]
+    width = max(map(len, FORMATS)) + 2
+    lines += [f"  {name:<{width}} {_first_line(cls)}" for name, (cls, _) in FORMATS.items()]
     return "\n".join(lines)
 
 
