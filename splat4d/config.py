@@ -158,7 +158,7 @@ class PriorConfig:
 
 @dataclass
 class FitConfig:
-    iterations: int = 300
+    iterations: int = 150
     """Optimisation steps (one view per step)."""
     input_view_probability: float | None = None
     """Chance a step uses the input view; default 0.5, --multiview 1/(1+frames)."""
@@ -186,11 +186,11 @@ class FitConfig:
     """Learning rate of the DC colour."""
     densify: bool = True
     """Grow and prune Gaussians (gsplat's DefaultStrategy)."""
-    refine_start: int = 100
+    refine_start: int = 50
     """First densification step."""
-    refine_stop: int = 250
+    refine_stop: int = 125
     """Last densification step."""
-    refine_every: int = 50
+    refine_every: int = 25
     """Densify every this many steps."""
     grow_grad2d: Expert[float] = 0.0004
     """Screen-space gradient threshold for growing."""

@@ -1,6 +1,6 @@
 """Single-image pipeline speed, per stage, on a first run from a fresh install ("cold") and on a later one ("warm").
 
-Each run is a fresh process running `splat4d run` on the bundled example (default preset: 256 px, 300 steps,
+Each run is a fresh process running `splat4d run` on the bundled example (default preset: 256 px, 150 steps,
 120-frame orbit mp4) into a new folder, so nothing is resumed. Cold: numba's kernel cache starts empty (a fresh
 NUMBA_CACHE_DIR), as on a machine where `make install` has not warmed it; warm: the same cache, now filled. The
 process's wall time (imports included) and the pipeline's own per-stage times are reported for both.
