@@ -22,7 +22,8 @@ BASE_BYTES = 560 * MB
 """The interpreter with torch, numba, OpenCV and PyAV loaded and a 48 px run done (measured: 500-560 MB)."""
 BYTES_PER_GAUSSIAN = 1400
 """Per initial Gaussian: parameters, gradients, Adam's moments, densification statistics and the rasterizer's
-per-Gaussian buffers (fitted: peaks at R = 128..1024)."""
+per-Gaussian buffers. The measured peaks at R = 128..1024 (docs/reliability.md) grow by ~3.3 kB per initial
+Gaussian with its ~15 working pixels; this and the per-pixel figure split that between the two, generously."""
 BYTES_PER_WORKING_PIXEL = 160
 """Per pixel of a working view or frame held during the fit (images, masks, depth, per-pixel raster buffers)."""
 BYTES_PER_LOADED_PIXEL = 24
@@ -145,7 +146,7 @@ def check(cfg, mode: str) -> MemoryEstimate:
         lower += " or --sfm.max-frames"
     if mode != "motion" and cfg.fit.densify:
         lower += " or fit.max_gaussians (a preset file)"
-    raise MemoryBudgetError(f"this run would need {need.describe()} but {have / 1e9:.1f} GB are free: lower "
+    raise MemoryBudgetError(f"this run would need {need.describe()} but {have / 1e9:.1f} GB are available: lower "
                             f"{lower}, or set SPLAT4D_MEMORY_GB if more will be free")
 
 

@@ -24,7 +24,7 @@ BEFORE_FIT = ("segment", "depth", "init", "prior")
 ENV = {**os.environ, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def command(out: Path, iterations: int = 60) -> list[str]:
+def command(out: Path, iterations: int = 100) -> list[str]:
     """A run whose fit lasts long enough to be stopped in it (the stages before it take a few seconds)."""
     return [sys.executable, "-m", "splat4d", "run", str(COFFEE), "--out", str(out), "--preset", "fast",
             "--no-progress", "--load.resolution", "32", "--fit.iterations", str(iterations), "--fit.refine-start",
@@ -67,15 +67,11 @@ def assert_finite_scene(out: Path) -> None:
     assert json.loads((out / "metrics.json").read_text())["cached_stages"] == list(BEFORE_FIT)
 
 
-def stopped_in_the_fit(out: Path, stop: signal.Signals, meanwhile=None) -> tuple[int, list[str], dict[str, float]]:
-    """Start a run; once it holds the folder (its first stage is done) call ``meanwhile(run)``; once its fit has
-    begun, send ``stop``."""
+def stopped_in_the_fit(out: Path, stop: signal.Signals) -> tuple[int, list[str], dict[str, float]]:
+    """Start a run and send ``stop`` just after its fit has begun."""
     run = Run(command(out))
-    if meanwhile is not None:
-        run.wait_for("[1/6] segment")
-        meanwhile(run)
     run.wait_for("prior")  # the line after the prior stage: the fit has begun
-    time.sleep(0.5)
+    time.sleep(0.2)
     assert run.proc.poll() is None, "the fit ended before it could be stopped"
     run.proc.send_signal(stop)
     code, lines = run.finish()
@@ -84,18 +80,7 @@ def stopped_in_the_fit(out: Path, stop: signal.Signals, meanwhile=None) -> tuple
 
 def test_ctrl_c_in_the_fit_says_one_line_and_the_same_command_resumes(tmp_path):
     out = tmp_path / "run"
-    refused = []
-
-    def second_run_into_the_same_folder(first: Run) -> None:
-        res = subprocess.run(command(out), capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
-        refused.append((res.returncode, [line for line in res.stderr.splitlines() if line.strip()], first.proc.pid))
-
-    code, lines, cache = stopped_in_the_fit(out, signal.SIGINT, meanwhile=second_run_into_the_same_folder)
-    # The second run was refused in one line naming the first; it wrote nothing (the first ran on undisturbed).
-    second_code, second_lines, first_pid = refused[0]
-    assert second_code == 2 and len(second_lines) == 1, second_lines
-    assert "in use by another splat4d run" in second_lines[0] and f"pid {first_pid}" in second_lines[0]
-    # Ctrl-C: one line, exit 130, no traceback.
+    code, lines, cache = stopped_in_the_fit(out, signal.SIGINT)
     assert code == 130, lines
     assert lines[-1] == "interrupted; re-run the same command to resume"
     assert not any("Traceback" in line for line in lines)
@@ -110,6 +95,21 @@ def test_ctrl_c_in_the_fit_says_one_line_and_the_same_command_resumes(tmp_path):
         assert any(name in line and "(cached)" in line for line in lines), (name, lines)
     assert {k: v for k, v in cache_state(out).items() if not k.startswith("fit.")} == cache
     assert_finite_scene(out)
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_lives(tmp_path):
+    out = tmp_path / "run"
+    first = Run(command(out, iterations=100_000))  # lives until stopped
+    first.wait_for("[1/6] segment")  # it holds the folder
+    res = subprocess.run(command(out), capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert "in use by another splat4d run" in lines[0] and f"pid {first.proc.pid}" in lines[0]
+    assert first.proc.poll() is None  # the first runs on undisturbed
+    first.proc.send_signal(signal.SIGINT)
+    code, first_lines = first.finish()
+    assert code == 130 and first_lines[-1].startswith("interrupted"), first_lines
+    assert not (out / "metrics.json").exists() and not (out / LOCK_NAME).exists()
 
 
 def test_sigkill_in_the_fit_leaves_a_lock_that_the_next_run_takes_over_and_resumes(tmp_path):

@@ -602,6 +602,17 @@ def format_table(results: list[Result]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in rows)
 
 
+def markdown_table(cases: list[dict]) -> str:
+    """docs/reliability.md's table from the JSON's cases."""
+    rows = ["| case | input or setting | expected | outcome | s | message |", "|---|---|---|---|---:|---|"]
+    for c in cases:
+        outcome = c["outcome"] if c["passed"] else f"**{c['outcome']}**"
+        message = c["message"].replace("|", "\\|")
+        message = message if len(message) <= 150 else message[:147] + "..."
+        rows.append(f"| {c['case']} | {c['why']} | {c['expected']} | {outcome} | {c['seconds']:.1f} | {message} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", default=None, help="run the cases whose name holds one of these")
@@ -609,7 +620,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "bench_results" / "fuzz_inputs.json")
     parser.add_argument("--in-process", action="store_true", help="call splat4d.cli.main instead of a subprocess")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--markdown", action="store_true", help="print the JSON's table as markdown and stop")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown_table(json.loads(args.json.read_text())["cases"]))
+        return 0
     cases = [c for c in CASES if not args.only or any(word in c.name for word in args.only)]
     if args.list:
         print("\n".join(f"{c.name:<24} {c.expect:<6} {c.why}" for c in cases))
