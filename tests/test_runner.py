@@ -70,7 +70,8 @@ def test_a_stage_reading_an_undeclared_setting_fails_loudly(tmp_path):
     with pytest.raises(UndeclaredSetting, match="device"):
         run_stages([device_user], RunConfig(), source_key="s", device=CPU, quiet=True)
     honest = Stage("honest", lambda ctx: (ctx.cfg.fit.iterations, ctx.cfg.seed), reads=("fit.iterations", "seed"))
-    assert run_stages([honest], RunConfig(), source_key="s", device=CPU, quiet=True).values["honest"] == (300, 0)
+    assert run_stages([honest], RunConfig(), source_key="s", device=CPU, quiet=True).values["honest"] == (
+        RunConfig().fit.iterations, 0)
 
 
 def test_cache_hits_only_on_the_same_key_and_an_interrupted_write_leaves_no_entry(tmp_path):
