@@ -195,46 +195,77 @@ def is_compressed_ply(path: str | Path) -> bool:
 
 def read_compressed_ply(path: str | Path) -> GaussianScene:
     """Read a PlayCanvas compressed .ply into a float32 ``GaussianScene`` (in the file's order)."""
+    path = Path(path)
+    ply = _parse_ply(path)
+    chunk, vertex = _checked_elements(ply, path)
+    n = len(vertex)
+    ranges = _chunk_ranges_per_gaussian(chunk, n)
+    packed = {p: np.asarray(vertex[p], dtype=np.uint32) for p in VERTEX_PROPERTIES}
+    means = _lerp(ranges, "min_", "max_", "xyz", unpack_111011(packed["packed_position"]))
+    log_scales = _lerp(ranges, "min_scale_", "max_scale_", "xyz", unpack_111011(packed["packed_scale"]))
+    col = packed["packed_color"]
+    rgb = _lerp(ranges, "min_", "max_", "rgb", np.stack([unpack_unorm(col >> 24, 8), unpack_unorm(col >> 16, 8),
+                                                         unpack_unorm(col >> 8, 8)], 1))
+    alpha = np.clip(unpack_unorm(col, 8), 1e-6, 1 - 1e-6)
+    quats = unpack_rotation(packed["packed_rotation"])
+    rest = _read_sh_rest(ply, path, n)
+    k = rest.shape[1] // 3
+    f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    return GaussianScene(
+        means=f32(means), scales=f32(log_scales), quats=f32(quats),
+        opacities=f32(np.log(alpha / (1 - alpha))), sh0=f32((rgb - 0.5) / SH_C0)[:, None, :],
+        shN=f32(rest).reshape(n, 3, k).transpose(1, 2).contiguous(),
+    ).validate()
+
+
+def _parse_ply(path: Path):
     from plyfile import PlyData
 
-    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such PLY file: {path}")
     try:
-        ply = PlyData.read(str(path))
+        return PlyData.read(str(path))
     except Exception as err:
         raise PlyFormatError(f"{path}: cannot parse PLY ({type(err).__name__}: {err}); is the file truncated?") from err
+
+
+def _checked_elements(ply, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The ``chunk`` and ``vertex`` rows, after checking they hold the properties and chunks the Gaussians need."""
     names = [e.name for e in ply.elements]
     if "chunk" not in names or "vertex" not in names:
         raise PlyFormatError(f"{path} is not a compressed .ply (needs 'chunk' and 'vertex' elements, has {names})")
     chunk, vertex = ply["chunk"].data, ply["vertex"].data
-    colour_ranges = CHUNK_PROPERTIES[12:]  # absent from early SuperSplat files, whose colours are absolute
     missing = [p for p in CHUNK_PROPERTIES[:12] if p not in chunk.dtype.names] + \
               [p for p in VERTEX_PROPERTIES if p not in vertex.dtype.names]
     if missing:
         raise PlyFormatError(f"{path}: compressed .ply lacks properties {missing}")
-    n = len(vertex)
-    if len(chunk) * CHUNK_SIZE < n:
-        raise PlyFormatError(f"{path}: {len(chunk)} chunks cannot hold {n} Gaussians ({CHUNK_SIZE} a chunk)")
+    if len(chunk) * CHUNK_SIZE < len(vertex):
+        raise PlyFormatError(f"{path}: {len(chunk)} chunks cannot hold {len(vertex)} Gaussians ({CHUNK_SIZE} a "
+                             "chunk)")
+    return chunk, vertex
+
+
+def _chunk_ranges_per_gaussian(chunk: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """{chunk property: (n,) its value in each Gaussian's chunk}. The colour ranges are absent from early SuperSplat
+    files, whose colours are absolute: then [0, 1]."""
     rows = np.arange(n) // CHUNK_SIZE
-    c = {p: np.asarray(chunk[p], dtype=np.float64)[rows] for p in CHUNK_PROPERTIES if p in chunk.dtype.names}
-    for p in colour_ranges:
-        c.setdefault(p, np.full(n, 0.0 if p.startswith("min") else 1.0))
+    ranges = {p: np.asarray(chunk[p], dtype=np.float64)[rows] for p in CHUNK_PROPERTIES if p in chunk.dtype.names}
+    for p in CHUNK_PROPERTIES[12:]:
+        ranges.setdefault(p, np.full(n, 0.0 if p.startswith("min") else 1.0))
+    return ranges
 
-    def lerp(prefix_lo: str, prefix_hi: str, axes: str, t: np.ndarray) -> np.ndarray:
-        lo = np.stack([c[f"{prefix_lo}{a}"] for a in axes], 1)
-        hi = np.stack([c[f"{prefix_hi}{a}"] for a in axes], 1)
-        return lo * (1 - t) + hi * t
 
-    packed = {p: np.asarray(vertex[p], dtype=np.uint32) for p in VERTEX_PROPERTIES}
-    means = lerp("min_", "max_", "xyz", unpack_111011(packed["packed_position"]))
-    log_scales = lerp("min_scale_", "max_scale_", "xyz", unpack_111011(packed["packed_scale"]))
-    col = packed["packed_color"]
-    rgb = lerp("min_", "max_", "rgb", np.stack([unpack_unorm(col >> 24, 8), unpack_unorm(col >> 16, 8),
-                                                 unpack_unorm(col >> 8, 8)], 1))
-    alpha = np.clip(unpack_unorm(col, 8), 1e-6, 1 - 1e-6)
-    quats = unpack_rotation(packed["packed_rotation"])
-    if "sh" in names:
+def _lerp(ranges: dict[str, np.ndarray], prefix_lo: str, prefix_hi: str, axes: str, t: np.ndarray) -> np.ndarray:
+    """(n, len(axes)) values a fraction ``t`` of the way through their chunk's ranges ``{prefix}{axis}``."""
+    lo = np.stack([ranges[f"{prefix_lo}{a}"] for a in axes], 1)
+    hi = np.stack([ranges[f"{prefix_hi}{a}"] for a in axes], 1)
+    return lo * (1 - t) + hi * t
+
+
+def _read_sh_rest(ply, path: Path, n: int) -> np.ndarray:
+    """(n, 3K) the ``sh`` element's f_rest_* values (channel-major, as INRIA's), (n, 0) without one; K must be the
+    coefficient count of an SH degree."""
+    if "sh" in [e.name for e in ply.elements]:
         sh_el = ply["sh"].data
         rest_names = [f"f_rest_{i}" for i in range(len(sh_el.dtype.names))]
         if list(sh_el.dtype.names) != rest_names or len(sh_el) != n:
@@ -246,14 +277,8 @@ def read_compressed_ply(path: str | Path) -> GaussianScene:
         rest = np.zeros((n, 0))
     if rest.shape[1] % 3:
         raise PlyFormatError(f"{path}: {rest.shape[1]} f_rest values is not a multiple of 3")
-    k = rest.shape[1] // 3
     try:
-        sh_degree_from_bases(k)
+        sh_degree_from_bases(rest.shape[1] // 3)
     except ValueError as err:
         raise PlyFormatError(f"{path}: {err}") from err
-    f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    return GaussianScene(
-        means=f32(means), scales=f32(log_scales), quats=f32(quats),
-        opacities=f32(np.log(alpha / (1 - alpha))), sh0=f32((rgb - 0.5) / SH_C0)[:, None, :],
-        shN=f32(rest).reshape(n, 3, k).transpose(1, 2).contiguous(),
-    ).validate()
+    return rest

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from torch import Tensor
 from splat4d.losses import psnr, ssim_map
 from splat4d.render import rasterize
 from splat4d.types import Cameras, GaussianScene, PARAM_KEYS
+
+if TYPE_CHECKING:
+    from gsplat.strategy import DefaultStrategy
 
 
 @dataclass
@@ -143,14 +147,50 @@ def fit_toon(views: ToonViews, cfg: ToonFitConfig, *, seed: int = 0, device: str
     """Fit a Gaussian scene to ``views`` (see the module docstring); the scene comes back on the CPU."""
     from tqdm.auto import tqdm
 
-    from splat4d.config import FitConfig
-    from splat4d.fit import FitError, densify, finite_scene, make_optimizers, make_strategy, strategy_info
+    from splat4d.fit import finite_scene
     from splat4d.render import backend_for
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     device = torch.device(device)
     backend = backend_for(device)
+    scene, fit = start_fit(views, cfg, device)
+    targets = ToonTargets.of(views, device)
+    result = ToonFitResult(scene=scene)
+    t0 = time.perf_counter()
+    window: list[float] = []
+    for step in tqdm(range(cfg.iterations), desc="fit", unit="step", disable=not progress, leave=False):
+        window.append(fit_step(step, fit, targets, views, cfg, gen, backend))
+        if (step + 1) % 25 == 0 or step == cfg.iterations - 1:
+            result.history.append({"step": step + 1, "loss": sum(window) / len(window),
+                                   "gaussians": len(fit.params["means"])})
+            window = []
+    result.scene = finite_scene(fit.params)
+    result.psnr = view_psnrs(result.scene, targets, backend)
+    result.scene = result.scene.to("cpu")
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+@dataclass
+class ToonFitState:
+    """What the fit's loop updates: the parameters, their optimisers and the densification strategy."""
+
+    params: torch.nn.ParameterDict
+    optimizers: dict
+    strategy: DefaultStrategy
+    """Grows and prunes Gaussians (used only with ``densify``)."""
+    state: dict
+    """The strategy's state."""
+    depth_scale: float
+    """Mean warped depth of the object pixels: depth terms are relative to it."""
+
+
+def start_fit(views: ToonViews, cfg: ToonFitConfig, device: torch.device) -> tuple[GaussianScene, ToonFitState]:
+    """The initial scene (on ``device``) and the fit's parameters, optimisers and strategy."""
+    from splat4d.config import FitConfig
+    from splat4d.fit import make_optimizers, make_strategy
+
     scene = initial_gaussians(views, cfg.init_stride).to(device)
     depth_scale = float(views.depth[views.objects].mean())
     scene_scale = max(float((scene.means - scene.means.mean(0)).norm(dim=1).max()), 1e-3)
@@ -162,58 +202,87 @@ def fit_toon(views: ToonViews, cfg: ToonFitConfig, *, seed: int = 0, device: str
     focal = float(views.cameras.K[0, 0, 0])
     strategy = make_strategy(fit_cfg, scene_scale, footprint=depth_scale / focal)
     state = strategy.initialize_state(scene_scale=scene_scale)
-    cameras = views.cameras.to(device, torch.float32)
-    background = torch.tensor(views.background, dtype=torch.float32, device=device)
-    images, usable, objects = views.images.float().to(device), views.usable.to(device), views.objects.to(device)
-    depth = views.depth.float().to(device)
-    V = len(images)
-    result = ToonFitResult(scene=scene)
-    t0 = time.perf_counter()
-    window: list[float] = []
-    for step in tqdm(range(cfg.iterations), desc="fit", unit="step", disable=not progress, leave=False):
-        current = GaussianScene(**{k: params[k] for k in PARAM_KEYS})
-        novel = cfg.novel_every > 0 and V > 1 and step % cfg.novel_every == cfg.novel_every - 1
-        if novel:
-            a = int(torch.randint(V - 1, (), generator=gen))
-            camera = interpolate_cameras(cameras, a, a + 1, float(torch.rand((), generator=gen)))
-        else:
-            i = step % V
-            camera = cameras[i]
-        out = rasterize(current, camera, backend=backend, background=background, check_finite=False)
-        d, alpha = out.depth[0, ..., 0], out.alpha[0, ..., 0]
-        loss = cfg.tv_weight * depth_tv(d, alpha) / depth_scale
-        if not novel:
-            info = strategy_info(out, views) if cfg.densify else None
-            if cfg.densify:
-                strategy.step_pre_backward(params, optimizers, state, step, info)
-            m = usable[i].float()
-            denom = m.sum().clamp_min(1.0)
-            rgb = out.rgb[0]
-            l1 = ((rgb - images[i]).abs().mean(-1) * m).sum() / denom
-            dssim = ((1 - ssim_map(rgb, images[i])).mean(-1) * m).sum() / denom
-            silhouette = ((alpha - objects[i].float()).abs() * m).sum() / denom
-            o = objects[i]
-            depth_err = ((d - depth[i]).abs()[o]).mean() / depth_scale if o.any() else torch.zeros((), device=device)
-            loss = loss + ((1 - cfg.ssim_weight) * l1 + cfg.ssim_weight * dssim + cfg.mask_weight * silhouette
-                           + cfg.depth_weight * depth_err)
-        if not torch.isfinite(loss):
-            raise FitError(f"the loss became {float(loss.detach())} at step {step}; try lower learning rates")
-        loss.backward()
-        for opt in optimizers.values():
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        if cfg.densify and not novel:
-            densify(strategy, state, params, optimizers, step, info, 200_000)
-        window.append(float(loss.detach()))
-        if (step + 1) % 25 == 0 or step == cfg.iterations - 1:
-            result.history.append({"step": step + 1, "loss": sum(window) / len(window),
-                                   "gaussians": len(params["means"])})
-            window = []
-    result.scene = finite_scene(params)
+    return scene, ToonFitState(params, optimizers, strategy, state, depth_scale)
+
+
+@dataclass
+class ToonTargets:
+    """The warped views on the fit's device, as the loop reads them."""
+
+    images: Tensor
+    usable: Tensor
+    objects: Tensor
+    depth: Tensor
+    cameras: Cameras
+    background: Tensor
+
+    @staticmethod
+    def of(views: ToonViews, device: torch.device) -> "ToonTargets":
+        cameras = views.cameras.to(device, torch.float32)
+        background = torch.tensor(views.background, dtype=torch.float32, device=device)
+        images, usable, objects = views.images.float().to(device), views.usable.to(device), views.objects.to(device)
+        depth = views.depth.float().to(device)
+        return ToonTargets(images, usable, objects, depth, cameras, background)
+
+
+def step_camera(step: int, cfg: ToonFitConfig, targets: ToonTargets,
+                gen: torch.Generator) -> tuple[int | None, Cameras]:
+    """The input view of this step (its index) or, every ``novel_every``-th step, a camera interpolated between two
+    neighbouring inputs (index None)."""
+    V = len(targets.images)
+    if cfg.novel_every > 0 and V > 1 and step % cfg.novel_every == cfg.novel_every - 1:
+        a = int(torch.randint(V - 1, (), generator=gen))
+        return None, interpolate_cameras(targets.cameras, a, a + 1, float(torch.rand((), generator=gen)))
+    return step % V, targets.cameras[step % V]
+
+
+def fit_step(step: int, fit: ToonFitState, targets: ToonTargets, views: ToonViews, cfg: ToonFitConfig,
+             gen: torch.Generator, backend: str) -> float:
+    """One optimisation step (render, loss, Adam, densification); returns the loss."""
+    from splat4d.fit import FitError, densify, strategy_info
+
+    current = GaussianScene(**{k: fit.params[k] for k in PARAM_KEYS})
+    i, camera = step_camera(step, cfg, targets, gen)
+    out = rasterize(current, camera, backend=backend, background=targets.background, check_finite=False)
+    d, alpha = out.depth[0, ..., 0], out.alpha[0, ..., 0]
+    loss = cfg.tv_weight * depth_tv(d, alpha) / fit.depth_scale
+    info = None
+    if i is not None:
+        info = strategy_info(out, views) if cfg.densify else None
+        if cfg.densify:
+            fit.strategy.step_pre_backward(fit.params, fit.optimizers, fit.state, step, info)
+        loss = loss + input_view_loss(out.rgb[0], d, alpha, i, targets, cfg, fit.depth_scale)
+    if not torch.isfinite(loss):
+        raise FitError(f"the loss became {float(loss.detach())} at step {step}; try lower learning rates")
+    loss.backward()
+    for opt in fit.optimizers.values():
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    if cfg.densify and i is not None:
+        densify(fit.strategy, fit.state, fit.params, fit.optimizers, step, info, 200_000)
+    return float(loss.detach())
+
+
+def input_view_loss(rgb: Tensor, d: Tensor, alpha: Tensor, i: int, targets: ToonTargets, cfg: ToonFitConfig,
+                    depth_scale: float) -> Tensor:
+    """Colour (L1 + D-SSIM), silhouette and warped-depth terms of a render (``rgb`` (H, W, 3), depth ``d`` and
+    ``alpha`` (H, W)) of input view ``i``, on its usable pixels."""
+    m = targets.usable[i].float()
+    denom = m.sum().clamp_min(1.0)
+    l1 = ((rgb - targets.images[i]).abs().mean(-1) * m).sum() / denom
+    dssim = ((1 - ssim_map(rgb, targets.images[i])).mean(-1) * m).sum() / denom
+    silhouette = ((alpha - targets.objects[i].float()).abs() * m).sum() / denom
+    o = targets.objects[i]
+    depth_err = ((d - targets.depth[i]).abs()[o]).mean() / depth_scale if o.any() else torch.zeros((), device=d.device)
+    return ((1 - cfg.ssim_weight) * l1 + cfg.ssim_weight * dssim + cfg.mask_weight * silhouette
+            + cfg.depth_weight * depth_err)
+
+
+def view_psnrs(scene: GaussianScene, targets: ToonTargets, backend: str) -> list[float]:
+    """Per input view, the masked PSNR of ``scene``'s render against the warped view."""
+    out = []
     with torch.no_grad():
-        for i in range(V):
-            rgb = rasterize(result.scene, cameras[i], backend=backend, background=background).rgb[0].clamp(0, 1)
-            result.psnr.append(round(psnr(rgb, images[i], usable[i]), 3))
-    result.scene = result.scene.to("cpu")
-    result.seconds = time.perf_counter() - t0
-    return result
+        for i in range(len(targets.images)):
+            rgb = rasterize(scene, targets.cameras[i], backend=backend, background=targets.background).rgb[0]
+            out.append(round(psnr(rgb.clamp(0, 1), targets.images[i], targets.usable[i]), 3))
+    return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,11 @@ import torch
 from splat4d.load import InputError
 from splat4d.runner import log
 from splat4d.toon.points import MIN_SHARED_POINTS, ToonPoints
+
+if TYPE_CHECKING:  # annotations only: like the rest of this module, the functions import these where used
+    from splat4d.toon.align import AlignResult, ViewParams
+    from splat4d.toon.fit import ToonFitResult, ToonViews
+    from splat4d.toon.warp import WarpedView, WarpResult
 
 MAX_VIEWS = 10
 
@@ -44,6 +50,12 @@ class ToonInput:
     """(V, H, W) given depths (DIR/depths/NAME.npy; 0 = unknown), else None."""
     source: str
     """Where the correspondences came from: a file or 'feature matching'."""
+
+    def select(self, keep: np.ndarray) -> "ToonInput":
+        """The views at indices ``keep``, with their points, alpha, aspects and depths."""
+        return ToonInput([self.names[i] for i in keep], self.images[keep],
+                         None if self.alpha is None else self.alpha[keep], self.points.select(keep), self.aspect[keep],
+                         None if self.depths is None else self.depths[keep], self.source)
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -227,26 +239,69 @@ def view_masks(depth: np.ndarray, polygons: list[np.ndarray], alpha: np.ndarray 
 
 def run_toon(args):
     """Run `splat4d toon` (see the module docstring); returns a ``splat4d.pipeline.RunResult``."""
-    from splat4d.io.ply import atomic_write_json
-    from splat4d.pipeline import RunResult, save_config_atomic
-    from splat4d.toon.align import align, reprojection_residual
-    from splat4d.toon.fit import ToonViews, fit_toon
-    from splat4d.toon.warp import bilinear, flipped_triangles, optimise_warp, warp_view
+    from splat4d.pipeline import RunResult
+    from splat4d.toon.fit import fit_toon
 
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
+    stopwatch = Stopwatch()
 
-    def lap(name: str) -> None:
-        nonlocal clock
+    # 1. Check inputs, load the views and their correspondences; bad input stops here, before anything is written.
+    check_inputs(args)
+    device = _device(args.device)
+    views, dropped = load_usable_views(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stopwatch.lap("load")
+
+    # 2. Depths and masks; the correspondences' depths.
+    depths = depths_and_masks(views, args)
+    points = correspondences(views, depths)
+    stopwatch.lap("depth")
+
+    # 3. Coarse alignment.
+    coarse, before = coarse_alignment(points, views, args)
+    stopwatch.lap("align")
+
+    # 4. Joint warp, then the views follow their meshes.
+    warp = warp_toon_views(coarse.params, points, depths, views, args)
+    log(f"warp: residual {before:.2f} -> {warp.residual_after:.2f} px, {sum(warp.flipped)} flipped triangles")
+    stopwatch.lap("warp")
+
+    # 5. Gaussian fit on the warped views.
+    fit_views = views_to_fit(warp)
+    fitted = fit_toon(fit_views, args.fit, seed=args.seed, device=device, progress=args.progress)
+    stopwatch.lap("fit")
+
+    # 6. Outputs: the scene, video and views, then config.yaml and metrics.json.
+    files = write_toon_outputs(out, fitted.scene, fit_views, views.names, args, device)
+    stopwatch.lap("export")
+    metrics = toon_metrics(args, views, dropped, points, before, warp, fit_views, fitted, stopwatch.timings)
+    files.update(write_config_and_metrics(out, args, metrics))
+    log(f"done in {metrics['seconds']['total']:.1f} s -> {out}")
+    return RunResult(out=out, mode="toon", metrics=metrics, files=files)
+
+
+class Stopwatch:
+    """Seconds per named stage, each logged as it ends."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.clock = time.perf_counter()
+
+    def lap(self, name: str) -> None:
         now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
-        log(f"[{name}] {timings[name]:7.2f} s")
+        self.timings[name] = round(now - self.clock, 3)
+        self.clock = now
+        log(f"[{name}] {self.timings[name]:7.2f} s")
 
-    # 1. Views and correspondences; bad input stops here, before anything is written.
+
+def check_inputs(args) -> None:
     if args.resolution < 16:
         raise InputError("--resolution must be at least 16")
-    device = _device(args.device)
+
+
+def load_usable_views(args) -> tuple[ToonInput, list[str]]:
+    """The views that share enough points with each other (``usable_images``) and one message per view dropped;
+    fewer than two such views is an ``InputError``."""
     data = load_toon_input(Path(args.input), args.resolution, args.points)
     keep, messages = usable_images(data.points, data.names)
     for message in messages:
@@ -255,76 +310,140 @@ def run_toon(args):
         raise InputError(f"only {len(keep)} of {len(data.names)} images share at least {MIN_SHARED_POINTS} points "
                          "with another image; mark more corresponding points (splat4d label) or, for a single "
                          "image, use `splat4d run IMAGE`")
-    names = [data.names[i] for i in keep]
-    points = data.points.select(keep)
-    images = data.images[keep]
-    alpha = None if data.alpha is None else data.alpha[keep]
-    V, H, W = images.shape[:3]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    lap("load")
+    return data.select(keep), messages
 
-    # 2. Depths and masks.
-    given = None if data.depths is None else data.depths[keep]
-    raw = normalised_depths(given, images, alpha, args)
-    masks = [view_masks(raw[i], points.polygons[i], None if alpha is None else alpha[i], args.edge_threshold)
-             for i in range(V)]
-    z_maps = [filled(raw[i]) for i in range(V)]
+
+@dataclass
+class ViewDepths:
+    """Per view: raw depth, masks and the depth the mesh vertices and points read."""
+
+    raw: np.ndarray
+    """(V, H, W) raw depths over their largest value (``normalised_depths``); 0 = unknown."""
+    masks: list[tuple[np.ndarray, np.ndarray]]
+    """Per view (usable, objects) masks (``view_masks``)."""
+    filled: list[np.ndarray]
+    """Per view the raw depth with unknown pixels filled from their nearest known neighbour (``filled``)."""
+
+
+def depths_and_masks(views: ToonInput, args) -> ViewDepths:
+    raw = normalised_depths(views.depths, views.images, views.alpha, args)
+    alpha = views.alpha
+    masks = [view_masks(raw[i], views.points.polygons[i], None if alpha is None else alpha[i], args.edge_threshold)
+             for i in range(len(raw))]
+    return ViewDepths(raw, masks, [filled(raw[i]) for i in range(len(raw))])
+
+
+@dataclass
+class Correspondences:
+    """The kept views' correspondences as the alignment and the warp take them."""
+
+    xy: torch.Tensor
+    """(V, N, 2) pixels."""
+    valid: torch.Tensor
+    """(V, N) bool: marked, in a usable image."""
+    z: torch.Tensor
+    """(V, N) raw depths there (from the filled depth maps)."""
+    aspect: torch.Tensor
+    """(V,) fy / fx of square source pixels (``ToonInput.aspect``)."""
+
+
+def correspondences(views: ToonInput, depths: ViewDepths) -> Correspondences:
+    from splat4d.toon.warp import bilinear
+
+    points = views.points
     xy = torch.from_numpy(points.xy)
     valid = torch.from_numpy(points.valid & points.valid_images[:, None])
-    z = torch.from_numpy(np.stack([bilinear(z_maps[i], points.xy[i]) for i in range(V)]))
-    aspect = torch.from_numpy(data.aspect[keep])
-    lap("depth")
+    z = torch.from_numpy(np.stack([bilinear(depths.filled[i], points.xy[i]) for i in range(len(depths.filled))]))
+    return Correspondences(xy, valid, z, torch.from_numpy(views.aspect))
 
-    # 3. Coarse alignment.
-    coarse = align(xy, z, valid, W, H, args.align, aspect=aspect)
-    before = reprojection_residual(coarse.params, xy, z, valid, W, H)
+
+def coarse_alignment(points: Correspondences, views: ToonInput, args) -> tuple[AlignResult, float]:
+    """Cameras, focal lengths, depth scales and offsets (``splat4d.toon.align.align``) and their reprojection
+    residual in pixels."""
+    from splat4d.toon.align import align, reprojection_residual
+
+    H, W = views.images.shape[1:3]
+    coarse = align(points.xy, points.z, points.valid, W, H, args.align, aspect=points.aspect)
+    before = reprojection_residual(coarse.params, points.xy, points.z, points.valid, W, H)
     log(f"coarse alignment: residual {before:.2f} px")
-    lap("align")
+    return coarse, before
 
-    # 4. Joint warp, then the views follow their meshes.
-    warp = optimise_warp(coarse.params, xy, z_maps, valid, W, H, args.align, args.warp, aspect=aspect)
-    after = reprojection_residual(warp.params, warp.xy, warp.z, valid, W, H)
+
+@dataclass
+class ToonWarp:
+    """The joint warp and the views warped with it."""
+
+    result: WarpResult
+    views: list[WarpedView]
+    residual_after: float
+    """Reprojection residual after the warp, in pixels."""
+    flipped: list[int]
+    """Per view the triangles the warp flipped."""
+    width: int
+    height: int
+
+
+def warp_toon_views(params: ViewParams, points: Correspondences, depths: ViewDepths, views: ToonInput,
+                    args) -> ToonWarp:
+    """Warp every view's mesh from the coarse alignment's ``params`` (``optimise_warp``), then its image, depth and
+    masks (``warp_view``)."""
+    from splat4d.toon.align import reprojection_residual
+    from splat4d.toon.warp import flipped_triangles, optimise_warp, warp_view
+
+    V, H, W = views.images.shape[:3]
+    warp = optimise_warp(params, points.xy, depths.filled, points.valid, W, H, args.align, args.warp,
+                         aspect=points.aspect)
+    after = reprojection_residual(warp.params, warp.xy, warp.z, points.valid, W, H)
     flipped = [flipped_triangles(m, w) for m, w in zip(warp.meshes, warp.warped)]
-    warped = [warp_view(images[i], raw[i], masks[i][0], masks[i][1], warp.meshes[i], warp.warped[i],
-                        warp.depth_offsets[i]) for i in range(V)]
-    log(f"warp: residual {before:.2f} -> {after:.2f} px, {sum(flipped)} flipped triangles")
-    lap("warp")
+    warped = [warp_view(views.images[i], depths.raw[i], depths.masks[i][0], depths.masks[i][1], warp.meshes[i],
+                        warp.warped[i], warp.depth_offsets[i]) for i in range(V)]
+    return ToonWarp(warp, warped, after, flipped, W, H)
 
-    # 5. Gaussian fit.
-    params = warp.params
-    cameras = params.cameras(W, H)
+
+def views_to_fit(warp: ToonWarp) -> ToonViews:
+    """The warped views with the warp's cameras and camera z (scale * raw depth + offset) as a
+    ``ToonViews``; object pixels need a positive camera z."""
+    from splat4d.toon.fit import ToonViews
+
+    params, warped = warp.result.params, warp.views
+    cameras = params.cameras(warp.width, warp.height)
     camera_z = [np.where(w.objects, float(params.scale[i]) * w.depth + float(params.offset[i]), 0.0)
                 for i, w in enumerate(warped)]
-    views = ToonViews(torch.from_numpy(np.stack([w.image for w in warped])),
-                      torch.from_numpy(np.stack([w.usable for w in warped])),
-                      torch.from_numpy(np.stack([w.objects for w in warped]) & (np.stack(camera_z) > 0)),
-                      torch.from_numpy(np.stack(camera_z)).float(), cameras)
-    fitted = fit_toon(views, args.fit, seed=args.seed, device=device, progress=args.progress)
-    lap("fit")
+    return ToonViews(torch.from_numpy(np.stack([w.image for w in warped])),
+                     torch.from_numpy(np.stack([w.usable for w in warped])),
+                     torch.from_numpy(np.stack([w.objects for w in warped]) & (np.stack(camera_z) > 0)),
+                     torch.from_numpy(np.stack(camera_z)).float(), cameras)
 
-    # 6. Outputs.
-    files = write_toon_outputs(out, fitted.scene, views, names, args, device)
-    lap("export")
-    metrics = {
-        "input": str(args.input), "mode": "toon", "images": names, "dropped": messages,
-        "correspondences": source_summary(data.source, points, valid),
-        "residual_before_px": round(before, 4), "residual_after_px": round(after, 4),
-        "flipped_triangles": flipped,
-        "triangles": [len(m.triangles) for m in warp.meshes],
-        "focal_px": [[round(float(cameras.K[i, 0, 0]), 3), round(float(cameras.K[i, 1, 1]), 3)] for i in range(V)],
+
+def toon_metrics(args, views: ToonInput, dropped: list[str], points: Correspondences, before: float, warp: ToonWarp,
+                 fit_views: ToonViews, fitted: ToonFitResult, timings: dict[str, float]) -> dict:
+    """metrics.json: the views kept and dropped, the residual before and after the warp, the cameras and depth
+    scales, the fit, and the seconds per stage."""
+    params, K = warp.result.params, fit_views.cameras.K
+    return {
+        "input": str(args.input), "mode": "toon", "images": views.names, "dropped": dropped,
+        "correspondences": source_summary(views.source, views.points, points.valid),
+        "residual_before_px": round(before, 4), "residual_after_px": round(warp.residual_after, 4),
+        "flipped_triangles": warp.flipped,
+        "triangles": [len(m.triangles) for m in warp.result.meshes],
+        "focal_px": [[round(float(K[i, 0, 0]), 3), round(float(K[i, 1, 1]), 3)] for i in range(len(views.names))],
         "depth_scale": [round(float(s), 5) for s in params.scale],
         "depth_offset": [round(float(d), 5) for d in params.offset],
-        "width": W, "height": H,
+        "width": warp.width, "height": warp.height,
         "gaussians": len(fitted.scene), "view_psnr": fitted.psnr,
         "loss_history": fitted.history,
         "seconds": {**timings, "total": round(sum(timings.values()), 3)},
     }
-    files["config.yaml"], files["metrics.json"] = out / "config.yaml", out / "metrics.json"
+
+
+def write_config_and_metrics(out: Path, args, metrics: dict) -> dict[str, Path]:
+    from splat4d.io.ply import atomic_write_json
+    from splat4d.pipeline import save_config_atomic
+
+    files = {"config.yaml": out / "config.yaml", "metrics.json": out / "metrics.json"}
     save_config_atomic(args, files["config.yaml"])
     atomic_write_json(files["metrics.json"], metrics)
-    log(f"done in {metrics['seconds']['total']:.1f} s -> {out}")
-    return RunResult(out=out, mode="toon", metrics=metrics, files=files)
+    return files
 
 
 def source_summary(source: str, points: ToonPoints, valid: torch.Tensor) -> dict:

@@ -164,64 +164,131 @@ def optimise_warp(params: ViewParams, xy: Tensor, z_image: list[np.ndarray], val
     """Warp every image's mesh (and refine cameras and depth scales) so that the views agree. ``xy`` (V, N, 2)
     correspondences in pixels, ``valid`` (V, N); ``z_image`` per image its raw depth map (H, W), sampled at the
     vertices."""
-    V, N = valid.shape
+    V = valid.shape[0]
     aspect = torch.full((V,), width / height, dtype=torch.float64) if aspect is None else aspect.double()
     meshes = [build_mesh(xy[i].numpy(), valid[i].numpy(), width, height, cfg.border_points) for i in range(V)]
-    # All images' vertices in one array: image, point, rest position, raw depth; triangles in global indices.
-    starts = np.cumsum([0] + [len(m.rest) for m in meshes])
-    image_of = torch.from_numpy(np.concatenate([np.full(len(m.rest), i) for i, m in enumerate(meshes)]))
-    point_of = torch.from_numpy(np.concatenate([m.point for m in meshes]))
-    rest_px = torch.from_numpy(np.concatenate([m.rest for m in meshes]))
-    rest_z = torch.from_numpy(np.concatenate([bilinear(z_image[i], m.rest) for i, m in enumerate(meshes)])).double()
-    triangles = torch.from_numpy(np.concatenate([m.triangles + s for m, s in zip(meshes, starts)]))
-    unit = max(width, height) / 2
-    rest = rest_px / unit
-    rest_tri = rest[triangles]
-    rest_area = signed_areas(rest_tri)
-    movable = (point_of >= 0) | cfg.move_border
-    # Every marked (image, point) reads its vertex: vertex_of in global indices.
-    pi, pj = torch.nonzero(valid, as_tuple=True)
-    vertex = torch.from_numpy(np.stack([np.where(m.vertex_of >= 0, m.vertex_of + s, -1)
-                                        for m, s in zip(meshes, starts[:-1])]))[pi, pj]
-
-    offsets = torch.zeros_like(rest, requires_grad=True)
-    depth_offsets = torch.zeros_like(rest_z, requires_grad=True)
-    params = params.detach().requires_grad_()
-    if not align_cfg.optimize_focal:
-        params.fx.requires_grad_(False)
-        params.fy.requires_grad_(False)
-
-    def positions() -> tuple[Tensor, Tensor]:
-        return rest + offsets * movable[:, None], rest_z + depth_offsets
-
-    def grids(pos: Tensor, depth: Tensor) -> tuple[Tensor, Tensor]:
-        xy_w = torch.zeros(V, N, 2, dtype=torch.float64).index_put((pi, pj), pos[vertex] * unit)
-        z_w = torch.zeros(V, N, dtype=torch.float64).index_put((pi, pj), depth[vertex])
-        return xy_w, z_w
+    joint = JointMesh.of(meshes, z_image, valid, width, height, cfg.move_border)
+    unknowns = WarpUnknowns.start(joint, params, align_cfg)
 
     def loss_fn() -> Tensor:
-        pos, depth = positions()
-        xy_w, z_w = grids(pos, depth)
-        points = lift(params, normalised(xy_w, width, height), z_w)
-        tri = pos[triangles]
-        return (align_cfg.point_weight * pair_loss(points, valid) + regularisers(params, aspect, align_cfg)
-                + cfg.arap_weight * arap_loss(rest_tri, tri)
-                + cfg.area_weight * torch.relu(cfg.min_area_fraction - signed_areas(tri) / rest_area).mean()
-                + cfg.depth_offset_weight * depth_offsets.abs().mean()
-                + 1000.0 * torch.relu(cfg.min_depth - depth).pow(2).mean())
+        return warp_loss(joint, unknowns, valid, aspect, width, height, align_cfg, cfg)
 
-    tensors = [offsets, depth_offsets] + [t for t in params.tensors() if t.requires_grad]
-    history = minimise(loss_fn, tensors, cfg.optimizer, cfg.steps, cfg.lr)
+    history = minimise(loss_fn, unknowns.trainable(), cfg.optimizer, cfg.steps, cfg.lr)
     if history and not np.isfinite(history[-1]):
         raise RuntimeError("the warp optimisation diverged (NaN/Inf loss); try a lower --warp.lr or --warp.optimizer "
                            "adam")
+    return warp_result(joint, unknowns, meshes, history)
+
+
+@dataclass
+class JointMesh:
+    """All images' mesh vertices in one array (image after image), with triangles in global vertex indices. 2D
+    positions are in units of ``unit`` pixels (half the longer image side), so the ARAP term is isotropic."""
+
+    starts: np.ndarray
+    """(V + 1,) the first global vertex of every image, then the vertex count."""
+    rest: Tensor
+    """(M, 2) rest positions (units)."""
+    rest_z: Tensor
+    """(M,) raw depths at the rest positions."""
+    triangles: Tensor
+    """(T, 3) global vertex indices."""
+    rest_tri: Tensor
+    """(T, 3, 2) the rest triangles."""
+    rest_area: Tensor
+    """(T,) their signed areas."""
+    movable: Tensor
+    """(M,) bool: the vertex may move in 2D (a point's vertex; border vertices only with ``move_border``)."""
+    unit: float
+    """Pixels per unit."""
+    marked: tuple[Tensor, Tensor]
+    """(image, point) indices of every marked correspondence."""
+    vertex: Tensor
+    """The global vertex each marked correspondence reads."""
+    grid_shape: tuple[int, int]
+    """(V, N): images and correspondences."""
+
+    @staticmethod
+    def of(meshes: list[ImageMesh], z_image: list[np.ndarray], valid: Tensor, width: int, height: int,
+           move_border: bool) -> "JointMesh":
+        starts = np.cumsum([0] + [len(m.rest) for m in meshes])
+        point_of = torch.from_numpy(np.concatenate([m.point for m in meshes]))
+        rest_px = torch.from_numpy(np.concatenate([m.rest for m in meshes]))
+        rest_z = torch.from_numpy(np.concatenate([bilinear(z_image[i], m.rest)
+                                                  for i, m in enumerate(meshes)])).double()
+        triangles = torch.from_numpy(np.concatenate([m.triangles + s for m, s in zip(meshes, starts)]))
+        unit = max(width, height) / 2
+        rest = rest_px / unit
+        rest_tri = rest[triangles]
+        pi, pj = torch.nonzero(valid, as_tuple=True)
+        vertex = torch.from_numpy(np.stack([np.where(m.vertex_of >= 0, m.vertex_of + s, -1)
+                                            for m, s in zip(meshes, starts[:-1])]))[pi, pj]
+        return JointMesh(starts, rest, rest_z, triangles, rest_tri, signed_areas(rest_tri),
+                         (point_of >= 0) | move_border, unit, (pi, pj), vertex, tuple(valid.shape))
+
+    def positions(self, offsets: Tensor, depth_offsets: Tensor) -> tuple[Tensor, Tensor]:
+        """(M, 2) warped positions (units) and (M,) warped raw depths."""
+        return self.rest + offsets * self.movable[:, None], self.rest_z + depth_offsets
+
+    def grids(self, pos: Tensor, depth: Tensor) -> tuple[Tensor, Tensor]:
+        """(V, N, 2) warped correspondences in pixels and (V, N) their raw depths (0 where unmarked)."""
+        V, N = self.grid_shape
+        xy_w = torch.zeros(V, N, 2, dtype=torch.float64).index_put(self.marked, pos[self.vertex] * self.unit)
+        z_w = torch.zeros(V, N, dtype=torch.float64).index_put(self.marked, depth[self.vertex])
+        return xy_w, z_w
+
+    def per_image(self, values: np.ndarray) -> list[np.ndarray]:
+        """Per-vertex ``values`` split into one array per image."""
+        return [values[a:b] for a, b in zip(self.starts[:-1], self.starts[1:])]
+
+
+@dataclass
+class WarpUnknowns:
+    """What the joint warp optimises: vertex offsets (2D, in units, and raw depth) and the views' parameters."""
+
+    offsets: Tensor
+    depth_offsets: Tensor
+    params: ViewParams
+
+    @staticmethod
+    def start(joint: JointMesh, params: ViewParams, align_cfg: AlignConfig) -> "WarpUnknowns":
+        """Zero offsets and ``params`` (focal lengths frozen unless ``align_cfg.optimize_focal``)."""
+        offsets = torch.zeros_like(joint.rest, requires_grad=True)
+        depth_offsets = torch.zeros_like(joint.rest_z, requires_grad=True)
+        params = params.detach().requires_grad_()
+        if not align_cfg.optimize_focal:
+            params.fx.requires_grad_(False)
+            params.fy.requires_grad_(False)
+        return WarpUnknowns(offsets, depth_offsets, params)
+
+    def trainable(self) -> list[Tensor]:
+        return [self.offsets, self.depth_offsets] + [t for t in self.params.tensors() if t.requires_grad]
+
+
+def warp_loss(joint: JointMesh, unknowns: WarpUnknowns, valid: Tensor, aspect: Tensor, width: int, height: int,
+              align_cfg: AlignConfig, cfg: WarpConfig) -> Tensor:
+    """The joint warp's loss (see the module docstring)."""
+    pos, depth = joint.positions(unknowns.offsets, unknowns.depth_offsets)
+    xy_w, z_w = joint.grids(pos, depth)
+    points = lift(unknowns.params, normalised(xy_w, width, height), z_w)
+    tri = pos[joint.triangles]
+    return (align_cfg.point_weight * pair_loss(points, valid) + regularisers(unknowns.params, aspect, align_cfg)
+            + cfg.arap_weight * arap_loss(joint.rest_tri, tri)
+            + cfg.area_weight * torch.relu(cfg.min_area_fraction - signed_areas(tri) / joint.rest_area).mean()
+            + cfg.depth_offset_weight * unknowns.depth_offsets.abs().mean()
+            + 1000.0 * torch.relu(cfg.min_depth - depth).pow(2).mean())
+
+
+def warp_result(joint: JointMesh, unknowns: WarpUnknowns, meshes: list[ImageMesh],
+                history: list[float]) -> WarpResult:
+    """The optimised warp per image, in pixels."""
     with torch.no_grad():
-        pos, depth = positions()
-        xy_w, z_w = grids(pos, depth)
-    pos_px = (pos * unit).numpy()
-    dz = (depth - rest_z).numpy()
-    return WarpResult(params.detach(), meshes, [pos_px[a:b] for a, b in zip(starts[:-1], starts[1:])],
-                      [dz[a:b] for a, b in zip(starts[:-1], starts[1:])], xy_w.detach(), z_w.detach(), history)
+        pos, depth = joint.positions(unknowns.offsets, unknowns.depth_offsets)
+        xy_w, z_w = joint.grids(pos, depth)
+    pos_px = (pos * joint.unit).numpy()
+    dz = (depth - joint.rest_z).numpy()
+    return WarpResult(unknowns.params.detach(), meshes, joint.per_image(pos_px), joint.per_image(dz), xy_w.detach(),
+                      z_w.detach(), history)
 
 
 # -- piecewise-affine image warps ----------------------------------------------------------------------------------
