@@ -342,6 +342,10 @@ def test_toon_command_end_to_end(toon_data, tmp_path):
     # The distorted views (1, 3) have no true camera; the undistorted one is pulled by them, a few degrees at 64 px
     # (tools/bench_toon.py measures it at 96 px).
     assert float(errors[2]) < 8.0 and float(errors.max()) < 20.0
+    # The run folder exports to nerfstudio like a `splat4d run` folder: the warped views with the aligned cameras.
+    main(["export", "nerfstudio", str(out), str(tmp_path / "ns")])
+    frames = json.loads((tmp_path / "ns" / "transforms.json").read_text())["frames"]
+    assert len(frames) == 4 and all((tmp_path / "ns" / f["file_path"]).is_file() for f in frames)
 
 
 def test_toon_command_without_points_or_depths(toon_data, tmp_path):
