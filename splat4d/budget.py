@@ -97,10 +97,14 @@ def input_size(path: Path) -> tuple[int, int] | None:
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
                 return stream.codec_context.width, stream.codec_context.height
+        import warnings
+
         from PIL import Image
 
-        with Image.open(path) as im:
-            return im.size
+        with warnings.catch_warnings():  # a decompression bomb is the loader's to refuse, in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
     except Exception:  # noqa: BLE001 - any unreadable input is the loader's to report, in its own words
         return None
 

@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
@@ -497,7 +498,13 @@ def _call_in_process(argv: list[str]) -> tuple[int, str]:
     from splat4d.cli import main
 
     err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+
+    def show(message, category, filename, lineno, file=None, line=None):  # as a fresh interpreter would: stderr
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=sys.stderr)
+
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
         try:
             main(argv)
             code = 0
@@ -519,7 +526,8 @@ def _call_subprocess(argv: list[str], timeout: float) -> tuple[int, str, float]:
             "try:\n"
             "    runpy.run_module('splat4d', run_name='__main__')\n"
             "finally:\n"
-            "    hwm = [ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('VmHWM')]\n"
+            "    with open('/proc/self/status') as status:\n"
+            "        hwm = [ln.split()[1] for ln in status if ln.startswith('VmHWM')]\n"
             "    print(f'__peak_rss_kb {hwm[0]}', file=sys.stderr)\n")
     try:
         res = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=timeout,
