@@ -375,7 +375,14 @@ def main(argv: list[str] | None = None):
 
 
 def entrypoint() -> None:
-    main()
+    try:
+        main()
+        sys.stdout.flush()  # inside the try: a pipe closed early fails here, not in the interpreter's exit
+    except BrokenPipeError:  # `splat4d info scene.ply | head -3`: the reader left early; not worth a traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own recipe (docs: signal, SIGPIPE)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

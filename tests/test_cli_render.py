@@ -82,3 +82,14 @@ def test_failed_video_leaves_nothing(tmp_path):
 def test_info_command(capsys):
     summary = main(["info", str(ASSET)])
     assert summary["gaussians"] == 16000 and summary["sh_degree"] == 0
+
+
+def test_output_piped_into_a_reader_that_leaves_early_is_no_traceback():
+    """`splat4d info scene.ply | head -1`: the reader may be gone before we write; that is not an error to show."""
+    example = Path(__file__).resolve().parents[1] / "splat4d" / "assets" / "example_scene.ply"
+    proc = subprocess.Popen([sys.executable, "-m", "splat4d", "info", str(example)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before anything is written
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
