@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -578,7 +579,9 @@ def run_case(case: Case, work: Path, in_process: bool = False, timeout: float = 
              extra: tuple[str, ...] = ()) -> Result:
     """Make the case's input under ``work`` and run it. ``extra``: flags after ``SMALL`` (before the case's own)."""
     folder = work / case.name
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists():  # a fresh folder: an earlier run's scene.ply must not pass for this run's
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
     args = case.make(folder)
     out = folder / "out"
     base = [*SMALL, *extra] if case.small else ["--no-progress"]
