@@ -615,12 +615,15 @@ def format_table(results: list[Result]) -> str:
 
 def markdown_table(cases: list[dict]) -> str:
     """docs/reliability.md's table from the JSON's cases."""
-    rows = ["| case | input or setting | expected | outcome | s | message |", "|---|---|---|---|---:|---|"]
+    rows = ["| case | input or setting | expected | outcome | s | peak MB | message |",
+            "|---|---|---|---|---:|---:|---|"]
     for c in cases:
         outcome = c["outcome"] if c["passed"] else f"**{c['outcome']}**"
         message = c["message"].replace("|", "\\|")
         message = message if len(message) <= 150 else message[:147] + "..."
-        rows.append(f"| {c['case']} | {c['why']} | {c['expected']} | {outcome} | {c['seconds']:.1f} | {message} |")
+        peak = "" if c.get("peak_rss_mb") is None else f"{c['peak_rss_mb']:.0f}"
+        rows.append(f"| {c['case']} | {c['why']} | {c['expected']} | {outcome} | {c['seconds']:.1f} | {peak} "
+                    f"| {message} |")
     return "\n".join(rows)
 
 
