@@ -92,10 +92,14 @@ def _reason(err: BaseException) -> str:
     return text.split(" '/")[0].strip() or type(err).__name__
 
 
+def _has_alpha(im) -> bool:
+    """An alpha channel, or a palette / greyscale transparency entry."""
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+
+
 def _eight_bit(im):
     """``im`` in RGB or RGBA (palette transparency, CMYK and greyscale converted) for resizing."""
-    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-    return im.convert("RGBA" if has_alpha else "RGB")
+    return im.convert("RGBA" if _has_alpha(im) else "RGB")
 
 
 def _to_float(im, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -113,7 +117,7 @@ def _to_float(im, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         lo, hi = float(grey[finite].min()), float(grey[finite].max())
         grey = np.where(finite, (grey - lo) / max(hi - lo, 1e-12), 0.0).astype(np.float32)
         return np.repeat(grey[..., None], 3, axis=2), None
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    has_alpha = _has_alpha(im)
     arr = np.asarray(im.convert("RGBA" if has_alpha else "RGB")).astype(np.float32) / 255.0
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
