@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from splat4d.config import FitConfig
 from splat4d.losses import psnr, ssim_map
 from splat4d.render import rasterize
 from splat4d.types import Cameras, GaussianScene, PARAM_KEYS
@@ -49,15 +50,16 @@ class ToonFitConfig:
     """Weight of the depth total variation on every rendered view (smooth surfaces)."""
     novel_every: int = 4
     """Every this many steps, a view interpolated between two inputs (depth TV only); 0: never."""
-    lr_means: float = 1.6e-4
+    # The learning rates default to `splat4d run`'s (one place to change them).
+    lr_means: float = FitConfig.lr_means
     """Learning rate of the means (times the scene extent)."""
-    lr_scales: float = 5e-3
+    lr_scales: float = FitConfig.lr_scales
     """Learning rate of the log-scales."""
-    lr_quats: float = 1e-3
+    lr_quats: float = FitConfig.lr_quats
     """Learning rate of the quaternions."""
-    lr_opacities: float = 5e-2
+    lr_opacities: float = FitConfig.lr_opacities
     """Learning rate of the opacity logits."""
-    lr_sh0: float = 2.5e-3
+    lr_sh0: float = FitConfig.lr_sh0
     """Learning rate of the colours."""
     densify: bool = False
     """Grow and prune Gaussians (gsplat's DefaultStrategy, as `splat4d run`)."""
@@ -188,7 +190,6 @@ class ToonFitState:
 
 def start_fit(views: ToonViews, cfg: ToonFitConfig, device: torch.device) -> tuple[GaussianScene, ToonFitState]:
     """The initial scene (on ``device``) and the fit's parameters, optimisers and strategy."""
-    from splat4d.config import FitConfig
     from splat4d.fit import make_optimizers, make_strategy
 
     scene = initial_gaussians(views, cfg.init_stride).to(device)
