@@ -1,8 +1,10 @@
 """Rasterizer speed: forward and forward+backward at 256x256 for the numba CPU backend vs a pure-torch tiled path.
 
-Both paths share projection (gsplat's torch code) and binning; they differ in the 2D compositing: numba tile kernels
-vs the reference renderer's maths on per-tile padded Gaussian lists with autograd (the fastest torch-only layout we
-measured, see shared/notes/cpu-rasterizer.md). gsplat's CUDA rasterizer is added when a GPU is present.
+The pure-torch path shares projection and binning with the numba one; they differ in the 2D compositing: numba tile
+kernels vs the reference renderer's maths on per-tile padded Gaussian lists with autograd (the fastest torch-only
+layout we measured, see shared/notes/cpu-rasterizer.md). "cpu before" is the numba path as it was before issue 13's
+kernel work (gsplat's torch projection, 16-pixel tiles), measured in the same run. gsplat's CUDA rasterizer is added
+when a GPU is present.
 
     python tools/bench_raster.py [--sizes 10000 50000] [--repeats 3] [--json bench_results/raster.json]
 
@@ -22,7 +24,7 @@ import splat4d  # noqa: F401  first: its thread policy must be set before torch 
 import torch
 
 from splat4d.synthetic import random_scene
-from splat4d.render import rasterize
+from splat4d.render import CPU_TILE, rasterize
 from splat4d.render.binning import bin_gaussians
 from splat4d.render.projection import project
 from splat4d.render.reference import rasterize_reference_tiled
@@ -48,6 +50,19 @@ def leaf(scene: GaussianScene) -> GaussianScene:
 def run_cpu(scene, cams, backward):
     p = leaf(scene)
     out = rasterize(p, cams, backend="cpu", check_finite=False)
+    if backward:
+        (out.rgb.sum() + out.alpha.sum()).backward()
+
+
+def run_cpu_before(scene, cams, backward):
+    """The CPU path as it was before issue 13's kernel work: gsplat's torch projection and 16-pixel tiles."""
+    from splat4d.render import _finish
+    from splat4d.render.cpu import rasterize_projected
+
+    p = leaf(scene)
+    proj = project(p, cams, fused=False)
+    feats, alpha = rasterize_projected(proj, cams.width, cams.height, 16)
+    out = _finish(feats, alpha, None, proj.means2d, proj.extents)
     if backward:
         (out.rgb.sum() + out.alpha.sum()).backward()
 
@@ -92,20 +107,25 @@ def main() -> None:
     args = ap.parse_args()
 
     cams = bench_camera(args.image)
-    impls = {"cpu (numba)": (run_cpu, args.repeats), "pure torch (tiled)": (run_torch_tiled, args.torch_repeats)}
+    impls = {"cpu (numba)": (run_cpu, args.repeats),
+             "cpu before (torch projection, 16 px tiles)": (run_cpu_before, args.repeats),
+             "pure torch (tiled)": (run_torch_tiled, args.torch_repeats)}
     if torch.cuda.is_available():
         impls["gsplat (cuda)"] = (run_gsplat, args.repeats)
     results = []
     for n in args.sizes:
         scene = bench_scene(n)
         proj = project(scene, cams)
-        pairs = bin_gaussians(proj.means2d, proj.extents, proj.depths, proj.valid, cams.width, cams.height, 16)
+        pairs = bin_gaussians(proj.means2d, proj.extents, proj.depths, proj.valid, cams.width, cams.height, CPU_TILE)
         row = {"gaussians": n, "pairs": int(pairs.flat_ids.numel()), "image": args.image}
         for name, (fn, repeats) in impls.items():
             row[f"{name} fwd ms"] = timed(lambda: fn(scene, cams, False), repeats)
             row[f"{name} fwd+bwd ms"] = timed(lambda: fn(scene, cams, True), repeats)
         row["speed-up fwd+bwd (torch / cpu)"] = row["pure torch (tiled) fwd+bwd ms"] / row["cpu (numba) fwd+bwd ms"]
         row["speed-up fwd (torch / cpu)"] = row["pure torch (tiled) fwd ms"] / row["cpu (numba) fwd ms"]
+        before = "cpu before (torch projection, 16 px tiles)"
+        row["speed-up fwd+bwd (before / cpu)"] = row[f"{before} fwd+bwd ms"] / row["cpu (numba) fwd+bwd ms"]
+        row["speed-up fwd (before / cpu)"] = row[f"{before} fwd ms"] / row["cpu (numba) fwd ms"]
         results.append(row)
         print(json.dumps(row))
 

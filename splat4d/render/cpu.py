@@ -64,7 +64,7 @@ class _RasterizeTiles(torch.autograd.Function):
         return g_means2d, g_conics, g_feats, g_opacities[:, 0], None, None
 
 
-def rasterize_projected(proj: Projected, width: int, height: int, tile: int = 16) -> tuple[Tensor, Tensor]:
+def rasterize_projected(proj: Projected, width: int, height: int, tile: int = 8) -> tuple[Tensor, Tensor]:
     """Composite projected Gaussians on the CPU.
 
     Returns ``(feats, alpha)``: (C, H, W, 4) alpha-weighted sums of (r, g, b, depth) and (C, H, W, 1) alpha.
@@ -85,24 +85,36 @@ def rasterize_projected(proj: Projected, width: int, height: int, tile: int = 16
     return out_feats[:, :height, :width], alpha[:, :height, :width, None]
 
 
-def warm_up() -> dict[str, int]:
-    """Compile the float32 tile kernels now (or load them from numba's on-disk cache), so a first run does not
-    spend 10-35 s compiling. ``make install`` calls it; returns numba's cache hits/misses for both kernels."""
-    from splat4d.render import cpu_kernels as kern
-    from splat4d.render.projection import Projected
+KERNELS = ("cpu_kernels.rasterize_forward", "cpu_kernels.rasterize_backward", "cpu_kernels.bin_pairs",
+           "cpu_projection.project_forward", "cpu_projection.project_backward")
 
-    g = torch.Generator().manual_seed(0)
-    n = 4
-    proj = Projected(
-        means2d=(torch.rand(1, n, 2, generator=g) * 16).requires_grad_(True),
-        conics=torch.tensor([[0.5, 0.0, 0.5]]).expand(1, n, 3).clone().requires_grad_(True),
-        depths=torch.ones(1, n), colors=torch.rand(1, n, 3, generator=g), opacities=torch.full((1, n), 0.8),
-        extents=torch.full((1, n, 2), 5.0), valid=torch.ones(1, n, dtype=torch.bool))
-    feats, alpha = rasterize_projected(proj, 16, 16)
-    (feats.sum() + alpha.sum()).backward()
-    kernels = (kern.rasterize_forward, kern.rasterize_backward)
-    return {"cache_hits": sum(sum(k.stats.cache_hits.values()) for k in kernels),
-            "cache_misses": sum(sum(k.stats.cache_misses.values()) for k in kernels)}
+
+def kernels() -> list:
+    """The numba kernels of the CPU rasterizer (the dispatchers named in ``KERNELS``)."""
+    import importlib
+
+    return [getattr(importlib.import_module(f"splat4d.render.{mod}"), name)
+            for mod, name in (k.split(".") for k in KERNELS)]
+
+
+def warm_up() -> dict[str, int]:
+    """Compile the float32 kernels (projection, binning, tile forward and backward) now, or load them from numba's
+    on-disk cache, so a first run does not spend 10-35 s compiling. ``make install`` calls it; returns numba's
+    cache hits/misses over :data:`KERNELS`."""
+    from splat4d.render import rasterize
+    from splat4d.synthetic import random_scene
+    from splat4d.types import Cameras
+
+    scene = random_scene(8, seed=0)
+    for _, v in scene.items():
+        v.requires_grad_(True)
+    c2w = torch.eye(4)
+    c2w[2, 3] = -3.0
+    out = rasterize(scene, Cameras(c2w, torch.tensor([[20.0, 0, 8], [0, 20.0, 8], [0, 0, 1]]), 16, 16), backend="cpu")
+    (out.rgb.sum() + out.alpha.sum()).backward()
+    ks = kernels()
+    return {"cache_hits": sum(sum(k.stats.cache_hits.values()) for k in ks),
+            "cache_misses": sum(sum(k.stats.cache_misses.values()) for k in ks)}
 
 
 if __name__ == "__main__":  # python -m splat4d.render.cpu: what `make install` runs

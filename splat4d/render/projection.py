@@ -67,22 +67,26 @@ def project(
     far_plane: float = 1e10,
     eps2d: float = 0.3,
     colors: Tensor | None = None,
+    fused: bool | None = None,
 ) -> Projected:
-    """Project every Gaussian into every camera (differentiable w.r.t. all scene parameters)."""
+    """Project every Gaussian into every camera (differentiable w.r.t. all scene parameters, and w.r.t. the cameras
+    when their matrices require gradients).
+
+    CPU tensors go through splat4d's fused numba projection (``splat4d.render.cpu_projection``: the same maths,
+    3-5x faster); cameras that require gradients, or other devices, through gsplat's torch functions. ``fused``
+    False forces gsplat's path (benchmarks compare the two)."""
     dtype = scene.means.dtype
     viewmats = cameras.viewmats().to(dtype)
     Ks = cameras.K.to(dtype)
-    _, means2d, depths, conics, _ = gs_torch._fully_fused_projection(
-        scene.means,
-        covariances(scene),
-        viewmats,
-        Ks,
-        cameras.width,
-        cameras.height,
-        eps2d=eps2d,
-        near_plane=near_plane,
-        far_plane=far_plane,
-    )
+    if _fused(scene, viewmats, Ks) and fused is not False:
+        from splat4d.render.cpu_projection import project_gaussians
+
+        means2d, conics, depths = project_gaussians(scene.means, scene.quats, scene.scales_act(), viewmats, Ks,
+                                                    cameras.width, cameras.height, eps2d)
+    else:
+        _, means2d, depths, conics, _ = gs_torch._fully_fused_projection(
+            scene.means, covariances(scene), viewmats, Ks, cameras.width, cameras.height, eps2d=eps2d,
+            near_plane=near_plane, far_plane=far_plane)
     opacities = scene.opacities_act()[None].expand(len(cameras), -1)
     extents, valid = support_extents(means2d.detach(), conics.detach(), depths.detach(), opacities.detach(), cameras,
                                      near_plane, far_plane)
@@ -91,6 +95,11 @@ def project(
     else:
         colors = colors.to(dtype)[None].expand(len(cameras), -1, -1)
     return Projected(means2d, conics, depths, colors, opacities, extents, valid)
+
+
+def _fused(scene: GaussianScene, viewmats: Tensor, Ks: Tensor) -> bool:
+    return (scene.means.device.type == "cpu" and scene.means.dtype in (torch.float32, torch.float64)
+            and not viewmats.requires_grad and not Ks.requires_grad)
 
 
 @torch.no_grad()
