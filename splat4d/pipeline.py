@@ -98,7 +98,7 @@ def _estimator(ctx: StageContext, segment: Frames, fov: float):
     from splat4d.depth import make_depth_estimator
 
     return make_depth_estimator(ctx.cfg.depth, fov, ctx.cfg.init.distance, device=str(ctx.device),
-                                lefts=segment.lefts, rights=segment.rights)
+                                lefts=segment.lefts, rights=segment.rights, elevation_deg=ctx.cfg.init.elevation_deg)
 
 
 def estimate_depth(ctx: StageContext, segment: Frames, fov: float):
@@ -203,9 +203,13 @@ def depth_weights(cfg: RunConfig) -> str | None:
     return weights_sha256(cfg.depth.model)
 
 
+DEPTH_READS = ("depth", "init.distance", "init.elevation_deg")  # a given elevation conditions the shape prior
+
+
 def _front_stages(load: Stage, fov: Stage) -> list[Stage]:
     return [load, fov,
-            Stage("depth", estimate_depth, reads=("depth", "init.distance"), inputs=("segment", "fov"), device=True,
+            Stage("depth", estimate_depth, reads=DEPTH_READS,
+                  inputs=("segment", "fov"), device=True,
                   resources=depth_weights),
             Stage("init", initialise, reads=("init",), inputs=("segment", "depth", "fov"))]
 
@@ -237,7 +241,7 @@ def motion_stages() -> list[Stage]:
     load = Stage("segment", load_clip_input,
                  reads=("input", "right", "side_by_side", "load", "segment", "motion.max_frames"))
     fov = Stage("fov", input_fov, reads=("init.fov_deg",), inputs=("segment",), cached=False)
-    depth = Stage("depth", estimate_clip_depth, reads=("depth", "init.distance"), inputs=("segment", "fov"),
+    depth = Stage("depth", estimate_clip_depth, reads=DEPTH_READS, inputs=("segment", "fov"),
                   device=True, resources=depth_weights)
     return [load, fov, depth, Stage("init", initialise, reads=("init",), inputs=("segment", "depth", "fov")),
             Stage("motion", fit_clip_motion, reads=("motion", "seed", "init.distance"),

@@ -287,3 +287,70 @@ def test_estimate_depths_use_the_input_camera_crop_width():
     assert float(zb[fg].max()) == pytest.approx(2.5 + radius, rel=0.02)
     assert float((zf[fg].min() + zb[fg].max()) / 2) == pytest.approx(2.5, abs=1e-5)
     assert (zf[~fg] == 0).all() and (zb >= zf).all()
+
+
+def test_squash_along_the_view_keeps_the_silhouette_and_scales_thickness_and_shading():
+    """v2's data: a checkered sphere squashed to 0.4 of its depth along the view axis has (nearly) the same outline,
+    0.4 of the thickness everywhere, and different shading and texture (the cue the network must learn)."""
+    from splat4d.shape.procedural import squash_along
+
+    r, dist = 0.5, 3.0
+    mat = Material("checker", np.array([0.9, 0.2, 0.1]), np.array([0.1, 0.3, 0.9]), freq=6.0)
+    obj = ProceduralObject([Part([Primitive("ellipsoid", {"radii": np.full(3, r)})], mat, np.eye(3), np.zeros(3), 1.0)])
+    cam = Camera.look_at([0, 0, -dist], [0, 0, 0])
+    plain = render_crop(obj, cam, 40.0, np.zeros(3), 64)
+    warp = squash_along(np.array([0.0, 0.0, 1.0]), 0.4, np.zeros(3))
+    flat = render_crop(obj, cam, 40.0, np.zeros(3), 64, warp=warp)
+    a, b = plain.alpha > 0.5, flat.alpha > 0.5
+    assert (a & b).sum() / (a | b).sum() > 0.97
+    # away from the rim (where perspective rays cross the squash at a slant) every chord is 0.4 as long
+    both = a & b & (plain.thickness > 0.7 * np.nanmax(plain.thickness))
+    np.testing.assert_allclose(flat.back_z[both] - flat.front_z[both], 0.4 * (plain.back_z - plain.front_z)[both],
+                               rtol=0.05)
+    # analytic: the squashed sphere is an ellipsoid with semi-axes (r, r, 0.4 r): centre thickness 0.8 r
+    c = 32
+    assert float(np.mean(flat.back_z[c - 1:c + 1, c - 1:c + 1] - flat.front_z[c - 1:c + 1, c - 1:c + 1])) == \
+        pytest.approx(0.8 * r, rel=0.03)
+    assert np.abs(flat.rgb - plain.rgb)[a & b].mean() > 0.02  # shading and texture changed
+    rim = a & b & (plain.thickness < 0.4 * np.nanmax(plain.thickness))
+    nz_plain, nz_flat = np.abs(plain.normal[..., 2])[rim], np.abs(flat.normal[..., 2])[rim]
+    assert nz_flat.mean() > nz_plain.mean() + 0.1  # the flattened body faces the camera more
+
+
+def test_squashed_samples_label_the_tilted_vertical_axis():
+    """The elevation label of a squashed sample is the angle of the object's deformed up axis A (0, 1, 0) under
+    the camera's horizon: atan(factor tan(elevation))."""
+    from splat4d.shape.procedural import squash_along
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        e, factor = math.radians(rng.uniform(-10, 45)), float(np.exp(rng.uniform(np.log(0.35), np.log(1.6))))
+        view = np.array([0.0, -math.sin(e), math.cos(e)])  # camera above, looking down at elevation e
+        up = squash_along(view, factor, np.zeros(3)).matrix @ np.array([0.0, 1.0, 0.0])
+        up /= np.linalg.norm(up)
+        measured = math.degrees(math.asin(float(-(up @ view))))  # up's component towards the camera
+        assert measured == pytest.approx(math.degrees(math.atan(factor * math.tan(e))), abs=1e-9)
+    s = render_sample(5, 48, squash=1.0, level=1.0)
+    assert -4.0 * 1.6 <= s.elevation_deg <= 6.0  # a near-level camera, tilted by the squash at most 1.6x
+    np.testing.assert_array_equal(render_sample(5, 48).rgb, render_sample(5, 48, squash=0.0, level=0.0).rgb)
+
+
+def test_v2_network_takes_a_given_elevation_and_packages_as_v2(tmp_path):
+    from splat4d.shape.network import ShapeUNet, load_shape_prior, network_input, save_packaged
+
+    torch.manual_seed(0)
+    model = ShapeUNet((4, 8, 8), in_channels=8).eval()
+    img, mask = _image_and_mask(64)
+    x = network_input(torch.from_numpy(img)[None].float(), torch.from_numpy(mask)[None].float(),
+                      torch.tensor([float("nan")]), 8)
+    assert x.shape == (1, 8, 64, 64) and (x[:, 6:] == 0).all()
+    x = network_input(torch.from_numpy(img)[None].float(), torch.from_numpy(mask)[None].float(),
+                      torch.tensor([22.5]), 8)
+    assert torch.allclose(x[:, 6], torch.full((1, 64, 64), 0.5)) and (x[:, 7] == 1).all()
+    path = tmp_path / "shape_prior_v2.pt"
+    save_packaged(model, path, resolution=32)
+    prior = load_shape_prior(path)
+    assert prior.takes_elevation and '"shape_prior_v2"' in path.with_suffix(".json").read_text()
+    unknown, given = prior(img, mask), prior(img, mask, elevation_deg=30.0)
+    assert given.elevation_deg == 30.0
+    assert np.abs(unknown.thickness - given.thickness).max() > 0  # the given elevation reaches the network

@@ -43,7 +43,7 @@ import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from splat4d.shape.network import (RESOLUTION, WEIGHTS_PATH, ShapeUNet, network_input, param_count,  # noqa: E402
+from splat4d.shape.network import (RESOLUTION, WEIGHTS_DIR, ShapeUNet, network_input, param_count,  # noqa: E402
                                    save_packaged)
 from splat4d.shape.procedural import write_shard  # noqa: E402
 
@@ -54,8 +54,24 @@ FIELDS = ("rgb", "alpha", "front", "thickness", "elevation")
 
 @dataclass
 class Args:
-    out: Path = Path("runs/shape_prior")
+    out: Path = Path("runs/shape_prior_v2")
     """Output folder: data/, checkpoints, logs."""
+    squash: float = 0.5
+    """Fraction of the samples scaled along the view direction (0.35-1.6x): the same silhouette over another depth,
+    so thickness must come from shading and texture (``splat4d.shape.procedural.render_sample``; 0 for v1's data)."""
+    level: float = 0.35
+    """Fraction of the samples seen from a near-level camera (elevation -4..6 degrees; 0 for v1's data)."""
+    in_channels: int = 8
+    """8: the camera's elevation is an input, given on a fraction ``elevation_given`` of the training samples and
+    unknown on the rest (shape_prior_v2); 6: image, mask and pixel coordinates only (shape_prior_v1)."""
+    elevation_given: float = 0.5
+    """Fraction of the training samples whose true elevation the network is given (with ``in_channels`` 8)."""
+    workers: int = 1
+    """Processes generating the data shards."""
+    train_alongside: bool = False
+    """Start training on the shards present (at least val_0000 and one training shard) without generating the
+    missing ones: a ``--generate-only`` process makes them meanwhile, and training picks each new shard up at its
+    next validation."""
     steps: int = 6000
     """Most optimiser steps; the schedule ends at ``steps`` or ``budget_minutes``, whichever comes first."""
     budget_minutes: float = 85.0
@@ -92,11 +108,12 @@ class Args:
     """Only export the latest checkpoint's weights to the package and exit."""
     generate_only: bool = False
     """Only generate the data shards and exit."""
-    weights: Path = WEIGHTS_PATH
+    weights: Path = WEIGHTS_DIR / "shape_prior_v2.pt"
     """Where the packaged weights go."""
     init_from: Path | None = None
     """Start a new schedule from these packaged weights (e.g. the shipped splat4d/shape/weights/shape_prior_v1.pt,
-    to train on from where the last session stopped) instead of random ones; a checkpoint in --out wins."""
+    to train on from where the last session stopped) instead of random ones; a checkpoint in --out wins. v1's six
+    input channels are extended by two zero-weighted ones when ``in_channels`` is 8."""
 
 
 # ----------------------------------------------------------------------------------------------------------- data
@@ -104,28 +121,57 @@ def shard_names(folder: Path, split: str) -> list[str]:
     return sorted(p.name[: -len(".done")] for p in folder.glob(f"{split}_*.done"))
 
 
-def generate(folder: Path, train_shards: int) -> None:
-    if not (folder / "val_0000.done").exists():
-        print("generating val_0000", flush=True)
-        write_shard(folder, "val_0000", range(VAL_SEED0, VAL_SEED0 + SHARD), RESOLUTION)
-    for i in range(train_shards):
-        if not (folder / f"train_{i:04d}.done").exists():
-            t = time.time()
-            write_shard(folder, f"train_{i:04d}", range(i * SHARD, (i + 1) * SHARD), RESOLUTION)
-            print(f"train_{i:04d}: {SHARD / (time.time() - t):.1f} samples/s", flush=True)
+def _write(job: tuple[Path, str, int, dict]) -> str:
+    folder, name, seed0, options = job
+    t = time.time()
+    write_shard(folder, name, range(seed0, seed0 + SHARD), RESOLUTION, **options)
+    return f"{name}: {SHARD / (time.time() - t):.1f} samples/s"
+
+
+def generate(folder: Path, train_shards: int, options: dict, workers: int = 1) -> None:
+    """The missing shards (val_0000 first), ``workers`` processes at a time; each marked done when complete, so an
+    interrupted generation resumes where it stopped."""
+    jobs = [(folder, "val_0000", VAL_SEED0, options)] + [(folder, f"train_{i:04d}", i * SHARD, options)
+                                                         for i in range(train_shards)]
+    jobs = [j for j in jobs if not (folder / f"{j[1]}.done").exists()]
+    if not jobs:
+        return
+    print(f"generating {len(jobs)} shards of {SHARD} samples ({workers} processes, {options})", flush=True)
+    if workers <= 1:
+        for job in jobs:
+            print(_write(job), flush=True)
+        return
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(workers) as pool:
+        for line in pool.imap_unordered(_write, jobs):
+            print(line, flush=True)
 
 
 class ShardPool:
     """Every sample of the named shards, memory-mapped; ``batch(idx, rng, augment)`` -> tensors."""
 
     def __init__(self, folder: Path, names: list[str]):
-        self.arrays = [{k: np.load(folder / f"{n}.{k}.npy", mmap_mode="r") for k in FIELDS} for n in names]
-        self.index = [(i, j) for i, a in enumerate(self.arrays) for j in range(len(a["elevation"]))]
+        self.folder, self.names, self.arrays, self.index = folder, [], [], []
+        self.add(names)
+
+    def add(self, names: list[str]) -> int:
+        """Memory-map the shards of ``names`` not in the pool yet (shards a generator finished since); returns how
+        many were added."""
+        new = [n for n in names if n not in self.names]
+        for n in new:
+            self.arrays.append({k: np.load(self.folder / f"{n}.{k}.npy", mmap_mode="r") for k in FIELDS})
+            self.index += [(len(self.arrays) - 1, j) for j in range(len(self.arrays[-1]["elevation"]))]
+            self.names.append(n)
+        return len(new)
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def batch(self, idx, rng: np.random.Generator | None = None, resolution: int = RESOLUTION) -> dict[str, torch.Tensor]:
+    def batch(self, idx, rng: np.random.Generator | None = None, resolution: int = RESOLUTION, channels: int = 6,
+              given: float = 0.0) -> dict[str, torch.Tensor]:
+        """Samples ``idx``; ``rng`` turns augmentation on; with ``channels`` 8 a fraction ``given`` of them (random
+        with ``rng``, else all when ``given`` >= 1) carry their true elevation in the input."""
         items = [self.index[i] for i in idx]
         get = lambda k: np.stack([self.arrays[s][k][j] for s, j in items])  # noqa: E731
         rgb = get("rgb").astype(np.float32) / 255
@@ -155,8 +201,10 @@ class ShardPool:
             v = area(valid)
             front_t, thick_t = area(front_t * valid) / v.clamp_min(1e-6), area(thick_t * valid) / v.clamp_min(1e-6)
             valid = (v > 0.99).float()
-        return {"x": network_input(rgb_t, alpha_t), "mask": (alpha_t >= 0.5) & (valid > 0), "front": front_t,
-                "thickness": thick_t, "elevation": torch.from_numpy(elev)}
+        known = (rng.random(len(idx)) < given) if rng is not None else np.full(len(idx), given >= 1)
+        shown = torch.from_numpy(np.where(known, elev, np.nan).astype(np.float32))
+        return {"x": network_input(rgb_t, alpha_t, shown, channels), "mask": (alpha_t >= 0.5) & (valid > 0),
+                "front": front_t, "thickness": thick_t, "elevation": torch.from_numpy(elev)}
 
 
 # ----------------------------------------------------------------------------------------------------------- loss
@@ -199,11 +247,22 @@ def shape_loss(pred, batch) -> tuple[torch.Tensor, dict[str, float]]:
 # ----------------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate(model: ShapeUNet, val: ShardPool, n: int, resolution: int = RESOLUTION) -> dict[str, float]:
+    """Validation loss parts and MAEs with the elevation unknown; with an 8-channel model also the thickness and
+    front MAE with the true elevation given (``*_given``)."""
+    out = _evaluate(model, val, n, resolution, 0.0)
+    if model.in_channels == 8:
+        given = _evaluate(model, val, n, resolution, 1.0)
+        out.update(val_thickness_mae_given=given["val_thickness_mae"], val_front_mae_given=given["val_front_mae"])
+    return out
+
+
+@torch.no_grad()
+def _evaluate(model: ShapeUNet, val: ShardPool, n: int, resolution: int, given: float) -> dict[str, float]:
     model.eval()
     sums: dict[str, float] = {}
     per_thick, per_front, per_elev = [], [], []
     for s in range(0, n, 50):
-        b = val.batch(range(s, min(n, s + 50)), resolution=resolution)
+        b = val.batch(range(s, min(n, s + 50)), resolution=resolution, channels=model.in_channels, given=given)
         pred = model(b["x"])
         _, parts = shape_loss(pred, b)
         for k, v in parts.items():
@@ -293,6 +352,7 @@ def save_checkpoint(path: Path, model, opt, step: int, rng: np.random.Generator,
                     resolution: int) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "widths": list(model.widths),
+                "in_channels": model.in_channels,
                 "elapsed": elapsed, "resolution": resolution,
                 "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state,
                 "py_rng": random.getstate()}, tmp)
@@ -304,7 +364,7 @@ def export(args: Args, model: ShapeUNet | None = None, step: int | None = None) 
     resolution = args.resolution
     if model is None:
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model = ShapeUNet(tuple(ck["widths"]))
+        model = ShapeUNet(tuple(ck["widths"]), ck.get("in_channels", 6))
         model.load_state_dict(ck["model"])
         step, resolution = ck["step"], ck.get("resolution", resolution)
     metrics = json.loads((args.out / "metrics.json").read_text()) if (args.out / "metrics.json").exists() else {}
@@ -343,7 +403,8 @@ def main(args: Args) -> None:
         export(args)
         final_eval(args, ShardPool(data, ["val_0000"]), args.val_samples)
         return
-    generate(data, args.train_shards)
+    if args.generate_only or not args.train_alongside:
+        generate(data, args.train_shards, {"squash": args.squash, "level": args.level}, args.workers)
     if args.generate_only:
         return
     torch.manual_seed(args.seed)
@@ -354,13 +415,14 @@ def main(args: Args) -> None:
     n_val = min(args.val_samples, len(val))
     print(f"{len(train)} training samples in {len(train.arrays)} shards, {n_val} validation samples", flush=True)
 
-    model = ShapeUNet(tuple(args.widths))
+    model = ShapeUNet(tuple(args.widths), args.in_channels)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     step, elapsed = 0, 0.0
     ckpt = args.out / "ckpt_latest.pt"
     if ckpt.exists():
         ck = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if tuple(ck["widths"]) != tuple(args.widths) or ck.get("resolution", RESOLUTION) != args.resolution:
+        if (tuple(ck["widths"]) != tuple(args.widths) or ck.get("resolution", RESOLUTION) != args.resolution
+                or ck.get("in_channels", 6) != args.in_channels):
             raise SystemExit(f"{ckpt} has widths {ck['widths']} at {ck.get('resolution')} px, not {args.widths} at "
                              f"{args.resolution} px: pass the same --widths / --resolution or another --out")
         model.load_state_dict(ck["model"])
@@ -374,7 +436,12 @@ def main(args: Args) -> None:
         blob = torch.load(args.init_from, map_location="cpu", weights_only=True)
         if tuple(blob["widths"]) != tuple(args.widths):
             raise SystemExit(f"{args.init_from} has widths {blob['widths']}, not {args.widths}: pass --widths")
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+        state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+        first = "down.0.0.weight"
+        extra = args.in_channels - state[first].shape[1]
+        if extra > 0:  # v1 -> v2: the elevation planes start with zero weight, so the start is v1's function
+            state[first] = torch.cat([state[first], state[first].new_zeros(state[first].shape[0], extra, 3, 3)], 1)
+        model.load_state_dict(state)
         print(f"starting from the weights in {args.init_from}", flush=True)
     print(f"ShapeUNet{tuple(args.widths)}: {param_count(model) / 1e6:.2f}M parameters, {args.resolution} px",
           flush=True)
@@ -387,7 +454,7 @@ def main(args: Args) -> None:
 
     log_path = args.out / "log.csv"
     keys = ["step", "minutes", "lr", "train_loss", "val_loss", "val_thickness_mae", "val_front_mae",
-            "val_elevation_mae_deg"]
+            "val_elevation_mae_deg", "val_thickness_mae_given"]
     rows = list(csv.DictReader(log_path.open())) if log_path.exists() else []
     rows = [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
     rows = [r for r in rows if r["step"] <= step]
@@ -406,7 +473,8 @@ def main(args: Args) -> None:
         lr = lr_at(step, p, args)
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = train.batch(rng.integers(0, len(train), args.batch), rng, args.resolution)
+        batch = train.batch(rng.integers(0, len(train), args.batch), rng, args.resolution, args.in_channels,
+                            args.elevation_given)
         loss, parts = shape_loss(model(batch["x"]), batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -425,12 +493,16 @@ def main(args: Args) -> None:
             tqdm.write(f"deadline {args.deadline_utc} UTC reached at step {step}")
             hard_stop = True
         if step % args.val_every == 0 or p >= 1.0 or hard_stop:
+            added = train.add(shard_names(data, "train"))  # shards a parallel --generate-only finished meanwhile
+            if added:
+                tqdm.write(f"{added} new shard(s): {len(train)} training samples")
             t1 = time.time()
             ev = evaluate(model, val, n_val, args.resolution)
             elapsed += time.time() - t1
             row = row or {"step": step, "lr": lr, "train_loss": float(np.mean(running[-25:]))}
             row.update(val_loss=ev["val_loss"], val_thickness_mae=ev["val_thickness_mae"],
-                       val_front_mae=ev["val_front_mae"], val_elevation_mae_deg=ev["val_elevation_mae_deg"])
+                       val_front_mae=ev["val_front_mae"], val_elevation_mae_deg=ev["val_elevation_mae_deg"],
+                       val_thickness_mae_given=ev.get("val_thickness_mae_given"))
             metrics_path.write_text(json.dumps({"last_val": {"step": step, "minutes": elapsed / 60, **ev}},
                                                indent=2) + "\n")
             tqdm.write(f"step {step} ({elapsed / 60:.1f} min): " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items()))
@@ -459,7 +531,7 @@ def final_eval(args: Args, val: ShardPool, n: int) -> dict:
     from splat4d.shape.network import load_shape_prior
 
     prior = load_shape_prior(args.weights)
-    net, infl, elev, secs = [], [], [], []
+    net, net_given, infl, elev, secs = [], [], [], [], []
     for i in range(n):
         b = val.batch([i])
         rgb = ((b["x"][0, :3] + 0.5).permute(1, 2, 0)).numpy()
@@ -472,9 +544,14 @@ def final_eval(args: Args, val: ShardPool, n: int) -> dict:
         net.append(float(np.abs(est.thickness - t)[fg_eval].mean()))
         infl.append(float(np.abs(2 * 0.7 * poisson_height(fg) / fg.shape[0] - t)[fg_eval].mean()))
         elev.append(abs(est.elevation_deg - float(b["elevation"][0])))
+        if prior.takes_elevation:
+            est = prior(rgb, alpha, elevation_deg=float(b["elevation"][0]))
+            net_given.append(float(np.abs(est.thickness - t)[fg_eval].mean()))
     out = {"samples": n, "thickness_mae_network": float(np.mean(net)), "thickness_mae_poisson_0.7": float(np.mean(infl)),
            "network_better_fraction": float(np.mean(np.array(net) < np.array(infl))),
            "elevation_mae_deg": float(np.mean(elev)), "seconds_per_image": float(np.median(secs))}
+    if net_given:
+        out["thickness_mae_network_elevation_given"] = float(np.mean(net_given))
     (args.out / "final_eval.json").write_text(json.dumps(out, indent=2) + "\n")
     print(f"final evaluation at 128 px: {out}", flush=True)
     return out

@@ -25,11 +25,13 @@ class VideoDepthEstimator(DepthEstimator, Protocol):
 
 
 def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5, device: str = "auto",
-                         lefts: np.ndarray | None = None, rights: np.ndarray | None = None) -> DepthEstimator:
+                         lefts: np.ndarray | None = None, rights: np.ndarray | None = None,
+                         elevation_deg: float | None = None) -> DepthEstimator:
     """The configured backend for splat4d's input camera (vertical FoV ``fov_deg``, object at ``distance``).
 
     Stereo input (``rights``: (T, H, W, 3) right views of a rectified pair or clip; ``lefts`` the raw left views,
-    else the images passed in) always gives the 'stereo' estimator: the pair fixes the depth."""
+    else the images passed in) always gives the 'stereo' estimator: the pair fixes the depth. ``elevation_deg``: the
+    input camera's elevation when the user gave it (``--init.elevation-deg``); the shape prior conditions on it."""
     if rights is not None:
         from splat4d.depth.stereo import StereoDepth
 
@@ -37,7 +39,7 @@ def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: floa
     if cfg.backend == "shape-prior":
         from splat4d.depth.shape_prior import ShapePriorDepth
 
-        return ShapePriorDepth(cfg, fov_deg, distance)
+        return ShapePriorDepth(cfg, fov_deg, distance, elevation_deg)
     if cfg.backend == "geometric":
         from splat4d.depth.geometric import GeometricDepth
 

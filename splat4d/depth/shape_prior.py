@@ -30,15 +30,17 @@ class ShapePriorDepth:
     ``front``: 'network' takes both surfaces from the network; 'inflation' keeps silhouette inflation's front
     (``splat4d.depth.geometric``, rim on the centre plane) and puts the back the predicted thickness behind it.
     ``ShapePriorUnavailable`` (one line naming ``--depth.backend geometric``) when the weights are missing or
-    corrupt."""
+    corrupt. ``elevation_deg`` (the user's ``--init.elevation-deg``) is given to a network that takes it
+    (shape_prior_v2), which then predicts the shape for that view rather than guessing the elevation too."""
 
-    def __init__(self, cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5):
+    def __init__(self, cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5,
+                 elevation_deg: float | None = None):
         self.prior = shape_prior(cfg.model)
-        self.cfg, self.fov_deg, self.distance = cfg, fov_deg, distance
+        self.cfg, self.fov_deg, self.distance, self.elevation_deg = cfg, fov_deg, distance, elevation_deg
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap:
         fg = mask > 0.5
-        estimate, crop_fov = framed_estimate(self.prior, image, mask, self.fov_deg)
+        estimate, crop_fov = framed_estimate(self.prior, image, mask, self.fov_deg, self.elevation_deg)
         if self.cfg.shape_front == "inflation":
             from splat4d.depth.geometric import GeometricDepth
 
@@ -51,7 +53,7 @@ class ShapePriorDepth:
                                 elevation_deg=float(estimate.elevation_deg))
 
 
-def framed_estimate(prior, image: np.ndarray, mask: np.ndarray, fov_deg: float):
+def framed_estimate(prior, image: np.ndarray, mask: np.ndarray, fov_deg: float, elevation_deg: float | None = None):
     """The network's estimate for ``image`` framed as it was trained (``splat4d.segment.centre_and_pad``: the
     object's box centred in a square with a 0.12 margin, over white), mapped back onto ``image``'s pixels, and the
     vertical field of view of that square (its crop units are the square's width at the object). The pipeline's
@@ -64,7 +66,7 @@ def framed_estimate(prior, image: np.ndarray, mask: np.ndarray, fov_deg: float):
     h, w = mask.shape
     framed_input = centre_and_pad(image, mask, PADDING, max(h, w), "given")
     box, side = framed_input.box, framed_input.box[2]
-    framed = prior(framed_input.image, framed_input.mask)
+    framed = prior(framed_input.image, framed_input.mask, elevation_deg)
     front, thickness = (uncrop(a, box, (h, w)) for a in (framed.front, framed.thickness))
     crop_fov = math.degrees(2 * math.atan(side / h * math.tan(math.radians(fov_deg) / 2)))
     return ShapeEstimate(np.where(fg, front, 0), np.where(fg, thickness, 0), framed.elevation_deg, mask), crop_fov

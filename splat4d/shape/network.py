@@ -42,7 +42,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-VERSION = "shape_prior_v1"
+VERSION = "shape_prior_v1"  # the packaged default
+VERSIONS = ("shape_prior_v1", "shape_prior_v2")  # v2: the camera's elevation may be given as two more channels
 RESOLUTION = 128
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_PATH = WEIGHTS_DIR / f"{VERSION}.pt"
@@ -69,6 +70,7 @@ class ShapeUNet(nn.Module):
     def __init__(self, widths: tuple[int, ...] = (24, 48, 96, 192, 256), in_channels: int = 6):
         super().__init__()
         self.widths = tuple(widths)
+        self.in_channels = in_channels
         self.down = nn.ModuleList()
         cin = in_channels
         for w in widths:
@@ -99,12 +101,23 @@ class ShapeUNet(nn.Module):
         return out[:, 0], F.softplus(out[:, 1]), elevation
 
 
-def network_input(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, 6, H, W) from ``image`` (B, H, W, 3) in [0, 1] over white and ``mask`` (B, H, W) in [0, 1]."""
+def network_input(image: torch.Tensor, mask: torch.Tensor, elevation_deg: torch.Tensor | None = None,
+                  channels: int = 6) -> torch.Tensor:
+    """(B, ``channels``, H, W) from ``image`` (B, H, W, 3) in [0, 1] over white and ``mask`` (B, H, W) in [0, 1].
+    With ``channels`` = 8 (shape_prior_v2) two constant planes follow: the given elevation / 45 degrees and 1 where
+    it is given; ``elevation_deg`` (B,) with NaN (or None) where it is unknown: 0 and 0."""
     b, h, w = mask.shape
     ys = torch.linspace(-1, 1, h, dtype=image.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
     xs = torch.linspace(-1, 1, w, dtype=image.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
-    return torch.cat([image.permute(0, 3, 1, 2) - 0.5, mask[:, None], xs, ys], 1)
+    planes = [image.permute(0, 3, 1, 2) - 0.5, mask[:, None], xs, ys]
+    if channels == 8:
+        e = torch.full((b,), float("nan"), dtype=image.dtype) if elevation_deg is None else elevation_deg.to(image.dtype)
+        known = torch.isfinite(e)
+        value = torch.where(known, e / ELEVATION_SCALE, torch.zeros_like(e))
+        planes += [value.view(b, 1, 1, 1).expand(b, 1, h, w), known.to(image.dtype).view(b, 1, 1, 1).expand(b, 1, h, w)]
+    elif channels != 6:
+        raise ValueError(f"the shape prior takes 6 or 8 input channels, not {channels}")
+    return torch.cat(planes, 1)
 
 
 def param_count(model: nn.Module) -> int:
@@ -166,8 +179,13 @@ class ShapePrior:
         self.model = model.eval()
         self.resolution = resolution
 
+    @property
+    def takes_elevation(self) -> bool:
+        """Whether a given elevation reaches the network (shape_prior_v2); v1 ignores it."""
+        return self.model.in_channels == 8
+
     @torch.no_grad()
-    def __call__(self, image: np.ndarray, mask: np.ndarray) -> ShapeEstimate:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, elevation_deg: float | None = None) -> ShapeEstimate:
         image = np.asarray(image, np.float32)
         mask = np.asarray(mask, np.float32)
         if image.ndim != 3 or image.shape[2] != 3 or mask.shape != image.shape[:2]:
@@ -179,8 +197,11 @@ class ShapePrior:
         if (h, w) != (r, r):
             img = F.interpolate(img, size=(r, r), mode="area" if h > r else "bilinear", align_corners=None if h > r else False)
             msk = F.interpolate(msk, size=(r, r), mode="area" if h > r else "bilinear", align_corners=None if h > r else False)
-        x = network_input(img.permute(0, 2, 3, 1), msk[:, 0])
+        given = torch.tensor([float("nan") if elevation_deg is None else float(elevation_deg)])
+        x = network_input(img.permute(0, 2, 3, 1), msk[:, 0], given, self.model.in_channels)
         front, thickness, elevation = self.model(x)
+        if elevation_deg is not None:
+            elevation = given
         out = torch.stack([front, thickness], 1)
         if (h, w) != (r, r):
             out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
@@ -196,14 +217,16 @@ class ShapePrior:
 def save_packaged(model: ShapeUNet, path: Path = WEIGHTS_PATH, manifest: Path | None = None,
                   extra: dict | None = None, resolution: int = RESOLUTION) -> str:
     """fp16 state dict + widths at ``path``; a JSON manifest (version, sha256, widths, extra) next to it. Returns the
-    sha256."""
+    sha256. The version is v2 for a model that takes the elevation (8 input channels), else v1."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    version = VERSIONS[1] if model.in_channels == 8 else VERSIONS[0]
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    torch.save({"version": VERSION, "widths": list(model.widths), "resolution": resolution, "state_dict": state}, path)
+    torch.save({"version": version, "widths": list(model.widths), "in_channels": model.in_channels,
+                "resolution": resolution, "state_dict": state}, path)
     sha = file_sha256(path)
     manifest = Path(manifest) if manifest is not None else path.with_suffix(".json")
-    manifest.write_text(json.dumps({"version": VERSION, "file": path.name, "sha256": sha,
+    manifest.write_text(json.dumps({"version": version, "file": path.name, "sha256": sha,
                                     "params": param_count(model), "resolution": resolution, **(extra or {})},
                                    indent=2) + "\n")
     return sha
@@ -226,13 +249,13 @@ def load_shape_prior(path: str | Path | None = None, manifest: str | Path | None
         meta = json.loads(manifest.read_text())
     except (OSError, ValueError) as e:
         raise fail(f"manifest {manifest} unreadable ({e})") from None
-    if meta.get("version") != VERSION:
-        raise fail(f"version {meta.get('version')!r} != {VERSION!r}")
+    if meta.get("version") not in VERSIONS:
+        raise fail(f"version {meta.get('version')!r} is not one of {VERSIONS}")
     if file_sha256(path) != meta.get("sha256"):
         raise fail("sha256 mismatch (corrupt or replaced file)")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        model = ShapeUNet(tuple(blob["widths"]))
+        model = ShapeUNet(tuple(blob["widths"]), int(blob.get("in_channels", 6)))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     except Exception as e:  # noqa: BLE001 - any unpickling / shape error means the same thing to the caller
         raise fail(f"unloadable ({type(e).__name__}: {e})") from None

@@ -284,8 +284,38 @@ class Hits:
         return np.isfinite(self.front)
 
 
-def cast(prims: list[Primitive], origins: np.ndarray, dirs: np.ndarray) -> Hits:
-    """Intersect rays ``origins`` + t ``dirs`` (N, 3), origins outside every solid, with the union of ``prims``."""
+@dataclass
+class Warp:
+    """A linear deformation of the whole object about ``centre``: world point P = centre + ``matrix`` (p - centre)
+    for a point p of the undeformed object. :func:`squash_along` makes the one the training data use."""
+
+    centre: np.ndarray
+    matrix: np.ndarray
+
+    def to_object(self, points: np.ndarray) -> np.ndarray:
+        """Undeformed-object coordinates of world ``points`` (N, 3)."""
+        return self.centre + (points - self.centre) @ np.linalg.inv(self.matrix).T
+
+
+def squash_along(axis: np.ndarray, factor: float, centre: np.ndarray) -> Warp:
+    """Scale by ``factor`` along the unit ``axis`` (the view direction in the data): seen along that axis the
+    silhouette barely changes (exactly, for an orthographic camera) while the depth, the thickness, the normals
+    and so the shading and the texture's foreshortening all do."""
+    a = np.asarray(axis, float) / np.linalg.norm(axis)
+    return Warp(np.asarray(centre, float), np.eye(3) + (factor - 1.0) * np.outer(a, a))
+
+
+def cast(prims: list[Primitive], origins: np.ndarray, dirs: np.ndarray, warp: Warp | None = None) -> Hits:
+    """Intersect rays ``origins`` + t ``dirs`` (N, 3), origins outside every solid, with the union of ``prims``
+    (deformed by ``warp``: the ray is mapped into the undeformed object, where the same t is the same point, and
+    the normals are mapped back by the inverse transpose)."""
+    if warp is not None:
+        inv = np.linalg.inv(warp.matrix)
+        hits = cast(prims, warp.to_object(np.atleast_2d(np.asarray(origins, float))), np.asarray(dirs, float) @ inv.T)
+        normal = hits.normal @ inv  # (inv^T n) as rows
+        norm = np.linalg.norm(normal, axis=1, keepdims=True)
+        hits.normal = np.where(norm > 0, normal / np.maximum(norm, 1e-30), 0)
+        return hits
     o = np.broadcast_to(np.asarray(origins, float), dirs.shape)
     d = np.asarray(dirs, float)
     n = len(d)
@@ -684,13 +714,17 @@ def _window(mask: np.ndarray, x0: float, y1: float, side: float, padding: float)
     return cx - s / 2, cy + s / 2, s
 
 
-def random_camera(rng, obj: ProceduralObject) -> tuple[Camera, float, float, np.ndarray]:
-    """(camera, fov_deg, elevation_deg, centre): elevation -10..45, FoV 25..60, the object filling 25-85 % of it."""
+def random_camera(rng, obj: ProceduralObject, elevation_deg: float | None = None
+                  ) -> tuple[Camera, float, float, np.ndarray]:
+    """(camera, fov_deg, elevation_deg, centre): elevation -10..45 (or ``elevation_deg``; the same draws are made
+    either way), FoV 25..60, the object filling 25-85 % of it."""
     lo, hi = obj.bounds()
     centre = (lo + hi) / 2
     radius = 0.5 * float(np.linalg.norm(hi - lo))
     fov = float(rng.uniform(25, 60))
     elev = float(rng.uniform(-10, 45))
+    if elevation_deg is not None:
+        elev = float(elevation_deg)
     azim = float(rng.uniform(0, 2 * np.pi))
     fill = float(rng.uniform(0.3, 0.95))
     dist = max(radius / math.sin(math.radians(fov / 2) * fill), radius * 1.3)
@@ -702,14 +736,15 @@ def random_camera(rng, obj: ProceduralObject) -> tuple[Camera, float, float, np.
 
 def render_crop(obj: ProceduralObject, cam: Camera, fov_deg: float, centre: np.ndarray, resolution: int = 128,
                 supersample: int = 2, padding: float = PADDING, light: np.ndarray | None = None,
-                ambient: float = 0.35, elevation_deg: float | None = None) -> Sample:
-    """Render the centre_and_pad crop of ``obj`` seen by ``cam`` (vertical FoV ``fov_deg``)."""
+                ambient: float = 0.35, elevation_deg: float | None = None, warp: Warp | None = None) -> Sample:
+    """Render the centre_and_pad crop of ``obj`` (deformed by ``warp``) seen by ``cam`` (vertical FoV
+    ``fov_deg``)."""
     prims = obj.prims
     tan = math.tan(math.radians(fov_deg) / 2)
     # 1. coarse mask over the frame, then over the first crop, to place the padded square
     win = (-tan, tan, 2 * tan)
     for coarse in (64, 64):
-        hits = cast(prims, cam.position, cam.rays(*win, coarse))
+        hits = cast(prims, cam.position, cam.rays(*win, coarse), warp)
         m = hits.hit.reshape(coarse, coarse)
         if not m.any():
             raise ValueError("object not in view")
@@ -718,10 +753,10 @@ def render_crop(obj: ProceduralObject, cam: Camera, fov_deg: float, centre: np.n
     #    like an area-resized photo, at ~10 % of the cost of supersampling everything)
     res = resolution
     dirs = cam.rays(*win, res)
-    hits = cast(prims, cam.position, dirs)
+    hits = cast(prims, cam.position, dirs, warp)
     if light is None:
         light = _unit([0.3, 0.8, -0.5])
-    colour = _shade(obj, cam, dirs, hits, light, ambient)
+    colour = _shade(obj, cam, dirs, hits, light, ambient, warp)
     hit = hits.hit.astype(float)
     front, back = np.where(hits.hit, hits.front, 0), np.where(hits.hit, hits.back, 0)
     nrm = np.where(hits.hit[:, None], hits.normal, 0)
@@ -738,8 +773,8 @@ def render_crop(obj: ProceduralObject, cam: Camera, fov_deg: float, centre: np.n
             offs = ((np.arange(k) + 0.5) / k - 0.5) * px
             oa, ob = [g.reshape(-1) for g in np.meshgrid(offs, offs)]
             sub = (dirs[idx][:, None] + oa[None, :, None] * cam.right - ob[None, :, None] * cam.up).reshape(-1, 3)
-            sh = cast(prims, cam.position, sub)
-            sc = _shade(obj, cam, sub, sh, light, ambient).reshape(len(idx), k * k, 3)
+            sh = cast(prims, cam.position, sub, warp)
+            sc = _shade(obj, cam, sub, sh, light, ambient, warp).reshape(len(idx), k * k, 3)
             sub_hit = sh.hit.reshape(len(idx), k * k)
             cnt = np.maximum(sub_hit.sum(1), 1)
             hit[idx] = sub_hit.mean(1)
@@ -764,11 +799,13 @@ def render_crop(obj: ProceduralObject, cam: Camera, fov_deg: float, centre: np.n
 
 
 def _shade(obj: ProceduralObject, cam: Camera, dirs: np.ndarray, hits: Hits, light: np.ndarray,
-           ambient: float) -> np.ndarray:
+           ambient: float, warp: Warp | None = None) -> np.ndarray:
     """Colour (N, 3) of the rays' front hits, white on a miss: albedo * (ambient + (1 - ambient) * Lambert) plus a
     Blinn-Phong highlight of the part's ``specular`` strength."""
     hit = hits.hit
     pts = cam.position + np.where(hit, hits.front, 0)[:, None] * dirs
+    if warp is not None:
+        pts = warp.to_object(pts)  # the texture is painted on the undeformed object
     albedo = np.ones((len(dirs), 3))
     for i, part in enumerate(obj.parts):
         sel = hits.part == i
@@ -788,18 +825,34 @@ def _unit_rows(v):
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
-def render_sample(seed: int, resolution: int = 128, supersample: int = 2) -> Sample:
-    """The procedural training sample number ``seed`` (deterministic)."""
+def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash: float = 0.0,
+                  level: float = 0.0) -> Sample:
+    """The procedural training sample number ``seed`` (deterministic).
+
+    ``squash``: the probability that the object is scaled along the view direction (:func:`squash_along`, factor
+    0.35-1.6, log-uniform): the same silhouette over a different depth, so thickness has to be read from the
+    shading and the texture rather than the outline; the elevation label follows the object's tilted vertical
+    axis, atan(factor * tan(elevation)). ``level``: the probability of a near-level camera (elevation -4..6
+    degrees). Both draw from their own random stream: with both 0 the samples are the data of shape_prior_v1."""
     rng = np.random.default_rng([seed, 1])
+    extra = np.random.default_rng([seed, 2])
+    factor = math.exp(extra.uniform(math.log(0.35), math.log(1.6))) if extra.random() < squash else 1.0
+    level_elevation = extra.uniform(-4.0, 6.0) if extra.random() < level else None
     for attempt in range(5):
         obj = random_object(seed * 7 + attempt)
-        cam, fov, _elev, centre = random_camera(rng, obj)
+        cam, fov, _elev, centre = random_camera(rng, obj, level_elevation)
         # light from the camera's side of the object, mostly above, random ambient
         toward = -cam.forward
         light = _unit(toward * rng.uniform(0.2, 1.0) + np.array([0, rng.uniform(0.2, 1.2), 0]) + rng.normal(0, 0.6, 3))
+        warp, elevation = None, None
+        if factor != 1.0:
+            view = centre - cam.position
+            warp = squash_along(view, factor, centre)
+            e = math.asin(-view[1] / np.linalg.norm(view))
+            elevation = math.degrees(math.atan(factor * math.tan(e)))
         try:
             return render_crop(obj, cam, fov, centre, resolution, supersample, light=light,
-                               ambient=float(rng.uniform(0.15, 0.6)))
+                               ambient=float(rng.uniform(0.15, 0.6)), elevation_deg=elevation, warp=warp)
         except ValueError:
             continue
     raise RuntimeError(f"sample {seed}: no view of the object in 5 attempts")
@@ -808,12 +861,12 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2) -> Sam
 SHARD_FIELDS = ("rgb", "alpha", "front", "thickness", "elevation")
 
 
-def make_shard(seeds, resolution: int = 128) -> dict[str, np.ndarray]:
-    """Samples ``seeds`` as arrays: rgb (N, H, W, 3) uint8 over white, alpha (N, H, W) uint8, front / thickness
+def make_shard(seeds, resolution: int = 128, **options) -> dict[str, np.ndarray]:
+    """Samples ``seeds`` (:func:`render_sample` with ``options``) as arrays: rgb (N, H, W, 3) uint8 over white, alpha (N, H, W) uint8, front / thickness
     (N, H, W) float16 in crop units (nan off the object), elevation (N,) float32 degrees."""
     out = {k: [] for k in SHARD_FIELDS}
     for seed in seeds:
-        s = render_sample(int(seed), resolution)
+        s = render_sample(int(seed), resolution, **options)
         out["rgb"].append(np.round(s.rgb * 255).astype(np.uint8))
         out["alpha"].append(np.round(s.alpha * 255).astype(np.uint8))
         out["front"].append(s.front.astype(np.float16))
@@ -822,12 +875,12 @@ def make_shard(seeds, resolution: int = 128) -> dict[str, np.ndarray]:
     return {k: np.stack(v) for k, v in out.items()}
 
 
-def write_shard(folder, name: str, seeds, resolution: int = 128) -> None:
+def write_shard(folder, name: str, seeds, resolution: int = 128, **options) -> None:
     """:func:`make_shard` saved as ``folder/name.<field>.npy`` (memory-mappable); the ``.done`` marker last."""
     from pathlib import Path
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for k, v in make_shard(seeds, resolution).items():
+    for k, v in make_shard(seeds, resolution, **options).items():
         np.save(folder / f"{name}.{k}.npy", v)
     (folder / f"{name}.done").write_text(f"{len(seeds)}\n")
