@@ -69,6 +69,32 @@ def test_video_writer_content(tmp_path):
     assert np.abs(back.astype(float) - np.stack(frames).astype(float)).mean() < 3.0
 
 
+def test_background_encoding_gives_the_same_video_and_surfaces_errors(tmp_path, monkeypatch):
+    """Frames encoded on the worker thread decode to exactly those encoded inline; an encoder failure on the
+    worker is raised in the caller (at the next write or at close) and leaves no file behind."""
+    from splat4d.io.video import VideoWriter
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (32, 48, 3), dtype=np.uint8) for _ in range(20)]
+    for background, name in ((True, "bg.mp4"), (False, "fg.mp4")):
+        with VideoWriter(tmp_path / name, fps=10, background=background) as w:
+            assert (w._worker is not None) == background
+            for f in frames:
+                w.write(f)
+    np.testing.assert_array_equal(read_video(tmp_path / "bg.mp4"), read_video(tmp_path / "fg.mp4"))
+
+    def broken(self, rgb):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(VideoWriter, "_encode", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        with VideoWriter(tmp_path / "broken.mp4") as w:
+            for f in frames:
+                w.write(f)
+    assert not (tmp_path / "broken.mp4").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bg.mp4", "fg.mp4"]
+
+
 def test_failed_video_leaves_nothing(tmp_path):
     def frames():
         yield torch.zeros(16, 16, 3)

@@ -34,10 +34,12 @@ class VideoWriter:
     """Streaming writer: ``with VideoWriter(path, fps) as v: v.write(frame)``.
 
     ``.mp4`` is H.264 (libx264, yuv420p, constant quality ``crf``); ``.gif`` is written with Pillow. Frames go to a
-    temporary file that replaces ``path`` only when the video is complete.
+    temporary file that replaces ``path`` only when the video is complete. With ``background`` (the default) an
+    mp4's frames are encoded by a worker thread while the caller renders the next ones (the numba kernels and
+    libx264 both release the GIL); an encoding error is raised by the next ``write`` or by ``close``.
     """
 
-    def __init__(self, path: str | Path, fps: float = 30.0, crf: int = 18):
+    def __init__(self, path: str | Path, fps: float = 30.0, crf: int = 18, background: bool = True):
         self.path = Path(path)
         self.fps = fps
         self.crf = crf
@@ -54,6 +56,28 @@ class VideoWriter:
         self._gif_frames: list = []
         self._size: tuple[int, int] | None = None
         self.frames_written = 0
+        self._queue = None
+        self._worker = None
+        self._error: BaseException | None = None
+        if background and self.suffix == ".mp4":
+            import queue
+            import threading
+
+            self._queue = queue.Queue(maxsize=8)
+            self._worker = threading.Thread(target=self._drain, name=f"encode {self.path.name}", daemon=True)
+            self._worker.start()
+
+    def _drain(self) -> None:
+        while (rgb := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._encode(rgb)
+                except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                    self._error = e
+
+    def _raise_worker_error(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"encoding {self.path.name} failed: {self._error}") from self._error
 
     def write(self, frame: torch.Tensor | np.ndarray) -> None:
         rgb = _pad_even(to_uint8(frame)) if self.suffix == ".mp4" else to_uint8(frame)
@@ -61,6 +85,20 @@ class VideoWriter:
             self._size = rgb.shape[:2]
         elif rgb.shape[:2] != self._size:
             raise ValueError(f"frame size changed from {self._size} to {rgb.shape[:2]}")
+        self._raise_worker_error()
+        if self._queue is not None:
+            self._queue.put(rgb)
+        else:
+            self._encode(rgb)
+        self.frames_written += 1
+
+    def _stop_worker(self) -> None:
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join()
+            self._worker = None
+
+    def _encode(self, rgb: np.ndarray) -> None:
         if self.suffix == ".gif":
             from PIL import Image
 
@@ -78,9 +116,12 @@ class VideoWriter:
                 self._stream.options = {"crf": str(self.crf)}
             for packet in self._stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 self._container.mux(packet)
-        self.frames_written += 1
 
     def close(self) -> None:
+        self._stop_worker()
+        if self._error is not None:
+            self._abort()
+            self._raise_worker_error()
         if self.frames_written == 0:
             self._abort()
             raise ValueError("no frames were written")
@@ -94,6 +135,7 @@ class VideoWriter:
         os.replace(self._tmp, self.path)
 
     def _abort(self) -> None:
+        self._stop_worker()
         if self._container is not None:
             try:
                 self._container.close()
