@@ -297,30 +297,3 @@ def bin_pairs(order, x0, x1, y0, y1, cam, tiles_x, tiles_per_image, n_tiles, til
                 t = base + ty * tiles_x + tx
                 flat_ids[fill[t]] = g
                 fill[t] += 1
-
-
-@njit(cache=True, nogil=True)
-def bin_pairs(order, x0, x1, y0, y1, cam, tiles_x, tiles_per_image, n_tiles, tile_offsets, flat_ids):
-    """Counting sort of (tile, Gaussian) pairs: ``order`` lists the candidate Gaussians front to back (sorted by
-    camera, then depth, ties by index); each covers tiles x0..x1 by y0..y1 of image ``cam``. Fills
-    ``tile_offsets`` (n_tiles + 1,) and ``flat_ids`` (M,) with the candidates' positions in ``order``'s source, so
-    each tile's pairs come out front to back. O(M), no comparison sort of the pairs."""
-    counts = np.zeros(n_tiles, np.int64)
-    for j in range(order.shape[0]):
-        g = order[j]
-        base = cam[g] * tiles_per_image
-        for ty in range(y0[g], y1[g] + 1):
-            for tx in range(x0[g], x1[g] + 1):
-                counts[base + ty * tiles_x + tx] += 1
-    tile_offsets[0] = 0
-    for t in range(n_tiles):
-        tile_offsets[t + 1] = tile_offsets[t] + counts[t]
-    fill = tile_offsets[:-1].copy()
-    for j in range(order.shape[0]):
-        g = order[j]
-        base = cam[g] * tiles_per_image
-        for ty in range(y0[g], y1[g] + 1):
-            for tx in range(x0[g], x1[g] + 1):
-                t = base + ty * tiles_x + tx
-                flat_ids[fill[t]] = g
-                fill[t] += 1
