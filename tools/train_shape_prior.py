@@ -5,11 +5,18 @@
     python tools/train_shape_prior.py --export              # package the latest checkpoint's weights now
     python tools/train_shape_prior.py --generate-only --train-shards 60
 
+shape_prior_v2 was made so, on this 2-core CPU (generation in one process beside training in another; 95 minutes):
+
+    python tools/train_shape_prior.py --generate-only --train-shards 56 &
+    python tools/train_shape_prior.py --train-alongside --init-from <shape_prior_v1.pt from git history> \
+        --steps 8000 --budget-minutes 95 --lr 1e-3 --warmup 50
+
 Data (``splat4d.shape.procedural``): shards of ``SHARD`` samples in ``<out>/data`` (``train_0000.*.npy``: seeds
 0..499, ...; ``val_0000``: seeds from 10,000,000, objects never seen in training), uint8 RGB / alpha and float16
 front / thickness in crop units, memory-mapped. Generating costs ~35 ms a sample on one core and a training step of
 16 samples ~1.4 s, so shards are made ahead (``--generate-only`` in the background before training) rather than
-interleaved; training samples from every shard present at start (random horizontal flips, colour jitter).
+interleaved; training samples from every shard present (random horizontal flips, colour jitter), and with
+``--train-alongside`` picks up the shards a parallel ``--generate-only`` finishes, at each validation.
 
 Training: Adam, warm-up then cosine decay over ``--steps``; loss (``shape_loss``) = L1 of shift-invariant front +
 L1 of thickness inside the mask + gradient matching of both at 2 scales + elevation L1 / 45 degrees. Every
@@ -18,7 +25,7 @@ rerun resumes from it. Every ``--val-every`` steps the validation split is score
 crop units, elevation MAE in degrees) into ``<out>/log.csv``, ``<out>/metrics.json`` and ``<out>/loss_curve.png``;
 the baselines (a constant thickness, Poisson silhouette inflation as ``splat4d.depth.geometric`` does it) are scored
 once into ``<out>/baselines.json``. At the end of the schedule, or at ``--deadline-utc``, or with ``--export``, the
-weights are written to ``splat4d/shape/weights/shape_prior_v1.pt`` (fp16) with a ``.json`` manifest (version,
+weights are written to ``splat4d/shape/weights/shape_prior_v2.pt`` (fp16) with a ``.json`` manifest (version,
 sha256, validation metrics).
 """
 
@@ -111,7 +118,7 @@ class Args:
     weights: Path = WEIGHTS_DIR / "shape_prior_v2.pt"
     """Where the packaged weights go."""
     init_from: Path | None = None
-    """Start a new schedule from these packaged weights (e.g. the shipped splat4d/shape/weights/shape_prior_v1.pt,
+    """Start a new schedule from these packaged weights (e.g. the shipped splat4d/shape/weights/shape_prior_v2.pt,
     to train on from where the last session stopped) instead of random ones; a checkpoint in --out wins. v1's six
     input channels are extended by two zero-weighted ones when ``in_channels`` is 8."""
 

@@ -3,7 +3,7 @@ elevation: a learned replacement for silhouette inflation (issue #12).
 
 Input (exactly what ``splat4d.segment.centre_and_pad`` produces, see :func:`network_input`): the object composited
 over white, centred on its mask's bounding box, padded to a square with a margin of 0.12 of the side on the longest
-axis, resized to the model's resolution (96 px for ``shape_prior_v1``, stored in the weights; the data are rendered
+axis, resized to the model's resolution (96 px for the packaged weights, stored in them; the data are rendered
 at ``RESOLUTION`` = 128 px and area-downsampled; :class:`ShapePrior` resizes any input); channels RGB in [0, 1] (shifted to [-0.5, 0.5]), the mask in [0, 1], and x, y pixel
 coordinates in [-1, 1].
 
@@ -42,7 +42,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-VERSION = "shape_prior_v1"  # the packaged default
+VERSION = "shape_prior_v2"  # the packaged default
 VERSIONS = ("shape_prior_v1", "shape_prior_v2")  # v2: the camera's elevation may be given as two more channels
 RESOLUTION = 128
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -233,7 +233,7 @@ def save_packaged(model: ShapeUNet, path: Path = WEIGHTS_PATH, manifest: Path | 
 
 
 def load_shape_prior(path: str | Path | None = None, manifest: str | Path | None = None) -> ShapePrior:
-    """The packaged shape prior (``splat4d/shape/weights/shape_prior_v1.pt`` by default), checked against its
+    """The packaged shape prior (``splat4d/shape/weights/shape_prior_v2.pt`` by default), checked against its
     manifest's version and sha256. Raises :class:`ShapePriorUnavailable` when missing or corrupt."""
     path = Path(path) if path is not None else WEIGHTS_PATH
     manifest = Path(manifest) if manifest is not None else path.with_suffix(".json")
