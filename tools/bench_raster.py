@@ -58,11 +58,12 @@ def run_cpu_before(scene, cams, backward):
     """The CPU path as it was before issue 13's kernel work: gsplat's torch projection and 16-pixel tiles."""
     from splat4d.render import _finish
     from splat4d.render.cpu import rasterize_projected
+    from splat4d.render.projection import radii_from_extents
 
     p = leaf(scene)
     proj = project(p, cams, fused=False)
     feats, alpha = rasterize_projected(proj, cams.width, cams.height, 16)
-    out = _finish(feats, alpha, None, proj.means2d, proj.extents)
+    out = _finish(feats, alpha, None, proj.means2d, radii_from_extents(proj.extents))
     if backward:
         (out.rgb.sum() + out.alpha.sum()).backward()
 
