@@ -208,8 +208,7 @@ DEPTH_READS = ("depth", "init.distance", "init.elevation_deg")  # a given elevat
 
 def _front_stages(load: Stage, fov: Stage) -> list[Stage]:
     return [load, fov,
-            Stage("depth", estimate_depth, reads=DEPTH_READS,
-                  inputs=("segment", "fov"), device=True,
+            Stage("depth", estimate_depth, reads=DEPTH_READS, inputs=("segment", "fov"), device=True,
                   resources=depth_weights),
             Stage("init", initialise, reads=("init",), inputs=("segment", "depth", "fov"))]
 

@@ -257,7 +257,7 @@ def evaluate(model: ShapeUNet, val: ShardPool, n: int, resolution: int = RESOLUT
     """Validation loss parts and MAEs with the elevation unknown; with an 8-channel model also the thickness and
     front MAE with the true elevation given (``*_given``)."""
     out = _evaluate(model, val, n, resolution, 0.0)
-    if model.in_channels == 8:
+    if model.takes_elevation:
         given = _evaluate(model, val, n, resolution, 1.0)
         out.update(val_thickness_mae_given=given["val_thickness_mae"], val_front_mae_given=given["val_front_mae"])
     return out

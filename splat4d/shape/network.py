@@ -49,6 +49,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_PATH = WEIGHTS_DIR / f"{VERSION}.pt"
 MANIFEST_PATH = WEIGHTS_DIR / f"{VERSION}.json"
 ELEVATION_SCALE = 45.0  # degrees per unit of the elevation head's raw output
+ELEVATION_CHANNELS = 8  # RGB, mask, x, y, then (v2) the given elevation and its "given" flag
 
 
 class ShapePriorUnavailable(RuntimeError):
@@ -71,6 +72,7 @@ class ShapeUNet(nn.Module):
         super().__init__()
         self.widths = tuple(widths)
         self.in_channels = in_channels
+        self.takes_elevation = in_channels == ELEVATION_CHANNELS
         self.down = nn.ModuleList()
         cin = in_channels
         for w in widths:
@@ -110,7 +112,7 @@ def network_input(image: torch.Tensor, mask: torch.Tensor, elevation_deg: torch.
     ys = torch.linspace(-1, 1, h, dtype=image.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
     xs = torch.linspace(-1, 1, w, dtype=image.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
     planes = [image.permute(0, 3, 1, 2) - 0.5, mask[:, None], xs, ys]
-    if channels == 8:
+    if channels == ELEVATION_CHANNELS:
         e = torch.full((b,), float("nan"), dtype=image.dtype) if elevation_deg is None else elevation_deg.to(image.dtype)
         known = torch.isfinite(e)
         value = torch.where(known, e / ELEVATION_SCALE, torch.zeros_like(e))
@@ -182,7 +184,7 @@ class ShapePrior:
     @property
     def takes_elevation(self) -> bool:
         """Whether a given elevation reaches the network (shape_prior_v2); v1 ignores it."""
-        return self.model.in_channels == 8
+        return self.model.takes_elevation
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, mask: np.ndarray, elevation_deg: float | None = None) -> ShapeEstimate:
@@ -220,7 +222,7 @@ def save_packaged(model: ShapeUNet, path: Path = WEIGHTS_PATH, manifest: Path | 
     sha256. The version is v2 for a model that takes the elevation (8 input channels), else v1."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    version = VERSIONS[1] if model.in_channels == 8 else VERSIONS[0]
+    version = VERSIONS[1] if model.takes_elevation else VERSIONS[0]
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     torch.save({"version": version, "widths": list(model.widths), "in_channels": model.in_channels,
                 "resolution": resolution, "state_dict": state}, path)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -292,9 +293,18 @@ class Warp:
     centre: np.ndarray
     matrix: np.ndarray
 
+    @cached_property
+    def inverse(self) -> np.ndarray:
+        return np.linalg.inv(self.matrix)
+
     def to_object(self, points: np.ndarray) -> np.ndarray:
         """Undeformed-object coordinates of world ``points`` (N, 3)."""
-        return self.centre + (points - self.centre) @ np.linalg.inv(self.matrix).T
+        return self.centre + (points - self.centre) @ self.inverse.T
+
+    def up(self) -> np.ndarray:
+        """The unit direction the undeformed object's vertical axis (+Y) takes in the world."""
+        u = self.matrix[:, 1]
+        return u / np.linalg.norm(u)
 
 
 def squash_along(axis: np.ndarray, factor: float, centre: np.ndarray) -> Warp:
@@ -310,7 +320,7 @@ def cast(prims: list[Primitive], origins: np.ndarray, dirs: np.ndarray, warp: Wa
     (deformed by ``warp``: the ray is mapped into the undeformed object, where the same t is the same point, and
     the normals are mapped back by the inverse transpose)."""
     if warp is not None:
-        inv = np.linalg.inv(warp.matrix)
+        inv = warp.inverse
         hits = cast(prims, warp.to_object(np.atleast_2d(np.asarray(origins, float))), np.asarray(dirs, float) @ inv.T)
         normal = hits.normal @ inv  # (inv^T n) as rows
         norm = np.linalg.norm(normal, axis=1, keepdims=True)
@@ -738,7 +748,8 @@ def render_crop(obj: ProceduralObject, cam: Camera, fov_deg: float, centre: np.n
                 supersample: int = 2, padding: float = PADDING, light: np.ndarray | None = None,
                 ambient: float = 0.35, elevation_deg: float | None = None, warp: Warp | None = None) -> Sample:
     """Render the centre_and_pad crop of ``obj`` (deformed by ``warp``) seen by ``cam`` (vertical FoV
-    ``fov_deg``)."""
+    ``fov_deg``). The elevation label, unless given, is the angle of the object's vertical axis (deformed by
+    ``warp``) towards the camera: the camera's height above the object's horizon."""
     prims = obj.prims
     tan = math.tan(math.radians(fov_deg) / 2)
     # 1. coarse mask over the frame, then over the first crop, to place the padded square
@@ -792,7 +803,8 @@ def render_crop(obj: ProceduralObject, cam: Camera, fov_deg: float, centre: np.n
     z_ref = cam.depth_of(centre)
     if elevation_deg is None:
         v = cam.position - centre
-        elevation_deg = math.degrees(math.asin(v[1] / np.linalg.norm(v)))
+        up = warp.up() if warp is not None else np.array([0.0, 1.0, 0.0])
+        elevation_deg = math.degrees(math.asin(float(up @ v) / np.linalg.norm(v)))
     return Sample(rgb.astype(np.float32), alpha.astype(np.float32), front.astype(np.float32), back.astype(np.float32),
                   np.where(on[..., None], nrm_cam, 0).astype(np.float32), float(elevation_deg), z_ref,
                   win[2] * z_ref, fov_deg)
@@ -844,15 +856,10 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
         # light from the camera's side of the object, mostly above, random ambient
         toward = -cam.forward
         light = _unit(toward * rng.uniform(0.2, 1.0) + np.array([0, rng.uniform(0.2, 1.2), 0]) + rng.normal(0, 0.6, 3))
-        warp, elevation = None, None
-        if factor != 1.0:
-            view = centre - cam.position
-            warp = squash_along(view, factor, centre)
-            e = math.asin(-view[1] / np.linalg.norm(view))
-            elevation = math.degrees(math.atan(factor * math.tan(e)))
+        warp = squash_along(centre - cam.position, factor, centre) if factor != 1.0 else None
         try:
             return render_crop(obj, cam, fov, centre, resolution, supersample, light=light,
-                               ambient=float(rng.uniform(0.15, 0.6)), elevation_deg=elevation, warp=warp)
+                               ambient=float(rng.uniform(0.15, 0.6)), warp=warp)
         except ValueError:
             continue
     raise RuntimeError(f"sample {seed}: no view of the object in 5 attempts")
@@ -862,8 +869,9 @@ SHARD_FIELDS = ("rgb", "alpha", "front", "thickness", "elevation")
 
 
 def make_shard(seeds, resolution: int = 128, **options) -> dict[str, np.ndarray]:
-    """Samples ``seeds`` (:func:`render_sample` with ``options``) as arrays: rgb (N, H, W, 3) uint8 over white, alpha (N, H, W) uint8, front / thickness
-    (N, H, W) float16 in crop units (nan off the object), elevation (N,) float32 degrees."""
+    """Samples ``seeds`` (:func:`render_sample` with ``options``) as arrays: rgb (N, H, W, 3) uint8 over white,
+    alpha (N, H, W) uint8, front / thickness (N, H, W) float16 in crop units (nan off the object), elevation (N,)
+    float32 degrees."""
     out = {k: [] for k in SHARD_FIELDS}
     for seed in seeds:
         s = render_sample(int(seed), resolution, **options)
