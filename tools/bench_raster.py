@@ -4,7 +4,8 @@ The pure-torch path shares projection and binning with the numba one; they diffe
 kernels vs the reference renderer's maths on per-tile padded Gaussian lists with autograd (the fastest torch-only
 layout we measured, see shared/notes/cpu-rasterizer.md). "cpu before" is the numba path as it was before issue 13's
 kernel work (gsplat's torch projection, 16-pixel tiles), measured in the same run. gsplat's CUDA rasterizer is added
-when a GPU is present.
+when a GPU is present. The last column is an orbit video of the same scene (60 frames rendered and encoded to
+H.264), the forward-only path of `splat4d render` and of a run's orbit.mp4 (issue 13's goal: 60 frames/s at 50k).
 
     python tools/bench_raster.py [--sizes 10000 50000] [--repeats 3] [--json bench_results/raster.json]
 
@@ -88,6 +89,26 @@ def run_gsplat(scene, cams, backward):
     torch.cuda.synchronize()
 
 
+def orbit_fps(scene: GaussianScene, size: int, frames: int = 60) -> float:
+    """Frames per second of an orbit video of ``scene`` (the forward-only path of `splat4d render` and the run's
+    orbit.mp4: render_frames, then H.264 through VideoWriter), a warm-up frame first."""
+    import tempfile
+
+    from splat4d import paths
+    from splat4d.io.video import VideoWriter
+    from splat4d.render.frames import render_frames
+
+    path = paths.orbit(center=(0.0, 0.0, 0.0), radius=2.5, frames=frames, width=size, height=size, fov_y_deg=40.0,
+                       elevation_deg=15.0)
+    next(render_frames(scene, paths.orbit(radius=2.5, frames=1, width=size, height=size), progress=False))
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        with VideoWriter(Path(tmp) / "orbit.mp4", fps=30) as writer:
+            for frame in render_frames(scene, path, progress=False):
+                writer.write(frame)
+        return frames / (time.perf_counter() - t0)
+
+
 def timed(fn, repeats: int) -> float:
     fn()  # warm-up (numba compile / cache load, allocator)
     times = []
@@ -127,6 +148,7 @@ def main() -> None:
         before = "cpu before (torch projection, 16 px tiles)"
         row["speed-up fwd+bwd (before / cpu)"] = row[f"{before} fwd+bwd ms"] / row["cpu (numba) fwd+bwd ms"]
         row["speed-up fwd (before / cpu)"] = row[f"{before} fwd ms"] / row["cpu (numba) fwd ms"]
+        row["orbit mp4 frames/s"] = orbit_fps(scene, args.image)
         results.append(row)
         print(json.dumps(row))
 
