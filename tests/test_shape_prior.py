@@ -354,3 +354,54 @@ def test_v2_network_takes_a_given_elevation_and_packages_as_v2(tmp_path):
     unknown, given = prior(img, mask), prior(img, mask, elevation_deg=30.0)
     assert given.elevation_deg == 30.0
     assert np.abs(unknown.thickness - given.thickness).max() > 0  # the given elevation reaches the network
+
+
+def test_v3_untrained_head_is_exactly_inflation_and_starts_from_v2s_trunk(tmp_path):
+    """shape_prior_v3 predicts corrections to silhouette inflation: with its zero-initialised head the backend's
+    surfaces are the geometric backend's (relief off) to float precision, in camera depth, and a v2 trunk carried
+    over by the trainer keeps its elevation head while the surfaces stay inflation's."""
+    import sys
+    from pathlib import Path
+
+    from splat4d.config import DepthConfig
+    from splat4d.depth import make_depth_estimator
+    from splat4d.depth.geometric import poisson_height
+    from splat4d.segment import centre_and_pad
+    from splat4d.shape.network import INFLATION_CHANNELS, inflation_plane
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from train_shape_prior import init_weights
+
+    res, fov, dist = 64, 40.0, 2.5
+    img, mask = _image_and_mask(res)
+    framed = centre_and_pad(img, mask, 0.12, res, "alpha")
+    img, mask = framed.image, framed.mask
+    fg = mask > 0.5
+    assert np.allclose(inflation_plane(mask), poisson_height(fg) / res)
+    torch.manual_seed(0)
+    v2 = ShapeUNet((4, 8, 8), in_channels=8).eval()
+    save_packaged(v2, tmp_path / "shape_prior_v2.pt", resolution=res)
+    v3 = ShapeUNet((4, 8, 8), in_channels=INFLATION_CHANNELS)
+    init_weights(v3, tmp_path / "shape_prior_v2.pt")
+    path = tmp_path / "shape_prior_v3.pt"
+    save_packaged(v3.eval(), path, resolution=res)
+    assert '"shape_prior_v3"' in path.with_suffix(".json").read_text()
+    prior = load_shape_prior(path)
+    assert prior.takes_elevation and prior.model.corrects_inflation
+    est = prior(img, mask)
+    h = poisson_height(fg) / res
+    np.testing.assert_allclose(est.thickness[fg], 1.4 * h[fg], atol=1e-6)
+    np.testing.assert_allclose(est.front[fg], (-0.7 * h + 0.7 * h[fg].mean())[fg], atol=1e-6)
+    assert est.elevation_deg == pytest.approx(load_shape_prior(tmp_path / "shape_prior_v2.pt")(img, mask).elevation_deg,
+                                              abs=1e-3)  # fp16 of the extra zero plane changes nothing
+
+    learned = make_depth_estimator(DepthConfig(backend="shape-prior", model=str(path)), fov, dist)(img, mask)
+    geometric = make_depth_estimator(DepthConfig(backend="geometric", relief=0.0), fov, dist)(img, mask)
+    zf, zb, zg = learned.depth.numpy(), learned.back.numpy(), geometric.depth.numpy()
+    np.testing.assert_allclose(zf[fg], zg[fg], atol=1e-5)
+    np.testing.assert_allclose(zb[fg], (2 * dist - zg)[fg], atol=1e-5)  # inflation's mirrored back
+    # the head's corrections are scale and offset of inflation's front and thickness
+    with torch.no_grad():
+        v3.head.bias.copy_(torch.tensor([0.0, 0.0, math.log(0.5), 0.01]))
+    half = ShapePrior(v3.eval(), res)(img, mask)
+    np.testing.assert_allclose(half.thickness[fg], 0.7 * h[fg] + 0.01, atol=1e-5)

@@ -50,8 +50,8 @@ import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from splat4d.shape.network import (RESOLUTION, WEIGHTS_DIR, ShapeUNet, network_input, param_count,  # noqa: E402
-                                   save_packaged)
+from splat4d.shape.network import (INFLATION_CHANNELS, RESOLUTION, VERSION_OF_CHANNELS, WEIGHTS_DIR,  # noqa: E402
+                                   ShapeUNet, inflation_plane, network_input, param_count, save_packaged)
 from splat4d.shape.procedural import write_shard  # noqa: E402
 
 SHARD = 500
@@ -61,16 +61,18 @@ FIELDS = ("rgb", "alpha", "front", "thickness", "elevation")
 
 @dataclass
 class Args:
-    out: Path = Path("runs/shape_prior_v2")
+    out: Path = Path("runs/shape_prior_v3")
     """Output folder: data/, checkpoints, logs."""
     squash: float = 0.5
     """Fraction of the samples scaled along the view direction (0.35-1.6x): the same silhouette over another depth,
     so thickness must come from shading and texture (``splat4d.shape.procedural.render_sample``; 0 for v1's data)."""
     level: float = 0.35
     """Fraction of the samples seen from a near-level camera (elevation -4..6 degrees; 0 for v1's data)."""
-    in_channels: int = 8
-    """8: the camera's elevation is an input, given on a fraction ``elevation_given`` of the training samples and
-    unknown on the rest (shape_prior_v2); 6: image, mask and pixel coordinates only (shape_prior_v1)."""
+    in_channels: int = 9
+    """9: silhouette inflation's height is an input too and the network predicts corrections to inflation
+    (shape_prior_v3); 8: the camera's elevation is an input, given on a fraction ``elevation_given`` of the
+    training samples and unknown on the rest (shape_prior_v2, and v3); 6: image, mask and pixel coordinates only
+    (shape_prior_v1)."""
     elevation_given: float = 0.5
     """Fraction of the training samples whose true elevation the network is given (with ``in_channels`` 8)."""
     workers: int = 1
@@ -115,8 +117,9 @@ class Args:
     """Only export the latest checkpoint's weights to the package and exit."""
     generate_only: bool = False
     """Only generate the data shards and exit."""
-    weights: Path = WEIGHTS_DIR / "shape_prior_v2.pt"
-    """Where the packaged weights go."""
+    weights: Path | None = None
+    """Where the packaged weights go (default: ``splat4d/shape/weights/shape_prior_vN.pt`` for the version that
+    ``in_channels`` makes)."""
     init_from: Path | None = None
     """Start a new schedule from these packaged weights (e.g. the shipped splat4d/shape/weights/shape_prior_v2.pt,
     to train on from where the last session stopped) instead of random ones; a checkpoint in --out wins. v1's six
@@ -158,16 +161,21 @@ def generate(folder: Path, train_shards: int, options: dict, workers: int = 1) -
 class ShardPool:
     """Every sample of the named shards, memory-mapped; ``batch(idx, rng, augment)`` -> tensors."""
 
-    def __init__(self, folder: Path, names: list[str]):
+    def __init__(self, folder: Path, names: list[str], inflation_resolution: int | None = None):
         self.folder, self.names, self.arrays, self.index = folder, [], [], []
+        self.inflation_resolution = inflation_resolution
         self.add(names)
 
     def add(self, names: list[str]) -> int:
         """Memory-map the shards of ``names`` not in the pool yet (shards a generator finished since); returns how
-        many were added."""
+        many were added. With ``inflation_resolution`` each shard also gets its inflation planes at that resolution
+        (shape_prior_v3's ninth input), from ``<name>.inflation<res>.npy``, made once when missing."""
         new = [n for n in names if n not in self.names]
         for n in new:
-            self.arrays.append({k: np.load(self.folder / f"{n}.{k}.npy", mmap_mode="r") for k in FIELDS})
+            arrays = {k: np.load(self.folder / f"{n}.{k}.npy", mmap_mode="r") for k in FIELDS}
+            if self.inflation_resolution:
+                arrays["inflation"] = inflation_shard(self.folder, n, self.inflation_resolution)
+            self.arrays.append(arrays)
             self.index += [(len(self.arrays) - 1, j) for j in range(len(self.arrays[-1]["elevation"]))]
             self.names.append(n)
         return len(new)
@@ -186,9 +194,10 @@ class ShardPool:
         front = get("front").astype(np.float32)
         thick = get("thickness").astype(np.float32)
         elev = get("elevation").astype(np.float32)
+        inflation = get("inflation").astype(np.float32) if channels == INFLATION_CHANNELS else None
         if rng is not None:
             flip = rng.random(len(idx)) < 0.5
-            for arr in (rgb, alpha, front, thick):
+            for arr in (rgb, alpha, front, thick) + ((inflation,) if inflation is not None else ()):
                 arr[flip] = arr[flip][:, :, ::-1]
             # colour jitter on the object only (the background stays white, as centre_and_pad makes it)
             a = alpha[..., None]
@@ -210,8 +219,26 @@ class ShardPool:
             valid = (v > 0.99).float()
         known = (rng.random(len(idx)) < given) if rng is not None else np.full(len(idx), given >= 1)
         shown = torch.from_numpy(np.where(known, elev, np.nan).astype(np.float32))
-        return {"x": network_input(rgb_t, alpha_t, shown, channels), "mask": (alpha_t >= 0.5) & (valid > 0),
+        if inflation is not None and inflation.shape[1] != resolution:
+            raise ValueError(f"inflation planes at {inflation.shape[1]} px, the batch at {resolution} px")
+        x = network_input(rgb_t, alpha_t, shown, channels, None if inflation is None else torch.from_numpy(inflation))
+        return {"x": x, "mask": (alpha_t >= 0.5) & (valid > 0),
                 "front": front_t, "thickness": thick_t, "elevation": torch.from_numpy(elev)}
+
+
+def inflation_shard(folder: Path, name: str, resolution: int) -> np.ndarray:
+    """(N, res, res) float16 :func:`~splat4d.shape.network.inflation_plane` of each sample's alpha area-resized to
+    ``resolution`` (what the network sees), cached in ``<name>.inflation<res>.npy`` (written atomically)."""
+    path = folder / f"{name}.inflation{resolution}.npy"
+    if not path.exists():
+        alpha = torch.from_numpy(np.load(folder / f"{name}.alpha.npy").astype(np.float32) / 255)
+        if alpha.shape[1] != resolution:
+            alpha = F.interpolate(alpha[:, None], size=(resolution, resolution), mode="area")[:, 0]
+        planes = np.stack([inflation_plane(a) for a in alpha.numpy()]).astype(np.float16)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, planes)
+        os.replace(tmp, path)
+    return np.load(path, mmap_mode="r")
 
 
 # ----------------------------------------------------------------------------------------------------------- loss
@@ -382,6 +409,24 @@ def export(args: Args, model: ShapeUNet | None = None, step: int | None = None) 
 
 
 # ----------------------------------------------------------------------------------------------------------- train
+def init_weights(model: ShapeUNet, path: Path) -> None:
+    """``model`` from the packaged weights at ``path`` of an earlier version. Input planes the old model lacked
+    start with zero weight (v1 -> v2: the elevation planes; v2 -> v3: the inflation plane). v3's head predicts
+    corrections to inflation, not surfaces, so an older head is dropped and v3's stays zero: the start is the
+    old trunk with exactly inflation's output."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if tuple(blob["widths"]) != model.widths:
+        raise SystemExit(f"{path} has widths {blob['widths']}, not {model.widths}: pass --widths")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    first = "down.0.0.weight"
+    extra = model.in_channels - state[first].shape[1]
+    if extra > 0:
+        state[first] = torch.cat([state[first], state[first].new_zeros(state[first].shape[0], extra, 3, 3)], 1)
+    if state["head.weight"].shape != model.head.weight.shape:
+        state["head.weight"], state["head.bias"] = model.head.weight.detach(), model.head.bias.detach()
+    model.load_state_dict(state)
+
+
 def progress(step: int, elapsed: float, args: Args) -> float:
     """Fraction of the schedule done: by steps or by wall clock, whichever is further."""
     return min(1.0, max(step / args.steps, elapsed / (60 * args.budget_minutes)))
@@ -404,6 +449,8 @@ def deadline(args: Args) -> float | None:
 
 def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
+    if args.weights is None:
+        args.weights = WEIGHTS_DIR / f"{VERSION_OF_CHANNELS[args.in_channels]}.pt"
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.out / "data"
     if args.export:
@@ -417,8 +464,9 @@ def main(args: Args) -> None:
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    train = ShardPool(data, shard_names(data, "train"))
-    val = ShardPool(data, ["val_0000"])
+    planes = args.resolution if args.in_channels == INFLATION_CHANNELS else None
+    val = ShardPool(data, ["val_0000"], planes)
+    train = ShardPool(data, shard_names(data, "train"), planes)
     n_val = min(args.val_samples, len(val))
     print(f"{len(train)} training samples in {len(train.arrays)} shards, {n_val} validation samples", flush=True)
 
@@ -440,15 +488,7 @@ def main(args: Args) -> None:
         random.setstate(ck["py_rng"])
         print(f"resumed from {ckpt} at step {step}, {elapsed / 60:.1f} of {args.budget_minutes} minutes", flush=True)
     elif args.init_from is not None:
-        blob = torch.load(args.init_from, map_location="cpu", weights_only=True)
-        if tuple(blob["widths"]) != tuple(args.widths):
-            raise SystemExit(f"{args.init_from} has widths {blob['widths']}, not {args.widths}: pass --widths")
-        state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
-        first = "down.0.0.weight"
-        extra = args.in_channels - state[first].shape[1]
-        if extra > 0:  # v1 -> v2: the elevation planes start with zero weight, so the start is v1's function
-            state[first] = torch.cat([state[first], state[first].new_zeros(state[first].shape[0], extra, 3, 3)], 1)
-        model.load_state_dict(state)
+        init_weights(model, args.init_from)
         print(f"starting from the weights in {args.init_from}", flush=True)
     print(f"ShapeUNet{tuple(args.widths)}: {param_count(model) / 1e6:.2f}M parameters, {args.resolution} px",
           flush=True)

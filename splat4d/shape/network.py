@@ -43,13 +43,18 @@ from torch import nn
 import torch.nn.functional as F
 
 VERSION = "shape_prior_v2"  # the packaged default
-VERSIONS = ("shape_prior_v1", "shape_prior_v2")  # v2: the camera's elevation may be given as two more channels
+# v2: the camera's elevation may be given as two more channels; v3: silhouette inflation's height is a ninth input
+# plane and the outputs are corrections to inflation (so an untrained head is exactly ``--depth.backend geometric``)
+VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3")
 RESOLUTION = 128
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_PATH = WEIGHTS_DIR / f"{VERSION}.pt"
 MANIFEST_PATH = WEIGHTS_DIR / f"{VERSION}.json"
 ELEVATION_SCALE = 45.0  # degrees per unit of the elevation head's raw output
 ELEVATION_CHANNELS = 8  # RGB, mask, x, y, then (v2) the given elevation and its "given" flag
+INFLATION_CHANNELS = 9  # ... then (v3) silhouette inflation's height in crop units
+VERSION_OF_CHANNELS = {6: VERSIONS[0], ELEVATION_CHANNELS: VERSIONS[1], INFLATION_CHANNELS: VERSIONS[2]}
+INFLATION_THICKNESS = 0.7  # the geometric backend's default ``--depth.thickness``: v3's starting point
 
 
 class ShapePriorUnavailable(RuntimeError):
@@ -65,14 +70,24 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 class ShapeUNet(nn.Module):
     """U-Net with ``len(widths)`` levels (max-pool down, bilinear up + skip concat). ``forward(x)`` takes
-    (B, 6, H, W) (H, W divisible by 2**(levels-1)) and returns ``(front (B, H, W), thickness (B, H, W) >= 0,
-    elevation_deg (B,))``. The elevation head pools the bottleneck (mask-weighted) and applies an MLP."""
+    (B, in_channels, H, W) (H, W divisible by 2**(levels-1); see :func:`network_input`) and returns ``(front (B, H,
+    W), thickness (B, H, W) >= 0, elevation_deg (B,))``. The elevation head pools the bottleneck (mask-weighted) and
+    applies an MLP.
+
+    With ``in_channels`` = 9 (shape_prior_v3, ``corrects_inflation``) the last input plane is silhouette inflation's
+    height h (crop units, :func:`inflation_plane`) and the head predicts per-pixel corrections to inflation's
+    surfaces rather than the surfaces themselves: front = -k h exp(a_f) + b_f, thickness = max(2 k h exp(a_t) + b_t,
+    0) with k = ``INFLATION_THICKNESS``. A zero head is exactly the geometric backend's mirrored inflation, so training
+    starts from the offline baseline and learns where (boxes, plates, cups) and how it is wrong."""
 
     def __init__(self, widths: tuple[int, ...] = (24, 48, 96, 192, 256), in_channels: int = 6):
         super().__init__()
+        if in_channels not in VERSION_OF_CHANNELS:
+            raise ValueError(f"the shape prior takes {sorted(VERSION_OF_CHANNELS)} input channels, not {in_channels}")
         self.widths = tuple(widths)
         self.in_channels = in_channels
-        self.takes_elevation = in_channels == ELEVATION_CHANNELS
+        self.takes_elevation = in_channels >= ELEVATION_CHANNELS
+        self.corrects_inflation = in_channels == INFLATION_CHANNELS
         self.down = nn.ModuleList()
         cin = in_channels
         for w in widths:
@@ -82,7 +97,10 @@ class ShapeUNet(nn.Module):
         for w_skip in reversed(widths[:-1]):
             self.up.append(_block(cin + w_skip, w_skip))
             cin = w_skip
-        self.head = nn.Conv2d(cin, 2, 1)
+        self.head = nn.Conv2d(cin, 4 if self.corrects_inflation else 2, 1)
+        if self.corrects_inflation:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
         self.elevation = nn.Sequential(nn.Linear(2 * widths[-1], 128), nn.ReLU(inplace=True), nn.Linear(128, 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -100,25 +118,46 @@ class ShapeUNet(nn.Module):
             h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             h = block(torch.cat([h, skip], 1))
         out = self.head(h)
-        return out[:, 0], F.softplus(out[:, 1]), elevation
+        if not self.corrects_inflation:
+            return out[:, 0], F.softplus(out[:, 1]), elevation
+        k, base = INFLATION_THICKNESS, x[:, INFLATION_CHANNELS - 1]
+        front = -k * base * torch.exp(out[:, 0].clamp(-3, 3)) + out[:, 1]
+        thickness = (2 * k * base * torch.exp(out[:, 2].clamp(-3, 3)) + out[:, 3]).clamp_min(0)
+        return front, thickness, elevation
+
+
+def inflation_plane(mask: np.ndarray) -> np.ndarray:
+    """Silhouette inflation's height over the square crop ``mask`` (H, W) in [0, 1], in crop units: the Poisson
+    height of ``mask > 0.5`` (``splat4d.depth.geometric.poisson_height``, thickness factor 1) over the crop's side,
+    so it does not depend on the resolution (a disc of radius R px has peak height R px)."""
+    from splat4d.depth.geometric import poisson_height
+
+    mask = np.asarray(mask)
+    return (poisson_height(mask > 0.5) / mask.shape[1]).astype(np.float32)
 
 
 def network_input(image: torch.Tensor, mask: torch.Tensor, elevation_deg: torch.Tensor | None = None,
-                  channels: int = 6) -> torch.Tensor:
+                  channels: int = 6, inflation: torch.Tensor | None = None) -> torch.Tensor:
     """(B, ``channels``, H, W) from ``image`` (B, H, W, 3) in [0, 1] over white and ``mask`` (B, H, W) in [0, 1].
-    With ``channels`` = 8 (shape_prior_v2) two constant planes follow: the given elevation / 45 degrees and 1 where
-    it is given; ``elevation_deg`` (B,) with NaN (or None) where it is unknown: 0 and 0."""
+    With ``channels`` >= 8 (shape_prior_v2) two constant planes follow: the given elevation / 45 degrees and 1 where
+    it is given; ``elevation_deg`` (B,) with NaN (or None) where it is unknown: 0 and 0. With ``channels`` = 9
+    (shape_prior_v3) the ninth plane is ``inflation`` (B, H, W), :func:`inflation_plane` of each mask (computed
+    here when None)."""
     b, h, w = mask.shape
     ys = torch.linspace(-1, 1, h, dtype=image.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
     xs = torch.linspace(-1, 1, w, dtype=image.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
     planes = [image.permute(0, 3, 1, 2) - 0.5, mask[:, None], xs, ys]
-    if channels == ELEVATION_CHANNELS:
+    if channels in (ELEVATION_CHANNELS, INFLATION_CHANNELS):
         e = torch.full((b,), float("nan"), dtype=image.dtype) if elevation_deg is None else elevation_deg.to(image.dtype)
         known = torch.isfinite(e)
         value = torch.where(known, e / ELEVATION_SCALE, torch.zeros_like(e))
         planes += [value.view(b, 1, 1, 1).expand(b, 1, h, w), known.to(image.dtype).view(b, 1, 1, 1).expand(b, 1, h, w)]
     elif channels != 6:
-        raise ValueError(f"the shape prior takes 6 or 8 input channels, not {channels}")
+        raise ValueError(f"the shape prior takes {sorted(VERSION_OF_CHANNELS)} input channels, not {channels}")
+    if channels == INFLATION_CHANNELS:
+        if inflation is None:
+            inflation = torch.from_numpy(np.stack([inflation_plane(m) for m in mask.detach().cpu().numpy()]))
+        planes.append(inflation.to(image.dtype)[:, None])
     return torch.cat(planes, 1)
 
 
@@ -183,7 +222,7 @@ class ShapePrior:
 
     @property
     def takes_elevation(self) -> bool:
-        """Whether a given elevation reaches the network (shape_prior_v2); v1 ignores it."""
+        """Whether a given elevation reaches the network (shape_prior_v2 and v3); v1 ignores it."""
         return self.model.takes_elevation
 
     @torch.no_grad()
@@ -219,10 +258,10 @@ class ShapePrior:
 def save_packaged(model: ShapeUNet, path: Path = WEIGHTS_PATH, manifest: Path | None = None,
                   extra: dict | None = None, resolution: int = RESOLUTION) -> str:
     """fp16 state dict + widths at ``path``; a JSON manifest (version, sha256, widths, extra) next to it. Returns the
-    sha256. The version is v2 for a model that takes the elevation (8 input channels), else v1."""
+    sha256. The version follows the input channels: 6 v1, 8 v2 (the elevation), 9 v3 (corrections to inflation)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    version = VERSIONS[1] if model.takes_elevation else VERSIONS[0]
+    version = VERSION_OF_CHANNELS[model.in_channels]
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     torch.save({"version": version, "widths": list(model.widths), "in_channels": model.in_channels,
                 "resolution": resolution, "state_dict": state}, path)
