@@ -276,7 +276,8 @@ def surface_depths(depth: DepthMap, mask: np.ndarray, partial: np.ndarray, focal
     z_back = np.where(fg, z_front + np.maximum(back - z_front, 0.0) * cfg.back_thickness, 0.0)
     # Rim pixels at the nearest object pixel's front depth (a step in depth there would stretch them along z).
     nearest = ndimage.distance_transform_edt(~fg, return_distances=False, return_indices=True)
-    return SurfaceDepths(z_front, np.where(partial, z_front[nearest[0], nearest[1]], z_front), z_back, None)
+    lateral = z_front if cfg.back_placement == "mirror" else None
+    return SurfaceDepths(z_front, np.where(partial, z_front[nearest[0], nearest[1]], z_front), z_back, lateral)
 
 
 def closing_gaussians(surfaces: SurfaceDepths, fg: np.ndarray, camera: Cameras, cfg: InitConfig,

@@ -73,6 +73,27 @@ def test_init_puts_the_back_gaussians_on_the_predicted_back_surface():
                       InitConfig(elevation_deg=30.0)).elevation_deg == 30.0  # --init.elevation-deg overrides
 
 
+def test_back_placement_ray_follows_the_pixel_rays_mirror_keeps_the_front_points_x_y():
+    """'ray' puts each back Gaussian on its pixel's ray at the back depth (so the back of a slab is wider than its
+    front by z_back / z_front, as a true object's last exits are); 'mirror' keeps the front point's x, y (the
+    geometric backend's mirrored back). Both at the predicted back depth."""
+    image, mask = disc()
+    fg = mask > 0.5
+    front, back = np.full(mask.shape, DIST - 0.2), np.full(mask.shape, DIST + 0.4)
+    depth = DepthMap.on_mask(front, fg, back=back)
+    n_back = int(fg[::2, ::2].sum())
+    out = {}
+    for placement in ("ray", "mirror"):
+        init = init_scene(image, mask, depth, InitConfig(back_placement=placement))
+        means = init.scene.means.numpy()
+        out[placement] = (means[:init.n_front], means[init.n_front:init.n_front + n_back])
+        assert np.allclose(means[init.n_front:init.n_front + n_back, 2] + DIST, DIST + 0.4, atol=1e-4)
+    radius = lambda m: np.percentile(np.hypot(m[:, 0], m[:, 1]), 95)  # noqa: E731
+    front_r = radius(out["ray"][0])
+    assert radius(out["ray"][1]) == pytest.approx(front_r * (DIST + 0.4) / (DIST - 0.2), rel=0.03)
+    assert radius(out["mirror"][1]) == pytest.approx(front_r, rel=0.03)
+
+
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     from splat4d.shape.network import ShapeUNet, save_packaged

@@ -1,0 +1,108 @@
+"""Probes of the learned shape prior: objects with the same outline but different depth, rendered by the procedural
+ray caster (never in the training data: fixed shapes, a fixed light and a checker texture), and what each model
+predicts for them, against the truth and silhouette inflation (``--depth.backend geometric``).
+
+    python tools/shape_probes.py                                   # packaged weights (and v2 from the package)
+    python tools/shape_probes.py --weights runs/shape_prior_v3/x.pt --json probes.json
+
+Pairs (each the same silhouette to within a pixel or two):
+- sphere / the same sphere squashed to 0.4 of its depth along the view axis (a disc either way): centre thickness;
+- sphere / cylinder seen end-on (a disc either way): the thickness profile, rim ring (0.6-0.85 of the radius) over
+  the centre (sphere ~0.7, a cylinder's flat end 1.0);
+- cube / the cube squashed to 0.3 of its depth, seen 20 degrees from above (its top face foreshortened).
+Thickness in crop units (the crop's width at the object), measured over the centre disc (0.3 of the radius).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import splat4d  # noqa: F401  first: its thread policy must be set before torch loads OpenMP
+
+from splat4d.shape.procedural import (Camera, Material, Part, Primitive, ProceduralObject, render_crop, rot_x,
+                                      squash_along)
+
+LIGHT = np.array([-0.45, 0.6, -0.65])  # from the upper left, the camera's side
+CHECKER = Material("checker", np.array([0.85, 0.35, 0.2]), np.array([0.25, 0.45, 0.85]), freq=5.0)
+
+
+def _object(prims: list[Primitive]) -> ProceduralObject:
+    return ProceduralObject([Part(prims, CHECKER, np.eye(3), np.zeros(3), 1.0)])
+
+
+def probes(resolution: int = 128) -> dict:
+    """name -> the procedural Sample of every probe object."""
+    dist, fov = 3.0, 35.0
+    face_on = Camera.look_at([0, 0, -dist], [0, 0, 0])
+    e = math.radians(20.0)
+    above = Camera.look_at([0, dist * math.sin(e), -dist * math.cos(e)], [0, 0, 0])
+    sphere = _object([Primitive("ellipsoid", {"radii": np.full(3, 0.5)})])
+    cylinder = _object([Primitive("lathe", {"ys": np.array([-0.5, 0.5]), "rs": np.array([0.5, 0.5])}, rot_x(np.pi / 2))])
+    cube = _object([Primitive("box", {"half": np.full(3, 0.4)})])
+    view = np.array([0.0, 0.0, 1.0])
+    view_above = -above.position / np.linalg.norm(above.position)
+    light = LIGHT / np.linalg.norm(LIGHT)
+    crop = lambda obj, cam, warp=None: render_crop(obj, cam, fov, np.zeros(3), resolution, light=light,  # noqa: E731
+                                                   ambient=0.3, warp=warp)
+    return {
+        "sphere": crop(sphere, face_on),
+        "sphere squashed 0.4": crop(sphere, face_on, squash_along(view, 0.4, np.zeros(3))),
+        "cylinder end-on": crop(cylinder, face_on),
+        "cube from 20 deg": crop(cube, above),
+        "cube squashed 0.3 from 20 deg": crop(cube, above, squash_along(view_above, 0.3, np.zeros(3))),
+    }
+
+
+def _measures(thickness: np.ndarray, fg: np.ndarray) -> dict:
+    ys, xs = np.nonzero(fg)
+    cy, cx = ys.mean(), xs.mean()
+    radius = math.sqrt(fg.sum() / math.pi)
+    yy, xx = np.mgrid[:fg.shape[0], :fg.shape[1]]
+    r = np.hypot(yy - cy, xx - cx) / radius
+    centre = float(thickness[fg & (r < 0.3)].mean())
+    ring = float(thickness[fg & (r > 0.6) & (r < 0.85)].mean())
+    return {"centre": round(centre, 4), "ring_over_centre": round(ring / max(centre, 1e-6), 3)}
+
+
+def measure(models: dict, resolution: int = 128) -> dict:
+    """{probe: {truth / inflation / model name: {centre, ring_over_centre}}}; models: name -> ShapePrior."""
+    from splat4d.depth.geometric import poisson_height
+
+    out = {}
+    for name, s in probes(resolution).items():
+        fg = s.alpha > 0.5
+        true = np.nan_to_num(s.thickness)
+        row = {"truth": _measures(true, fg),
+               "inflation": _measures(2 * 0.7 * poisson_height(fg) / fg.shape[0], fg)}
+        for label, prior in models.items():
+            row[label] = _measures(prior(s.rgb, s.alpha).thickness, fg)
+        out[name] = row
+    return out
+
+
+def main() -> None:
+    from splat4d.shape.network import WEIGHTS_DIR, load_shape_prior
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", type=Path, nargs="*", default=None,
+                    help="packaged weights to probe (default: every shape_prior_v*.pt in the package)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    paths = args.weights or sorted(WEIGHTS_DIR.glob("shape_prior_v*.pt"))
+    models = {p.stem: load_shape_prior(p) for p in paths}
+    result = measure(models)
+    cols = ["truth", "inflation", *models]
+    print("| probe | measure | " + " | ".join(cols) + " |\n|---|---|" + "---|" * len(cols))
+    for name, row in result.items():
+        for m in ("centre", "ring_over_centre"):
+            print(f"| {name} | {m} | " + " | ".join(f"{row[c][m]:.3f}" for c in cols) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
