@@ -93,7 +93,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     paths = args.weights or sorted(WEIGHTS_DIR.glob("shape_prior_v*.pt"))
-    models = {p.stem: load_shape_prior(p) for p in paths}
+    stems = [p.stem for p in paths]
+    models = {(p.stem if stems.count(p.stem) == 1 else f"{p.parent.name}/{p.stem}"): load_shape_prior(p) for p in paths}
     result = measure(models)
     cols = ["truth", "inflation", *models]
     print("| probe | measure | " + " | ".join(cols) + " |\n|---|---|" + "---|" * len(cols))

@@ -5,11 +5,15 @@
     python tools/train_shape_prior.py --export              # package the latest checkpoint's weights now
     python tools/train_shape_prior.py --generate-only --train-shards 60
 
-shape_prior_v2 was made so, on this 2-core CPU (generation in one process beside training in another; 95 minutes):
+shape_prior_v3 (corrections to silhouette inflation, ``--in-channels 9``, the default) was made so, on this 2-core CPU
+(generation on one core beside training on the other; 88 minutes of training):
 
-    python tools/train_shape_prior.py --generate-only --train-shards 56 &
-    python tools/train_shape_prior.py --train-alongside --init-from <shape_prior_v1.pt from git history> \
-        --steps 8000 --budget-minutes 95 --lr 1e-3 --warmup 50
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 48 &
+    taskset -c 0 python tools/train_shape_prior.py --train-alongside \
+        --init-from splat4d/shape/weights/shape_prior_v2.pt --steps 8000 --budget-minutes 88 --lr 1e-3 --warmup 50
+
+and shape_prior_v2 (``--in-channels 8 --out runs/shape_prior_v2``) the same way from v1's weights (git history up to
+commit 6f0f997) with 56 shards and 95 minutes.
 
 Data (``splat4d.shape.procedural``): shards of ``SHARD`` samples in ``<out>/data`` (``train_0000.*.npy``: seeds
 0..499, ...; ``val_0000``: seeds from 10,000,000, objects never seen in training), uint8 RGB / alpha and float16
@@ -25,8 +29,9 @@ rerun resumes from it. Every ``--val-every`` steps the validation split is score
 crop units, elevation MAE in degrees) into ``<out>/log.csv``, ``<out>/metrics.json`` and ``<out>/loss_curve.png``;
 the baselines (a constant thickness, Poisson silhouette inflation as ``splat4d.depth.geometric`` does it) are scored
 once into ``<out>/baselines.json``. At the end of the schedule, or at ``--deadline-utc``, or with ``--export``, the
-weights are written to ``splat4d/shape/weights/shape_prior_v2.pt`` (fp16) with a ``.json`` manifest (version,
-sha256, validation metrics).
+weights are written to ``splat4d/shape/weights/shape_prior_v3.pt`` (v2 with ``--in-channels 8``; fp16) with a
+``.json`` manifest (version, sha256, validation metrics). For v3 each shard also gets its inflation planes at the
+training resolution (``<name>.inflation96.npy``), computed once when the shard is first used.
 """
 
 from __future__ import annotations

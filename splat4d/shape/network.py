@@ -42,7 +42,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-VERSION = "shape_prior_v2"  # the packaged default
+VERSION = "shape_prior_v2"  # the packaged default (v3 ships beside it: better on the validation split, worse on tools/bench_quality.py)
 # v2: the camera's elevation may be given as two more channels; v3: silhouette inflation's height is a ninth input
 # plane and the outputs are corrections to inflation (so an untrained head is exactly ``--depth.backend geometric``)
 VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3")
