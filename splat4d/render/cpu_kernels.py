@@ -272,28 +272,133 @@ def rasterize_backward(
             pair_grads[k, 9] = acc_op
 
 
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
+def render_rgb(
+    tile_offsets,  # (n_tiles + 1,) int64, one camera
+    flat_ids,  # (M,) int64
+    means2d,  # (N, 2)
+    conics,  # (N, 3)
+    colors,  # (N, 3)
+    opacities,  # (N,)
+    tile,
+    tiles_x,
+    tiles_y,
+    background,  # (3,)
+    out_rgb,  # (H, W, 3) out: clamp(colour + T * background, 0, 1)
+):
+    """Forward-only compositing of one image for videos and viewers: the maths of :func:`rasterize_forward` (same
+    order, same early stop) without the state the backward pass needs (final T, last index, depth), the background
+    composited and the result clamped to [0, 1] in place."""
+    dt = means2d.dtype
+    n_px = tile * tile
+    height, width = out_rgb.shape[0], out_rgb.shape[1]
+    for t in prange(tiles_x * tiles_y):
+        ty = t // tiles_x
+        tx = t - ty * tiles_x
+        px = np.empty(n_px, dt)
+        py = np.empty(n_px, dt)
+        for p in range(n_px):
+            px[p] = np.float32(tx * tile + p % tile) + np.float32(0.5)
+            py[p] = np.float32(ty * tile + p // tile) + np.float32(0.5)
+        T = np.ones(n_px, dt)
+        f0 = np.zeros(n_px, dt)
+        f1 = np.zeros(n_px, dt)
+        f2 = np.zeros(n_px, dt)
+        done = np.zeros(n_px, dt)
+        start = tile_offsets[t]
+        end = tile_offsets[t + 1]
+        for k in range(start, end):
+            g = flat_ids[k]
+            mx = means2d[g, 0]
+            my = means2d[g, 1]
+            ca = conics[g, 0]
+            cb = conics[g, 1]
+            cc = conics[g, 2]
+            op = opacities[g]
+            c0 = colors[g, 0]
+            c1 = colors[g, 1]
+            c2 = colors[g, 2]
+            for p in range(n_px):
+                dx = mx - px[p]
+                dy = my - py[p]
+                sigma = np.float32(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                alpha = min(ALPHA_MAX, op * _exp_neg(sigma))
+                ok = (sigma >= np.float32(0.0)) & (alpha >= ALPHA_MIN) & (done[p] == np.float32(0.0))
+                tp = T[p]
+                next_t = tp * (np.float32(1.0) - alpha)
+                stop = ok & (next_t <= T_MIN)
+                inc = ok & (next_t > T_MIN)
+                w = alpha * tp if inc else np.float32(0.0)
+                f0[p] += w * c0
+                f1[p] += w * c1
+                f2[p] += w * c2
+                T[p] = next_t if inc else tp
+                done[p] = np.float32(1.0) if stop else done[p]
+            if (k - start) % 32 == 31:
+                if done.sum() == np.float32(n_px):
+                    break
+        for p in range(n_px):
+            y = ty * tile + p // tile
+            x = tx * tile + p % tile
+            if y < height and x < width:
+                out_rgb[y, x, 0] = min(max(f0[p] + T[p] * background[0], np.float32(0.0)), np.float32(1.0))
+                out_rgb[y, x, 1] = min(max(f1[p] + T[p] * background[1], np.float32(0.0)), np.float32(1.0))
+                out_rgb[y, x, 2] = min(max(f2[p] + T[p] * background[2], np.float32(0.0)), np.float32(1.0))
+
+
 @njit(cache=True, nogil=True)
-def bin_pairs(order, x0, x1, y0, y1, cam, tiles_x, tiles_per_image, n_tiles, tile_offsets, flat_ids):
-    """Counting sort of (tile, Gaussian) pairs: ``order`` lists the candidate Gaussians front to back (sorted by
-    camera, then depth, ties by index); each covers tiles x0..x1 by y0..y1 of image ``cam``. Fills
-    ``tile_offsets`` (n_tiles + 1,) and ``flat_ids`` (M,) with the candidates' positions in ``order``'s source, so
-    each tile's pairs come out front to back. O(M), no comparison sort of the pairs."""
+def bin_boxes(order, flat_valid, means2d, extents, n, tile, tiles_x, tiles_y, n_tiles, tile_offsets):
+    """The whole CPU binning after the depth sort: ``flat_valid[order]`` lists the valid Gaussians (indices into
+    the flattened (C*N, 2) ``means2d`` / ``extents``) front to back. Computes each one's tile box like
+    :func:`splat4d.render.binning.bin_gaussians` (float32 ``floor((mean -+ extent) / tile)``, clamped to the
+    image), counts the pairs per tile, fills ``tile_offsets`` (n_tiles + 1,) and returns the (M,) flat ids sorted
+    by tile, then front to back: a counting sort (O(M), no comparison sort of the pairs), reading each Gaussian's box once, in
+    sorted order (no second random gather, no int64 box arrays from torch)."""
+    m = order.shape[0]
+    tiles_per_image = tiles_x * tiles_y
+    ids = np.empty(m, np.int64)
+    bx0 = np.empty(m, np.int32)
+    bx1 = np.empty(m, np.int32)
+    by0 = np.empty(m, np.int32)
+    by1 = np.empty(m, np.int32)
+    base = np.empty(m, np.int64)
     counts = np.zeros(n_tiles, np.int64)
-    for j in range(order.shape[0]):
-        g = order[j]
-        base = cam[g] * tiles_per_image
-        for ty in range(y0[g], y1[g] + 1):
-            for tx in range(x0[g], x1[g] + 1):
-                counts[base + ty * tiles_x + tx] += 1
+    tf = np.float32(tile)
+    xmax = np.float32(tiles_x - 1)
+    ymax = np.float32(tiles_y - 1)
+    zero = np.float32(0.0)
+    for j in range(m):
+        f = flat_valid[order[j]]
+        mx = np.float32(means2d[f, 0])
+        my = np.float32(means2d[f, 1])
+        ex = np.float32(extents[f, 0])
+        ey = np.float32(extents[f, 1])
+        x0 = np.int32(min(max(np.floor((mx - ex) / tf), zero), xmax))
+        x1 = np.int32(min(max(np.floor((mx + ex) / tf), zero), xmax))
+        y0 = np.int32(min(max(np.floor((my - ey) / tf), zero), ymax))
+        y1 = np.int32(min(max(np.floor((my + ey) / tf), zero), ymax))
+        b = (f // n) * tiles_per_image
+        ids[j] = f
+        bx0[j] = x0
+        bx1[j] = x1
+        by0[j] = y0
+        by1[j] = y1
+        base[j] = b
+        for ty in range(y0, y1 + 1):
+            row = b + ty * tiles_x
+            for tx in range(x0, x1 + 1):
+                counts[row + tx] += 1
     tile_offsets[0] = 0
     for t in range(n_tiles):
         tile_offsets[t + 1] = tile_offsets[t] + counts[t]
+    flat_ids = np.empty(tile_offsets[n_tiles], np.int64)
     fill = tile_offsets[:-1].copy()
-    for j in range(order.shape[0]):
-        g = order[j]
-        base = cam[g] * tiles_per_image
-        for ty in range(y0[g], y1[g] + 1):
-            for tx in range(x0[g], x1[g] + 1):
-                t = base + ty * tiles_x + tx
-                flat_ids[fill[t]] = g
+    for j in range(m):
+        f = ids[j]
+        for ty in range(by0[j], by1[j] + 1):
+            row = base[j] + ty * tiles_x
+            for tx in range(bx0[j], bx1[j] + 1):
+                t = row + tx
+                flat_ids[fill[t]] = f
                 fill[t] += 1
+    return flat_ids
