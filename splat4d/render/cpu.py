@@ -46,7 +46,7 @@ class _RasterizeTiles(torch.autograd.Function):
         bins: TileBins = ctx.bins
         m = bins.flat_ids.numel()
         dtype = means2d.dtype
-        pair_grads = torch.zeros(m, 10, dtype=dtype)
+        pair_grads = torch.empty(m, 10, dtype=dtype)  # the kernel writes every row
         if grad_feats is None:
             grad_feats = torch.zeros_like(out_t)[..., None].expand(-1, -1, -1, NUM_FEATS)
         if grad_alpha is None:
@@ -58,8 +58,10 @@ class _RasterizeTiles(torch.autograd.Function):
                 _np(grad_feats.to(dtype)), _np(grad_alpha.to(dtype)),
                 pair_grads.numpy(),
             )
-        # One deterministic scatter-add per Gaussian (no atomics anywhere).
-        grads = torch.zeros(means2d.shape[0], 10, dtype=dtype).index_add_(0, bins.flat_ids, pair_grads)
+        # One deterministic scatter-add per Gaussian, in pair order (no atomics anywhere).
+        grads = torch.zeros(means2d.shape[0], 10, dtype=dtype)
+        if m:
+            kern.sum_pairs(_np(bins.flat_ids), pair_grads.numpy(), grads.numpy())
         g_means2d, g_conics, g_feats, g_opacities = grads.split([2, 3, NUM_FEATS, 1], dim=1)
         return g_means2d, g_conics, g_feats, g_opacities[:, 0], None, None
 
@@ -140,7 +142,8 @@ class FrameRenderer:
 
 
 KERNELS = ("cpu_kernels.rasterize_forward", "cpu_kernels.rasterize_backward", "cpu_kernels.bin_boxes",
-           "cpu_kernels.render_rgb", "cpu_projection.project_forward", "cpu_projection.project_backward")
+           "cpu_kernels.render_rgb", "cpu_kernels.sum_pairs", "cpu_projection.project_forward",
+           "cpu_projection.project_backward")
 
 
 def kernels() -> list:
