@@ -105,7 +105,6 @@ def rasterize_forward(
         f2 = np.zeros(n_px, dt)
         f3 = np.zeros(n_px, dt)
         last = np.full(n_px, -1, np.int32)  # int32 keeps the loop's lanes as wide as float32
-        done = np.zeros(n_px, dt)  # 1.0 once the pixel stopped; float keeps the loop in one vector width
         start = tile_offsets[t]
         end = tile_offsets[t + 1]
         for k in range(start, end):
@@ -125,21 +124,22 @@ def rasterize_forward(
                 dy = my - py[p]
                 sigma = np.float32(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
                 alpha = min(ALPHA_MAX, op * _exp_neg(sigma))
-                ok = (sigma >= np.float32(0.0)) & (alpha >= ALPHA_MIN) & (done[p] == np.float32(0.0))
-                tp = T[p]
+                tp = T[p]  # negative once the pixel stopped (its T is -tp): no separate flag to load and store
+                ok = (sigma >= np.float32(0.0)) & (alpha >= ALPHA_MIN) & (tp > np.float32(0.0))
                 next_t = tp * (np.float32(1.0) - alpha)
-                stop = ok & (next_t <= T_MIN)
                 inc = ok & (next_t > T_MIN)
                 w = alpha * tp if inc else np.float32(0.0)
                 f0[p] += w * c0
                 f1[p] += w * c1
                 f2[p] += w * c2
                 f3[p] += w * c3
-                T[p] = next_t if inc else tp
+                T[p] = next_t if inc else (-tp if ok else tp)  # ok and not inc: stops before this Gaussian
                 last[p] = np.int32(k) if inc else last[p]
-                done[p] = np.float32(1.0) if stop else done[p]
             if (k - start) % 32 == 31:
-                if done.sum() == np.float32(n_px):
+                alive = 0
+                for p in range(n_px):
+                    alive += T[p] > np.float32(0.0)
+                if alive == 0:
                     break
         for p in range(n_px):
             y = ty * tile + p // tile
@@ -148,7 +148,7 @@ def rasterize_forward(
             out_feats[img, y, x, 1] = f1[p]
             out_feats[img, y, x, 2] = f2[p]
             out_feats[img, y, x, 3] = f3[p]
-            out_T[img, y, x] = T[p]
+            out_T[img, y, x] = abs(T[p])
             out_last[img, y, x] = last[p]
 
 
@@ -311,11 +311,10 @@ def render_rgb(
         for p in range(n_px):
             px[p] = np.float32(tx * tile + p % tile) + np.float32(0.5)
             py[p] = np.float32(ty * tile + p // tile) + np.float32(0.5)
-        T = np.ones(n_px, dt)
+        T = np.ones(n_px, dt)  # negative once the pixel stopped, as in rasterize_forward
         f0 = np.zeros(n_px, dt)
         f1 = np.zeros(n_px, dt)
         f2 = np.zeros(n_px, dt)
-        done = np.zeros(n_px, dt)
         start = tile_offsets[t]
         end = tile_offsets[t + 1]
         for k in range(start, end):
@@ -334,20 +333,23 @@ def render_rgb(
                 dy = my - py[p]
                 sigma = np.float32(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
                 alpha = min(ALPHA_MAX, op * _exp_neg(sigma))
-                ok = (sigma >= np.float32(0.0)) & (alpha >= ALPHA_MIN) & (done[p] == np.float32(0.0))
                 tp = T[p]
+                ok = (sigma >= np.float32(0.0)) & (alpha >= ALPHA_MIN) & (tp > np.float32(0.0))
                 next_t = tp * (np.float32(1.0) - alpha)
-                stop = ok & (next_t <= T_MIN)
                 inc = ok & (next_t > T_MIN)
                 w = alpha * tp if inc else np.float32(0.0)
                 f0[p] += w * c0
                 f1[p] += w * c1
                 f2[p] += w * c2
-                T[p] = next_t if inc else tp
-                done[p] = np.float32(1.0) if stop else done[p]
+                T[p] = next_t if inc else (-tp if ok else tp)
             if (k - start) % 32 == 31:
-                if done.sum() == np.float32(n_px):
+                alive = 0
+                for p in range(n_px):
+                    alive += T[p] > np.float32(0.0)
+                if alive == 0:
                     break
+        for p in range(n_px):
+            T[p] = abs(T[p])
         for p in range(n_px):
             y = ty * tile + p // tile
             x = tx * tile + p % tile
