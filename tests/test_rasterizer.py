@@ -322,3 +322,26 @@ def test_numba_binning_equals_sorted_binning(tile):
     assert fast.flat_ids.numel() > 3000
     assert torch.equal(fast.tile_offsets, sorted_.tile_offsets)
     assert torch.equal(fast.flat_ids, sorted_.flat_ids)
+
+
+def test_cpu_binning_is_the_same_for_any_thread_count():
+    """bin_boxes splits the sorted Gaussians into one chunk per thread; the bins must not depend on how many."""
+    import numba
+
+    from splat4d.render import binning
+    from splat4d.render.projection import project
+
+    scene = random_scene(20000, seed=6, scale_range=(0.005, 0.04))
+    cams = front_cameras(96, 80, dtype=torch.float32, n=2)
+    proj = project(scene, cams)
+    args = (proj.means2d.detach(), proj.extents, proj.depths.detach(), proj.valid, 96, 80, 8)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = binning.bin_gaussians(*args)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = binning.bin_gaussians(*args)
+    finally:
+        numba.set_num_threads(before)
+    assert one.flat_ids.numel() > 20000
+    assert torch.equal(one.tile_offsets, many.tile_offsets) and torch.equal(one.flat_ids, many.flat_ids)

@@ -62,6 +62,8 @@ def _bin_cpu(flat_valid, means2d, extents, depths, n, tiles_x, tiles_y, tile, n_
     """CPU: one stable torch sort of the valid Gaussians by (camera, depth), then one numba pass that computes the
     boxes in that order and counting-sorts the pairs into their tiles (:func:`cpu_kernels.bin_boxes`): the same bins
     as :func:`_bin_sorted` (tested)."""
+    import numba
+
     from splat4d.render import cpu_kernels as kern
 
     cam = flat_valid // n
@@ -70,7 +72,7 @@ def _bin_cpu(flat_valid, means2d, extents, depths, n, tiles_x, tiles_y, tile, n_
     tile_offsets = torch.empty(n_tiles + 1, dtype=torch.int64)
     flat_ids = kern.bin_boxes(order.numpy(), flat_valid.numpy(), means2d.detach().reshape(-1, 2).contiguous().numpy(),
                               extents.detach().reshape(-1, 2).contiguous().numpy(), n, tile, tiles_x, tiles_y, n_tiles,
-                              tile_offsets.numpy())
+                              tile_offsets.numpy(), numba.get_num_threads())
     return TileBins(tile_offsets, torch.from_numpy(flat_ids), tiles_x, tiles_y, tile)
 
 

@@ -227,6 +227,7 @@ def rasterize_backward(
             c1 = feats[g, 1]
             c2 = feats[g, 2]
             c3 = feats[g, 3]
+            k32 = np.int32(k)  # compared with the int32 last index: keeps the loop's lanes 32 bits wide
             zero = mx * np.float32(0.0)  # typed like the inputs
             acc_sx = zero  # sum of alpha dL/dalpha dx
             acc_sy = zero
@@ -244,7 +245,7 @@ def rasterize_backward(
                 sigma = np.float32(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
                 raw = op * _exp_neg(sigma)
                 alpha = min(ALPHA_MAX, raw)
-                ok = (k <= lastk[p]) & (sigma >= np.float32(0.0)) & (alpha >= ALPHA_MIN)
+                ok = (k32 <= lastk[p]) & (sigma >= np.float32(0.0)) & (alpha >= ALPHA_MIN)
                 ra = np.float32(1.0) / (np.float32(1.0) - alpha)
                 t_before = T[p] * ra
                 w = alpha * t_before if ok else np.float32(0.0)
@@ -359,14 +360,16 @@ def render_rgb(
                 out_rgb[y, x, 2] = min(max(f2[p] + T[p] * background[2], np.float32(0.0)), np.float32(1.0))
 
 
-@njit(cache=True, nogil=True)
-def bin_boxes(order, flat_valid, means2d, extents, n, tile, tiles_x, tiles_y, n_tiles, tile_offsets):
+@njit(parallel=True, cache=True, nogil=True)
+def bin_boxes(order, flat_valid, means2d, extents, n, tile, tiles_x, tiles_y, n_tiles, tile_offsets, n_threads):
     """The whole CPU binning after the depth sort: ``flat_valid[order]`` lists the valid Gaussians (indices into
     the flattened (C*N, 2) ``means2d`` / ``extents``) front to back. Computes each one's tile box like
     :func:`splat4d.render.binning.bin_gaussians` (float32 ``floor((mean -+ extent) / tile)``, clamped to the
     image), counts the pairs per tile, fills ``tile_offsets`` (n_tiles + 1,) and returns the (M,) flat ids sorted
-    by tile, then front to back: a counting sort (O(M), no comparison sort of the pairs), reading each Gaussian's box once, in
-    sorted order (no second random gather, no int64 box arrays from torch)."""
+    by tile, then front to back: a counting sort (O(M), no comparison sort of the pairs), reading each Gaussian's
+    box once, in sorted order. Parallel over ``n_threads`` contiguous chunks of the sorted list: each chunk counts
+    its pairs per tile and writes them after the earlier chunks' pairs of that tile, so the result is the serial
+    one for any thread count (deterministic, tested)."""
     m = order.shape[0]
     tiles_per_image = tiles_x * tiles_y
     ids = np.empty(m, np.int64)
@@ -375,45 +378,56 @@ def bin_boxes(order, flat_valid, means2d, extents, n, tile, tiles_x, tiles_y, n_
     by0 = np.empty(m, np.int32)
     by1 = np.empty(m, np.int32)
     base = np.empty(m, np.int64)
-    counts = np.zeros(n_tiles, np.int64)
     tf = np.float32(tile)
     xmax = np.float32(tiles_x - 1)
     ymax = np.float32(tiles_y - 1)
     zero = np.float32(0.0)
-    for j in range(m):
-        f = flat_valid[order[j]]
-        mx = np.float32(means2d[f, 0])
-        my = np.float32(means2d[f, 1])
-        ex = np.float32(extents[f, 0])
-        ey = np.float32(extents[f, 1])
-        x0 = np.int32(min(max(np.floor((mx - ex) / tf), zero), xmax))
-        x1 = np.int32(min(max(np.floor((mx + ex) / tf), zero), xmax))
-        y0 = np.int32(min(max(np.floor((my - ey) / tf), zero), ymax))
-        y1 = np.int32(min(max(np.floor((my + ey) / tf), zero), ymax))
-        b = (f // n) * tiles_per_image
-        ids[j] = f
-        bx0[j] = x0
-        bx1[j] = x1
-        by0[j] = y0
-        by1[j] = y1
-        base[j] = b
-        for ty in range(y0, y1 + 1):
-            row = b + ty * tiles_x
-            for tx in range(x0, x1 + 1):
-                counts[row + tx] += 1
+    n_chunks = max(1, min(n_threads, m // 4096))
+    counts = np.zeros((n_chunks, n_tiles), np.int64)
+    for c in prange(n_chunks):
+        for j in range(c * m // n_chunks, (c + 1) * m // n_chunks):
+            f = flat_valid[order[j]]
+            mx = np.float32(means2d[f, 0])
+            my = np.float32(means2d[f, 1])
+            ex = np.float32(extents[f, 0])
+            ey = np.float32(extents[f, 1])
+            x0 = np.int32(min(max(np.floor((mx - ex) / tf), zero), xmax))
+            x1 = np.int32(min(max(np.floor((mx + ex) / tf), zero), xmax))
+            y0 = np.int32(min(max(np.floor((my - ey) / tf), zero), ymax))
+            y1 = np.int32(min(max(np.floor((my + ey) / tf), zero), ymax))
+            b = (f // n) * tiles_per_image
+            ids[j] = f
+            bx0[j] = x0
+            bx1[j] = x1
+            by0[j] = y0
+            by1[j] = y1
+            base[j] = b
+            for ty in range(y0, y1 + 1):
+                row = b + ty * tiles_x
+                for tx in range(x0, x1 + 1):
+                    counts[c, row + tx] += 1
     tile_offsets[0] = 0
     for t in range(n_tiles):
-        tile_offsets[t + 1] = tile_offsets[t] + counts[t]
+        total = 0
+        for c in range(n_chunks):
+            total += counts[c, t]
+        tile_offsets[t + 1] = tile_offsets[t] + total
+    fill = np.empty((n_chunks, n_tiles), np.int64)  # where chunk c writes its next pair of tile t
+    for t in range(n_tiles):
+        pos = tile_offsets[t]
+        for c in range(n_chunks):
+            fill[c, t] = pos
+            pos += counts[c, t]
     flat_ids = np.empty(tile_offsets[n_tiles], np.int64)
-    fill = tile_offsets[:-1].copy()
-    for j in range(m):
-        f = ids[j]
-        for ty in range(by0[j], by1[j] + 1):
-            row = base[j] + ty * tiles_x
-            for tx in range(bx0[j], bx1[j] + 1):
-                t = row + tx
-                flat_ids[fill[t]] = f
-                fill[t] += 1
+    for c in prange(n_chunks):
+        for j in range(c * m // n_chunks, (c + 1) * m // n_chunks):
+            f = ids[j]
+            for ty in range(by0[j], by1[j] + 1):
+                row = base[j] + ty * tiles_x
+                for tx in range(bx0[j], bx1[j] + 1):
+                    t = row + tx
+                    flat_ids[fill[c, t]] = f
+                    fill[c, t] += 1
     return flat_ids
 
 
