@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -89,8 +90,8 @@ def rasterize_projected(proj: Projected, width: int, height: int, tile: int = 8)
 
 class FrameRenderer:
     """Forward-only rendering of one scene from many cameras (videos, viewers) on the CPU: no autograd, the
-    scene's activations and SH coefficients prepared once, one fused numba pass per frame for projection, support
-    boxes and SH colours, and a tile kernel that composites the background and writes the clamped image in place
+    scene's activations, SH coefficients, 3D covariances and support levels prepared once, one fused numba pass per
+    frame for projection, support boxes and SH colours, and a tile kernel that composites the background and writes the clamped image in place
     (no backward state: final transmittance, last index, depth). The same image as ``rasterize(...).rgb`` clamped
     to [0, 1] (tested)."""
 
@@ -105,6 +106,12 @@ class FrameRenderer:
             self.opacities_t = scene.opacities_act().to(dtype).contiguous()
             self.coeffs = _np(scene.colors_sh().to(dtype))
         self.opacities = self.opacities_t.numpy()
+        from splat4d.render.cpu_projection import scene_terms
+
+        # Covariances and support levels do not depend on the camera: once per video, not per frame.
+        self.sigmas = np.empty((self.means.shape[0], 9))
+        self.levels = np.empty(self.means.shape[0])
+        scene_terms(self.quats, self.scales, self.opacities, self.sigmas, self.levels)
         self.degree = scene.sh_degree if sh_degree is None else min(sh_degree, scene.sh_degree)
         self.width, self.height, self.tile, self.dtype = width, height, tile, dtype
         self.eps2d, self.near, self.far = float(eps2d), float(near_plane), float(far_plane)
@@ -127,8 +134,8 @@ class FrameRenderer:
         dtype = self.dtype
         project_forward(self.means, self.quats, self.scales, self.opacities, self.coeffs, self.degree,
                         _np(camera.viewmats().to(dtype)), _np(camera.K.to(dtype)), _np(camera.centers().to(dtype)),
-                        float(self.width), float(self.height), self.eps2d, self.near, self.far,
-                        self.means2d.numpy(), self.conics.numpy(), self.depths.numpy(), self.colors.numpy(),
+                        float(self.width), float(self.height), self.eps2d, self.near, self.far, self.sigmas,
+                        self.levels, self.means2d.numpy(), self.conics.numpy(), self.depths.numpy(), self.colors.numpy(),
                         self.extents.numpy(), self.valid.numpy())
         bins = bin_gaussians(self.means2d, self.extents, self.depths, self.valid, self.width, self.height, self.tile)
         out = torch.empty(self.height, self.width, 3, dtype=dtype)
@@ -143,7 +150,7 @@ class FrameRenderer:
 
 KERNELS = ("cpu_kernels.rasterize_forward", "cpu_kernels.rasterize_backward", "cpu_kernels.bin_boxes",
            "cpu_kernels.render_rgb", "cpu_kernels.sum_pairs", "cpu_projection.project_forward",
-           "cpu_projection.project_backward")
+           "cpu_projection.project_backward", "cpu_projection.scene_terms")
 
 
 def kernels() -> list:

@@ -209,22 +209,48 @@ def _unit_dir(m0, m1, m2, centers, c):
     return dx / nrm, dy / nrm, dz / nrm, nrm
 
 
+@njit(cache=True, inline="always")
+def _scene_terms(quats, scales, opacities, g):
+    """Gaussian g's world covariance (row-major 9-tuple) and support level 2 ln(255 opacity)."""
+    sigma = _covariance(np.float64(quats[g, 0]), np.float64(quats[g, 1]), np.float64(quats[g, 2]),
+                        np.float64(quats[g, 3]), np.float64(scales[g, 0]), np.float64(scales[g, 1]),
+                        np.float64(scales[g, 2]))[7]
+    level = 2.0 * np.log(max(np.float64(opacities[g]) * 255.0, 1e-30))  # d^T conic d <= level: alpha >= 1/255
+    return sigma, level
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def scene_terms(quats, scales, opacities, out_sigmas, out_levels):
+    """The camera-independent part of :func:`project_forward` for a scene rendered from many cameras (videos):
+    out_sigmas (N, 9) world covariances, out_levels (N,) support levels, float64."""
+    for g in prange(quats.shape[0]):
+        sigma, level = _scene_terms(quats, scales, opacities, g)
+        for i in range(9):
+            out_sigmas[g, i] = sigma[i]
+        out_levels[g] = level
+
+
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def project_forward(means, quats, scales, opacities, coeffs, degree, viewmats, Ks, centers, width, height, eps2d,
-                    near, far, out_means2d, out_conics, out_depths, out_colors, out_extents, out_valid):
+                    near, far, sigmas, levels, out_means2d, out_conics, out_depths, out_colors, out_extents,
+                    out_valid):
     """means (N, 3), quats (N, 4), scales (N, 3), opacities (N,) activated, coeffs (N, K, 3) SH, viewmats (C, 4, 4),
     Ks (C, 3, 3), centers (C, 3) camera centres -> out_means2d (C, N, 2), out_conics (C, N, 3), out_depths (C, N),
     out_colors (C, N, 3) = clamp_min(SH_degree(dir) + 0.5, 0) (not written when ``degree`` < 0),
     out_extents (C, N, 2) and out_valid (C, N): :func:`splat4d.render.projection.support_extents` of the outputs
-    (computed on their stored, rounded values)."""
+    (computed on their stored, rounded values). ``sigmas`` (N, 9) / ``levels`` (N,) from :func:`scene_terms`
+    replace the covariance and level computed from quats, scales and opacities (the same values) when given
+    (N rows; pass (0, 9) / (0,) arrays otherwise)."""
     n_cams = viewmats.shape[0]
+    cached = sigmas.shape[0] == means.shape[0]
     for g in prange(means.shape[0]):
-        sigma = _covariance(np.float64(quats[g, 0]), np.float64(quats[g, 1]), np.float64(quats[g, 2]),
-                            np.float64(quats[g, 3]), np.float64(scales[g, 0]), np.float64(scales[g, 1]),
-                            np.float64(scales[g, 2]))[7]
+        if cached:
+            sigma = (sigmas[g, 0], sigmas[g, 1], sigmas[g, 2], sigmas[g, 3], sigmas[g, 4], sigmas[g, 5],
+                     sigmas[g, 6], sigmas[g, 7], sigmas[g, 8])
+            level = levels[g]
+        else:
+            sigma, level = _scene_terms(quats, scales, opacities, g)
         m0, m1, m2 = np.float64(means[g, 0]), np.float64(means[g, 1]), np.float64(means[g, 2])
-        op = np.float64(opacities[g])
-        level = 2.0 * np.log(max(op * 255.0, 1e-30))  # d^T conic d <= level where alpha >= 1/255
         for c in range(n_cams):
             K = Ks[c]
             t = _project_one(m0, m1, m2, sigma, viewmats[c], K, width, height)
@@ -391,7 +417,7 @@ class _Project(torch.autograd.Function):
         valid = torch.empty(n_cams, n, dtype=torch.bool)
         project_forward(_np(means), _np(quats), _np(scales), _np(opacities), _np(coeffs), degree, _np(viewmats),
                         _np(Ks), _np(centers), float(width), float(height), float(eps2d), float(near), float(far),
-                        means2d.numpy(), conics.numpy(), depths.numpy(), colors.numpy(), extents.numpy(),
+                        np.empty((0, 9)), np.empty(0), means2d.numpy(), conics.numpy(), depths.numpy(), colors.numpy(), extents.numpy(),
                         valid.numpy())
         ctx.save_for_backward(means, quats, scales, coeffs, viewmats, Ks, centers)
         ctx.size = (width, height, eps2d, degree)
