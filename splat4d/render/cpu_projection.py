@@ -140,20 +140,38 @@ def _sh_bases(degree, x, y, z):
 
 
 @njit(cache=True, inline="always")
-def _coef_dot(coeffs, g, nb, v0, v1, v2):
-    """(w_0..w_15), w_k = sum_ch v_ch * coeffs[g, k, ch] for k < nb, 0 beyond."""
-    def wk(k):
-        return (v0 * coeffs[g, k, 0] + v1 * coeffs[g, k, 1] + v2 * coeffs[g, k, 2]) if k < nb else 0.0
-    return (wk(0), wk(1), wk(2), wk(3), wk(4), wk(5), wk(6), wk(7), wk(8), wk(9), wk(10), wk(11), wk(12), wk(13),
-            wk(14), wk(15))
+def _coef_dot(coeffs, g, degree, v0, v1, v2):
+    """(w_0..w_15), w_k = sum_ch v_ch * coeffs[g, k, ch] for the bases of ``degree``, 0 beyond (written out: a
+    runtime-indexed 16-tuple made the backward kernel's compile several seconds longer)."""
+    w0 = v0 * coeffs[g, 0, 0] + v1 * coeffs[g, 0, 1] + v2 * coeffs[g, 0, 2]
+    w1 = w2 = w3 = w4 = w5 = w6 = w7 = w8 = w9 = w10 = w11 = w12 = w13 = w14 = w15 = 0.0 * w0
+    if degree >= 1:
+        w1 = v0 * coeffs[g, 1, 0] + v1 * coeffs[g, 1, 1] + v2 * coeffs[g, 1, 2]
+        w2 = v0 * coeffs[g, 2, 0] + v1 * coeffs[g, 2, 1] + v2 * coeffs[g, 2, 2]
+        w3 = v0 * coeffs[g, 3, 0] + v1 * coeffs[g, 3, 1] + v2 * coeffs[g, 3, 2]
+    if degree >= 2:
+        w4 = v0 * coeffs[g, 4, 0] + v1 * coeffs[g, 4, 1] + v2 * coeffs[g, 4, 2]
+        w5 = v0 * coeffs[g, 5, 0] + v1 * coeffs[g, 5, 1] + v2 * coeffs[g, 5, 2]
+        w6 = v0 * coeffs[g, 6, 0] + v1 * coeffs[g, 6, 1] + v2 * coeffs[g, 6, 2]
+        w7 = v0 * coeffs[g, 7, 0] + v1 * coeffs[g, 7, 1] + v2 * coeffs[g, 7, 2]
+        w8 = v0 * coeffs[g, 8, 0] + v1 * coeffs[g, 8, 1] + v2 * coeffs[g, 8, 2]
+    if degree >= 3:
+        w9 = v0 * coeffs[g, 9, 0] + v1 * coeffs[g, 9, 1] + v2 * coeffs[g, 9, 2]
+        w10 = v0 * coeffs[g, 10, 0] + v1 * coeffs[g, 10, 1] + v2 * coeffs[g, 10, 2]
+        w11 = v0 * coeffs[g, 11, 0] + v1 * coeffs[g, 11, 1] + v2 * coeffs[g, 11, 2]
+        w12 = v0 * coeffs[g, 12, 0] + v1 * coeffs[g, 12, 1] + v2 * coeffs[g, 12, 2]
+        w13 = v0 * coeffs[g, 13, 0] + v1 * coeffs[g, 13, 1] + v2 * coeffs[g, 13, 2]
+        w14 = v0 * coeffs[g, 14, 0] + v1 * coeffs[g, 14, 1] + v2 * coeffs[g, 14, 2]
+        w15 = v0 * coeffs[g, 15, 0] + v1 * coeffs[g, 15, 1] + v2 * coeffs[g, 15, 2]
+    return (w0, w1, w2, w3, w4, w5, w6, w7,
+            w8, w9, w10, w11, w12, w13, w14, w15)
 
 
 @njit(cache=True, inline="always")
 def _sh_grad_dir(degree, x, y, z, coeffs, g, v0, v1, v2):
     """sum_k w_k * d basis_k / d(x, y, z) at the unit direction (the derivatives of :func:`_sh_bases`), with
     w_k = sum_ch v_ch * coeffs[g, k, ch]."""
-    nb = (degree + 1) * (degree + 1)
-    w = _coef_dot(coeffs, g, nb, v0, v1, v2)
+    w = _coef_dot(coeffs, g, degree, v0, v1, v2)
     gx = gy = gz = 0.0
     if degree >= 1:
         fa = -0.48860251190292
@@ -187,17 +205,47 @@ def _sh_grad_dir(degree, x, y, z, coeffs, g, v0, v1, v2):
 
 
 @njit(cache=True, inline="always")
-def _sh_channel_backward(coeffs, g, nb, ch, bases, v_colour, out_v_coeffs):
+def _sh_sum(coeffs, g, ch, degree, b):
+    """sum_k b_k coeffs[g, k, ch] over the bases of ``degree`` (written out, constant tuple indices)."""
+    acc = b[0] * coeffs[g, 0, ch]
+    if degree >= 1:
+        acc += b[1] * coeffs[g, 1, ch] + b[2] * coeffs[g, 2, ch] + b[3] * coeffs[g, 3, ch]
+    if degree >= 2:
+        acc += b[4] * coeffs[g, 4, ch] + b[5] * coeffs[g, 5, ch] + b[6] * coeffs[g, 6, ch]
+        acc += b[7] * coeffs[g, 7, ch] + b[8] * coeffs[g, 8, ch]
+    if degree >= 3:
+        acc += b[9] * coeffs[g, 9, ch] + b[10] * coeffs[g, 10, ch] + b[11] * coeffs[g, 11, ch]
+        acc += b[12] * coeffs[g, 12, ch] + b[13] * coeffs[g, 13, ch] + b[14] * coeffs[g, 14, ch]
+        acc += b[15] * coeffs[g, 15, ch]
+    return acc
+
+
+@njit(cache=True, inline="always")
+def _sh_channel_backward(coeffs, g, degree, ch, b, v_colour, out_v_coeffs):
     """Adds dL/dcoeffs[g, :, ch] of colour channel ``ch`` into ``out_v_coeffs``; returns the gradient that reaches
     the SH sum (``v_colour``, or 0 where clamp_min(sum + 0.5, 0) clamped)."""
-    acc = 0.0
-    for k in range(nb):
-        acc += bases[k] * coeffs[g, k, ch]
-    if acc + 0.5 < 0.0:  # torch.clamp_min passes the gradient where input >= min
+    if _sh_sum(coeffs, g, ch, degree, b) + 0.5 < 0.0:  # torch.clamp_min passes the gradient where input >= min
         return 0.0
     v = np.float64(v_colour)
-    for k in range(nb):
-        out_v_coeffs[g, k, ch] += v * bases[k]
+    out_v_coeffs[g, 0, ch] += v * b[0]
+    if degree >= 1:
+        out_v_coeffs[g, 1, ch] += v * b[1]
+        out_v_coeffs[g, 2, ch] += v * b[2]
+        out_v_coeffs[g, 3, ch] += v * b[3]
+    if degree >= 2:
+        out_v_coeffs[g, 4, ch] += v * b[4]
+        out_v_coeffs[g, 5, ch] += v * b[5]
+        out_v_coeffs[g, 6, ch] += v * b[6]
+        out_v_coeffs[g, 7, ch] += v * b[7]
+        out_v_coeffs[g, 8, ch] += v * b[8]
+    if degree >= 3:
+        out_v_coeffs[g, 9, ch] += v * b[9]
+        out_v_coeffs[g, 10, ch] += v * b[10]
+        out_v_coeffs[g, 11, ch] += v * b[11]
+        out_v_coeffs[g, 12, ch] += v * b[12]
+        out_v_coeffs[g, 13, ch] += v * b[13]
+        out_v_coeffs[g, 14, ch] += v * b[14]
+        out_v_coeffs[g, 15, ch] += v * b[15]
     return v
 
 
@@ -269,12 +317,8 @@ def project_forward(means, quats, scales, opacities, coeffs, degree, viewmats, K
             elif degree > 0:
                 ux, uy, uz, _ = _unit_dir(m0, m1, m2, centers, c)
                 bases = _sh_bases(degree, ux, uy, uz)
-                nb = (degree + 1) * (degree + 1)
                 for ch in range(3):
-                    acc = 0.0
-                    for k in range(nb):
-                        acc += bases[k] * coeffs[g, k, ch]
-                    out_colors[c, g, ch] = max(acc + 0.5, 0.0)
+                    out_colors[c, g, ch] = max(_sh_sum(coeffs, g, ch, degree, bases) + 0.5, 0.0)
             # support box on the stored values (what the tile kernels see)
             ca, cb, cc = np.float64(out_conics[c, g, 0]), np.float64(out_conics[c, g, 1]), np.float64(out_conics[c, g, 2])
             mx, my, dz = np.float64(out_means2d[c, g, 0]), np.float64(out_means2d[c, g, 1]), np.float64(out_depths[c, g])
@@ -296,7 +340,6 @@ def project_backward(means, quats, scales, coeffs, degree, viewmats, Ks, centers
     over the cameras, from those w.r.t. the forward's outputs (means2d, conics, depths, colours)."""
     n_cams = viewmats.shape[0]
     n_coeffs = coeffs.shape[1]
-    nb = (degree + 1) * (degree + 1) if degree >= 0 else 0
     for g in prange(means.shape[0]):
         s0, s1, s2 = np.float64(scales[g, 0]), np.float64(scales[g, 1]), np.float64(scales[g, 2])
         w, x, y, z, n, rq, mm, sigma = _covariance(np.float64(quats[g, 0]), np.float64(quats[g, 1]),
@@ -319,9 +362,9 @@ def project_backward(means, quats, scales, coeffs, degree, viewmats, Ks, centers
                 else:
                     dx = dy = dz = dn = 0.0
                     bases = _sh_bases(0, 0.0, 0.0, 0.0)
-                vc0 = _sh_channel_backward(coeffs, g, nb, 0, bases, v_colors[c, g, 0], out_v_coeffs)
-                vc1 = _sh_channel_backward(coeffs, g, nb, 1, bases, v_colors[c, g, 1], out_v_coeffs)
-                vc2 = _sh_channel_backward(coeffs, g, nb, 2, bases, v_colors[c, g, 2], out_v_coeffs)
+                vc0 = _sh_channel_backward(coeffs, g, degree, 0, bases, v_colors[c, g, 0], out_v_coeffs)
+                vc1 = _sh_channel_backward(coeffs, g, degree, 1, bases, v_colors[c, g, 1], out_v_coeffs)
+                vc2 = _sh_channel_backward(coeffs, g, degree, 2, bases, v_colors[c, g, 2], out_v_coeffs)
                 if degree > 0:
                     gx, gy, gz = _sh_grad_dir(degree, dx, dy, dz, coeffs, g, vc0, vc1, vc2)
                     dot = gx * dx + gy * dy + gz * dz  # through dir = v / |v|
