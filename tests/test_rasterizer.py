@@ -233,6 +233,7 @@ def test_warm_up_caches_the_kernels_a_run_then_loads(tmp_path):
             "K = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]); c2w = torch.eye(4); c2w[2, 3] = -3\n"
             "s = random_scene(50, seed=0)\nfor _, v in s.items(): v.requires_grad_(True)\n"
             "o = rasterize(s, Cameras(c2w, K, 32, 32), backend='cpu'); o.rgb.sum().backward()\n"
+            "from splat4d.render.cpu import FrameRenderer\nFrameRenderer(s, 32, 32).render(Cameras(c2w, K, 32, 32))\n"
             "from splat4d.render.cpu import kernels\nks = kernels()\n"
             "print(sum(sum(x.stats.cache_hits.values()) for x in ks), sum(sum(x.stats.cache_misses.values()) for x in ks))")
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
@@ -298,8 +299,9 @@ def test_fused_projection_gradcheck():
 
 @pytest.mark.parametrize("tile", [16, 8, 5])
 def test_numba_binning_equals_sorted_binning(tile):
-    """The CPU's counting-sort binning gives exactly the tile lists of the key-sort binning (tiles front to back,
-    ties in Gaussian order), over two cameras and a tile size that does not divide the image."""
+    """The CPU's binning (one depth sort, then boxes and a counting sort in numba) gives exactly the tile lists of
+    the key-sort binning (tiles front to back, ties in Gaussian order), over two cameras and a tile size that does
+    not divide the image."""
     from splat4d.render import binning
     from splat4d.render.projection import project
 
@@ -315,7 +317,31 @@ def test_numba_binning_equals_sorted_binning(tile):
            for i, sgn, lim in ((0, -1, tiles_x), (0, 1, tiles_x), (1, -1, tiles_y), (1, 1, tiles_y))]
     counts = (box[1] - box[0] + 1) * (box[3] - box[2] + 1)
     args = (fv, fv // n, proj.depths.detach(), *box, counts, tiles_x, tiles_y, tile, 2 * tiles_x * tiles_y)
-    fast, sorted_ = binning._bin_numba(*args), binning._bin_sorted(*args)
+    sorted_ = binning._bin_sorted(*args)
+    fast = binning.bin_gaussians(proj.means2d.detach(), proj.extents, proj.depths.detach(), proj.valid, 61, 45, tile)
     assert fast.flat_ids.numel() > 3000
     assert torch.equal(fast.tile_offsets, sorted_.tile_offsets)
     assert torch.equal(fast.flat_ids, sorted_.flat_ids)
+
+
+def test_cpu_binning_is_the_same_for_any_thread_count():
+    """bin_boxes splits the sorted Gaussians into one chunk per thread; the bins must not depend on how many."""
+    import numba
+
+    from splat4d.render import binning
+    from splat4d.render.projection import project
+
+    scene = random_scene(20000, seed=6, scale_range=(0.005, 0.04))
+    cams = front_cameras(96, 80, dtype=torch.float32, n=2)
+    proj = project(scene, cams)
+    args = (proj.means2d.detach(), proj.extents, proj.depths.detach(), proj.valid, 96, 80, 8)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = binning.bin_gaussians(*args)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = binning.bin_gaussians(*args)
+    finally:
+        numba.set_num_threads(before)
+    assert one.flat_ids.numel() > 20000
+    assert torch.equal(one.tile_offsets, many.tile_offsets) and torch.equal(one.flat_ids, many.flat_ids)

@@ -8,8 +8,12 @@ when a GPU is present. The last column is an orbit video of the same scene (60 f
 H.264), the forward-only path of `splat4d render` and of a run's orbit.mp4 (issue 13's goal: 60 frames/s at 50k).
 
     python tools/bench_raster.py [--sizes 10000 50000] [--repeats 3] [--json bench_results/raster.json]
+    python tools/bench_raster.py --against ../old-checkout [--rounds 6]   # this checkout vs another, A/B
 
-Ratios are measured side by side in one run; absolute times on a shared 2-core machine vary.
+Ratios are measured side by side in one run; absolute times on a shared 2-core machine vary. ``--against`` runs
+the cpu backend's forward, forward+backward and orbit video of this checkout and of another (a ``git worktree``
+of an older commit) in two worker processes, interleaved round by round (A B, B A, ...), and prints medians and
+ratios: the way to compare commits on a machine whose load changes.
 """
 
 from __future__ import annotations
@@ -119,6 +123,96 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times) * 1000.0
 
 
+AB_WORKER = r"""
+import sys, json, time
+import splat4d  # noqa: F401  thread policy first
+import torch
+from splat4d import paths
+from splat4d.io.video import VideoWriter
+from splat4d.render import rasterize
+from splat4d.render.frames import render_frames
+from splat4d.synthetic import random_scene
+from splat4d.types import Cameras, GaussianScene
+size = int(sys.argv[1])
+c2w = torch.eye(4); c2w[2, 3] = -2.5
+cams = Cameras(c2w, torch.tensor([[0.9 * size, 0, size / 2], [0, 0.9 * size, size / 2], [0, 0, 1.0]]), size, size)
+scenes = {}
+def scene(n):
+    if n not in scenes:
+        scenes[n] = random_scene(n, seed=0, extent=(1.0, 1.0, 0.5), scale_range=(0.005, 0.025))
+    return scenes[n]
+def step(n, backward):
+    p = GaussianScene(**{k: v.detach().clone().requires_grad_(True) for k, v in scene(n).items()})
+    out = rasterize(p, cams, backend="cpu", check_finite=False)
+    if backward:
+        (out.rgb.sum() + out.alpha.sum()).backward()
+def orbit(n, frames):
+    import tempfile
+    from pathlib import Path
+    path = paths.orbit(radius=2.5, frames=frames, width=size, height=size, fov_y_deg=40.0, elevation_deg=15.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        with VideoWriter(Path(tmp) / "orbit.mp4", fps=30) as writer:
+            for frame in render_frames(scene(n), path, progress=False):
+                writer.write(frame)
+        return frames / (time.perf_counter() - t0)
+print("ready", flush=True)
+for line in sys.stdin:
+    kind, n, reps = line.split()
+    n, reps = int(n), int(reps)
+    if kind == "orbit":
+        orbit(n, 2)
+        vals = [orbit(n, 30) for _ in range(reps)]
+    else:
+        step(n, kind == "fwd+bwd")
+        vals = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            step(n, kind == "fwd+bwd")
+            vals.append((time.perf_counter() - t0) * 1000.0)
+    print(json.dumps(vals), flush=True)
+"""
+
+
+def against(other: Path, sizes: list[int], rounds: int, repeats: int, image: int) -> list[dict]:
+    """Medians of this checkout ("new") and ``other`` ("old") measured in alternating worker processes."""
+    import os
+    import subprocess
+    import sys
+
+    here = Path(__file__).resolve().parents[1]
+    procs = {}
+    for name, root in (("new", here), ("old", other.resolve())):
+        env = dict(os.environ, PYTHONPATH=str(root))
+        procs[name] = subprocess.Popen([sys.executable, "-c", AB_WORKER, str(image)], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, text=True, env=env, cwd=str(root))
+        assert procs[name].stdout.readline().strip() == "ready"
+    rows = []
+    for n in sizes:
+        for kind in ("fwd", "fwd+bwd", "orbit"):
+            vals = {"new": [], "old": []}
+            for r in range(rounds):
+                for name in (("old", "new") if r % 2 == 0 else ("new", "old")):
+                    procs[name].stdin.write(f"{kind} {n} {1 if kind == 'orbit' else repeats}\n")
+                    procs[name].stdin.flush()
+                    vals[name] += json.loads(procs[name].stdout.readline())
+            old, new = statistics.median(vals["old"]), statistics.median(vals["new"])
+            unit = "frames/s" if kind == "orbit" else "ms"
+            speedup = new / old if kind == "orbit" else old / new
+            row = {"gaussians": n, "what": kind, "unit": unit, "old": old, "new": new, "speed-up": speedup,
+                   "samples": len(vals["new"])}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    for p in procs.values():
+        p.stdin.close()
+        p.wait()
+    print("\n| Gaussians | measure | old | new | speed-up |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['gaussians']:,} | {r['what']} ({r['unit']}) | {r['old']:.1f} | {r['new']:.1f} | "
+              f"{r['speed-up']:.2f}x |")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
@@ -126,7 +220,16 @@ def main() -> None:
     ap.add_argument("--torch-repeats", type=int, default=1, help="repeats for the slow pure-torch path")
     ap.add_argument("--image", type=int, default=256)
     ap.add_argument("--json", type=Path, default=Path("bench_results/raster.json"))
+    ap.add_argument("--against", type=Path, default=None,
+                    help="another checkout (e.g. a git worktree of an older commit) to measure side by side")
+    ap.add_argument("--rounds", type=int, default=6, help="--against: alternating rounds per measurement")
     args = ap.parse_args()
+    if args.against is not None:
+        rows = against(args.against, args.sizes, args.rounds, args.repeats, args.image)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"against": str(args.against), "results": rows}, indent=2))
+        print(f"\nwrote {args.json}")
+        return
 
     cams = bench_camera(args.image)
     impls = {"cpu (numba)": (run_cpu, args.repeats),

@@ -1,8 +1,8 @@
 """Vectorised tile binning: (tile, Gaussian) pairs sorted by tile, then front to back.
 
 gsplat's ``_torch_impl._isect_tiles`` loops in Python (seconds at 50k Gaussians). On the CPU the Gaussians are sorted
-once by (camera, depth) and a numba counting sort scatters the pairs into their tiles in that order; elsewhere one
-``repeat_interleave`` and one sort on ``tile << 32 | depth bits`` keys. Both give the same bins.
+once by (camera, depth) and one numba pass computes their tile boxes and counting-sorts the pairs into their tiles in
+that order; elsewhere one ``repeat_interleave`` and one sort on ``tile << 32 | depth bits`` keys. Both give the same bins.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def bin_gaussians(
     if flat_valid.numel() == 0:
         return TileBins(torch.zeros(n_tiles + 1, dtype=torch.int64, device=device),
                         torch.zeros(0, dtype=torch.int64, device=device), tiles_x, tiles_y, tile)
+    if device.type == "cpu":
+        return _bin_cpu(flat_valid, means2d, extents, depths, n, tiles_x, tiles_y, tile, n_tiles)
     m2d = means2d.reshape(-1, 2)[flat_valid].float()
     ext = extents.reshape(-1, 2)[flat_valid].float()
     x0 = torch.floor((m2d[:, 0] - ext[:, 0]) / tile).clamp(0, tiles_x - 1).long()
@@ -53,23 +55,25 @@ def bin_gaussians(
     y1 = torch.floor((m2d[:, 1] + ext[:, 1]) / tile).clamp(0, tiles_y - 1).long()
     counts = (x1 - x0 + 1) * (y1 - y0 + 1)
     cam = flat_valid // n
-    if device.type == "cpu":
-        return _bin_numba(flat_valid, cam, depths, x0, x1, y0, y1, counts, tiles_x, tiles_y, tile, n_tiles)
     return _bin_sorted(flat_valid, cam, depths, x0, x1, y0, y1, counts, tiles_x, tiles_y, tile, n_tiles)
 
 
-def _bin_numba(flat_valid, cam, depths, x0, x1, y0, y1, counts, tiles_x, tiles_y, tile, n_tiles) -> TileBins:
-    """One stable sort of the candidates by (camera, depth), then a numba counting sort of the pairs by tile:
-    the same bins as :func:`_bin_sorted`, without sorting the pairs."""
+def _bin_cpu(flat_valid, means2d, extents, depths, n, tiles_x, tiles_y, tile, n_tiles) -> TileBins:
+    """CPU: one stable torch sort of the valid Gaussians by (camera, depth), then one numba pass that computes the
+    boxes in that order and counting-sorts the pairs into their tiles (:func:`cpu_kernels.bin_boxes`): the same bins
+    as :func:`_bin_sorted` (tested)."""
+    import numba
+
     from splat4d.render import cpu_kernels as kern
 
+    cam = flat_valid // n
     depth_bits = depths.reshape(-1)[flat_valid].float().contiguous().view(torch.int32).long()
     order = torch.sort((cam << 32) | depth_bits, stable=True).indices
     tile_offsets = torch.empty(n_tiles + 1, dtype=torch.int64)
-    local_ids = torch.empty(int(counts.sum()), dtype=torch.int64)
-    kern.bin_pairs(order.numpy(), x0.numpy(), x1.numpy(), y0.numpy(), y1.numpy(), cam.numpy(), tiles_x,
-                   tiles_x * tiles_y, n_tiles, tile_offsets.numpy(), local_ids.numpy())
-    return TileBins(tile_offsets, flat_valid[local_ids], tiles_x, tiles_y, tile)
+    flat_ids = kern.bin_boxes(order.numpy(), flat_valid.numpy(), means2d.detach().reshape(-1, 2).contiguous().numpy(),
+                              extents.detach().reshape(-1, 2).contiguous().numpy(), n, tile, tiles_x, tiles_y, n_tiles,
+                              tile_offsets.numpy(), numba.get_num_threads())
+    return TileBins(tile_offsets, torch.from_numpy(flat_ids), tiles_x, tiles_y, tile)
 
 
 def _bin_sorted(flat_valid, cam, depths, x0, x1, y0, y1, counts, tiles_x, tiles_y, tile, n_tiles) -> TileBins:

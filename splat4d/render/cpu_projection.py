@@ -98,15 +98,206 @@ def _project_one(m0, m1, m2, sigma, view, K, width, height):
     return px, py, tz, R, sc, tx, ty, ux, uy, clamp_x, clamp_y, j00, j02, j11, j12, cov_a, cov_b, cov_d
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def project_forward(means, quats, scales, viewmats, Ks, width, height, eps2d, out_means2d, out_conics, out_depths):
-    """means (N, 3), quats (N, 4), scales (N, 3), viewmats (C, 4, 4), Ks (C, 3, 3) ->
-    out_means2d (C, N, 2), out_conics (C, N, 3), out_depths (C, N)."""
+SH_C0 = 0.2820947917738781  # gsplat's _eval_sh_bases_fast constants (Sloan's efficient SH)
+
+
+@njit(cache=True, inline="always")
+def _sh_bases(degree, x, y, z):
+    """Real SH bases 0..15 at the unit direction (x, y, z), gsplat's ``_eval_sh_bases_fast`` (zeros beyond
+    ``degree``)."""
+    z0 = 0.0
+    b1 = b2 = b3 = b4 = b5 = b6 = b7 = b8 = b9 = b10 = b11 = b12 = b13 = b14 = b15 = z0
+    if degree >= 1:
+        fa = -0.48860251190292
+        b1 = fa * y
+        b2 = -fa * z
+        b3 = fa * x
+    if degree >= 2:
+        z2 = z * z
+        fb = -1.092548430592079 * z
+        fa2 = 0.5462742152960395
+        c1 = x * x - y * y
+        s1 = 2.0 * x * y
+        b4 = fa2 * s1
+        b5 = fb * y
+        b6 = 0.9461746957575601 * z2 - 0.3153915652525201
+        b7 = fb * x
+        b8 = fa2 * c1
+        if degree >= 3:
+            fc = -2.285228997322329 * z2 + 0.4570457994644658
+            fb3 = 1.445305721320277 * z
+            fa3 = -0.5900435899266435
+            c2 = x * c1 - y * s1
+            s2 = x * s1 + y * c1
+            b9 = fa3 * s2
+            b10 = fb3 * s1
+            b11 = fc * y
+            b12 = z * (1.865881662950577 * z2 - 1.119528997770346)
+            b13 = fc * x
+            b14 = fb3 * c1
+            b15 = fa3 * c2
+    return (SH_C0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15)
+
+
+@njit(cache=True, inline="always")
+def _coef_dot(coeffs, g, degree, v0, v1, v2):
+    """(w_0..w_15), w_k = sum_ch v_ch * coeffs[g, k, ch] for the bases of ``degree``, 0 beyond (written out: a
+    runtime-indexed 16-tuple made the backward kernel's compile several seconds longer)."""
+    w0 = v0 * coeffs[g, 0, 0] + v1 * coeffs[g, 0, 1] + v2 * coeffs[g, 0, 2]
+    w1 = w2 = w3 = w4 = w5 = w6 = w7 = w8 = w9 = w10 = w11 = w12 = w13 = w14 = w15 = 0.0 * w0
+    if degree >= 1:
+        w1 = v0 * coeffs[g, 1, 0] + v1 * coeffs[g, 1, 1] + v2 * coeffs[g, 1, 2]
+        w2 = v0 * coeffs[g, 2, 0] + v1 * coeffs[g, 2, 1] + v2 * coeffs[g, 2, 2]
+        w3 = v0 * coeffs[g, 3, 0] + v1 * coeffs[g, 3, 1] + v2 * coeffs[g, 3, 2]
+    if degree >= 2:
+        w4 = v0 * coeffs[g, 4, 0] + v1 * coeffs[g, 4, 1] + v2 * coeffs[g, 4, 2]
+        w5 = v0 * coeffs[g, 5, 0] + v1 * coeffs[g, 5, 1] + v2 * coeffs[g, 5, 2]
+        w6 = v0 * coeffs[g, 6, 0] + v1 * coeffs[g, 6, 1] + v2 * coeffs[g, 6, 2]
+        w7 = v0 * coeffs[g, 7, 0] + v1 * coeffs[g, 7, 1] + v2 * coeffs[g, 7, 2]
+        w8 = v0 * coeffs[g, 8, 0] + v1 * coeffs[g, 8, 1] + v2 * coeffs[g, 8, 2]
+    if degree >= 3:
+        w9 = v0 * coeffs[g, 9, 0] + v1 * coeffs[g, 9, 1] + v2 * coeffs[g, 9, 2]
+        w10 = v0 * coeffs[g, 10, 0] + v1 * coeffs[g, 10, 1] + v2 * coeffs[g, 10, 2]
+        w11 = v0 * coeffs[g, 11, 0] + v1 * coeffs[g, 11, 1] + v2 * coeffs[g, 11, 2]
+        w12 = v0 * coeffs[g, 12, 0] + v1 * coeffs[g, 12, 1] + v2 * coeffs[g, 12, 2]
+        w13 = v0 * coeffs[g, 13, 0] + v1 * coeffs[g, 13, 1] + v2 * coeffs[g, 13, 2]
+        w14 = v0 * coeffs[g, 14, 0] + v1 * coeffs[g, 14, 1] + v2 * coeffs[g, 14, 2]
+        w15 = v0 * coeffs[g, 15, 0] + v1 * coeffs[g, 15, 1] + v2 * coeffs[g, 15, 2]
+    return (w0, w1, w2, w3, w4, w5, w6, w7,
+            w8, w9, w10, w11, w12, w13, w14, w15)
+
+
+@njit(cache=True, inline="always")
+def _sh_grad_dir(degree, x, y, z, coeffs, g, v0, v1, v2):
+    """sum_k w_k * d basis_k / d(x, y, z) at the unit direction (the derivatives of :func:`_sh_bases`), with
+    w_k = sum_ch v_ch * coeffs[g, k, ch]."""
+    w = _coef_dot(coeffs, g, degree, v0, v1, v2)
+    gx = gy = gz = 0.0
+    if degree >= 1:
+        fa = -0.48860251190292
+        gy += fa * w[1]
+        gz -= fa * w[2]
+        gx += fa * w[3]
+    if degree >= 2:
+        fb = -1.092548430592079
+        fa2 = 0.5462742152960395
+        # b4 = fa2 2xy, b5 = fb z y, b6 = .946 z^2 - .315, b7 = fb z x, b8 = fa2 (x^2 - y^2)
+        gx += fa2 * 2.0 * y * w[4] + fb * z * w[7] + fa2 * 2.0 * x * w[8]
+        gy += fa2 * 2.0 * x * w[4] + fb * z * w[5] - fa2 * 2.0 * y * w[8]
+        gz += fb * y * w[5] + 2.0 * 0.9461746957575601 * z * w[6] + fb * x * w[7]
+        if degree >= 3:
+            z2 = z * z
+            fc = -2.285228997322329 * z2 + 0.4570457994644658
+            dfc = -2.0 * 2.285228997322329 * z
+            fb3 = 1.445305721320277
+            fa3 = -0.5900435899266435
+            c1 = x * x - y * y
+            s1 = 2.0 * x * y
+            dc2x, dc2y = 3.0 * c1, -6.0 * x * y  # c2 = x^3 - 3 x y^2
+            ds2x, ds2y = 6.0 * x * y, 3.0 * c1  # s2 = 3 x^2 y - y^3
+            gx += (fa3 * ds2x * w[9] + fb3 * z * 2.0 * y * w[10] + fc * w[13] + fb3 * z * 2.0 * x * w[14]
+                   + fa3 * dc2x * w[15])
+            gy += (fa3 * ds2y * w[9] + fb3 * z * 2.0 * x * w[10] + fc * w[11] - fb3 * z * 2.0 * y * w[14]
+                   + fa3 * dc2y * w[15])
+            gz += (fb3 * s1 * w[10] + dfc * y * w[11] + (3.0 * 1.865881662950577 * z2 - 1.119528997770346) * w[12]
+                   + dfc * x * w[13] + fb3 * c1 * w[14])
+    return gx, gy, gz
+
+
+@njit(cache=True, inline="always")
+def _sh_sum(coeffs, g, ch, degree, b):
+    """sum_k b_k coeffs[g, k, ch] over the bases of ``degree`` (written out, constant tuple indices)."""
+    acc = b[0] * coeffs[g, 0, ch]
+    if degree >= 1:
+        acc += b[1] * coeffs[g, 1, ch] + b[2] * coeffs[g, 2, ch] + b[3] * coeffs[g, 3, ch]
+    if degree >= 2:
+        acc += b[4] * coeffs[g, 4, ch] + b[5] * coeffs[g, 5, ch] + b[6] * coeffs[g, 6, ch]
+        acc += b[7] * coeffs[g, 7, ch] + b[8] * coeffs[g, 8, ch]
+    if degree >= 3:
+        acc += b[9] * coeffs[g, 9, ch] + b[10] * coeffs[g, 10, ch] + b[11] * coeffs[g, 11, ch]
+        acc += b[12] * coeffs[g, 12, ch] + b[13] * coeffs[g, 13, ch] + b[14] * coeffs[g, 14, ch]
+        acc += b[15] * coeffs[g, 15, ch]
+    return acc
+
+
+@njit(cache=True, inline="always")
+def _sh_channel_backward(coeffs, g, degree, ch, b, v_colour, out_v_coeffs):
+    """Adds dL/dcoeffs[g, :, ch] of colour channel ``ch`` into ``out_v_coeffs``; returns the gradient that reaches
+    the SH sum (``v_colour``, or 0 where clamp_min(sum + 0.5, 0) clamped)."""
+    if _sh_sum(coeffs, g, ch, degree, b) + 0.5 < 0.0:  # torch.clamp_min passes the gradient where input >= min
+        return 0.0
+    v = np.float64(v_colour)
+    out_v_coeffs[g, 0, ch] += v * b[0]
+    if degree >= 1:
+        out_v_coeffs[g, 1, ch] += v * b[1]
+        out_v_coeffs[g, 2, ch] += v * b[2]
+        out_v_coeffs[g, 3, ch] += v * b[3]
+    if degree >= 2:
+        out_v_coeffs[g, 4, ch] += v * b[4]
+        out_v_coeffs[g, 5, ch] += v * b[5]
+        out_v_coeffs[g, 6, ch] += v * b[6]
+        out_v_coeffs[g, 7, ch] += v * b[7]
+        out_v_coeffs[g, 8, ch] += v * b[8]
+    if degree >= 3:
+        out_v_coeffs[g, 9, ch] += v * b[9]
+        out_v_coeffs[g, 10, ch] += v * b[10]
+        out_v_coeffs[g, 11, ch] += v * b[11]
+        out_v_coeffs[g, 12, ch] += v * b[12]
+        out_v_coeffs[g, 13, ch] += v * b[13]
+        out_v_coeffs[g, 14, ch] += v * b[14]
+        out_v_coeffs[g, 15, ch] += v * b[15]
+    return v
+
+
+@njit(cache=True, inline="always")
+def _unit_dir(m0, m1, m2, centers, c):
+    """(means - camera centre) / max(norm, 1e-12) (torch's F.normalize) and the norm."""
+    dx, dy, dz = m0 - centers[c, 0], m1 - centers[c, 1], m2 - centers[c, 2]
+    nrm = max(np.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
+    return dx / nrm, dy / nrm, dz / nrm, nrm
+
+
+@njit(cache=True, inline="always")
+def _scene_terms(quats, scales, opacities, g):
+    """Gaussian g's world covariance (row-major 9-tuple) and support level 2 ln(255 opacity)."""
+    sigma = _covariance(np.float64(quats[g, 0]), np.float64(quats[g, 1]), np.float64(quats[g, 2]),
+                        np.float64(quats[g, 3]), np.float64(scales[g, 0]), np.float64(scales[g, 1]),
+                        np.float64(scales[g, 2]))[7]
+    level = 2.0 * np.log(max(np.float64(opacities[g]) * 255.0, 1e-30))  # d^T conic d <= level: alpha >= 1/255
+    return sigma, level
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def scene_terms(quats, scales, opacities, out_sigmas, out_levels):
+    """The camera-independent part of :func:`project_forward` for a scene rendered from many cameras (videos):
+    out_sigmas (N, 9) world covariances, out_levels (N,) support levels, float64."""
+    for g in prange(quats.shape[0]):
+        sigma, level = _scene_terms(quats, scales, opacities, g)
+        for i in range(9):
+            out_sigmas[g, i] = sigma[i]
+        out_levels[g] = level
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def project_forward(means, quats, scales, opacities, coeffs, degree, viewmats, Ks, centers, width, height, eps2d,
+                    near, far, sigmas, levels, out_means2d, out_conics, out_depths, out_colors, out_extents,
+                    out_valid):
+    """means (N, 3), quats (N, 4), scales (N, 3), opacities (N,) activated, coeffs (N, K, 3) SH, viewmats (C, 4, 4),
+    Ks (C, 3, 3), centers (C, 3) camera centres -> out_means2d (C, N, 2), out_conics (C, N, 3), out_depths (C, N),
+    out_colors (C, N, 3) = clamp_min(SH_degree(dir) + 0.5, 0) (not written when ``degree`` < 0),
+    out_extents (C, N, 2) and out_valid (C, N): :func:`splat4d.render.projection.support_extents` of the outputs
+    (computed on their stored, rounded values). ``sigmas`` (N, 9) / ``levels`` (N,) from :func:`scene_terms`
+    replace the covariance and level computed from quats, scales and opacities (the same values) when given
+    (N rows; pass (0, 9) / (0,) arrays otherwise)."""
     n_cams = viewmats.shape[0]
+    cached = sigmas.shape[0] == means.shape[0]
     for g in prange(means.shape[0]):
-        sigma = _covariance(np.float64(quats[g, 0]), np.float64(quats[g, 1]), np.float64(quats[g, 2]),
-                            np.float64(quats[g, 3]), np.float64(scales[g, 0]), np.float64(scales[g, 1]),
-                            np.float64(scales[g, 2]))[7]
+        if cached:
+            sigma = (sigmas[g, 0], sigmas[g, 1], sigmas[g, 2], sigmas[g, 3], sigmas[g, 4], sigmas[g, 5],
+                     sigmas[g, 6], sigmas[g, 7], sigmas[g, 8])
+            level = levels[g]
+        else:
+            sigma, level = _scene_terms(quats, scales, opacities, g)
         m0, m1, m2 = np.float64(means[g, 0]), np.float64(means[g, 1]), np.float64(means[g, 2])
         for c in range(n_cams):
             K = Ks[c]
@@ -120,14 +311,35 @@ def project_forward(means, quats, scales, viewmats, Ks, width, height, eps2d, ou
             out_conics[c, g, 1] = -b / det
             out_conics[c, g, 2] = a / det
             out_depths[c, g] = tz
+            if degree == 0:
+                for ch in range(3):
+                    out_colors[c, g, ch] = max(SH_C0 * coeffs[g, 0, ch] + 0.5, 0.0)
+            elif degree > 0:
+                ux, uy, uz, _ = _unit_dir(m0, m1, m2, centers, c)
+                bases = _sh_bases(degree, ux, uy, uz)
+                for ch in range(3):
+                    out_colors[c, g, ch] = max(_sh_sum(coeffs, g, ch, degree, bases) + 0.5, 0.0)
+            # support box on the stored values (what the tile kernels see)
+            ca, cb, cc = np.float64(out_conics[c, g, 0]), np.float64(out_conics[c, g, 1]), np.float64(out_conics[c, g, 2])
+            mx, my, dz = np.float64(out_means2d[c, g, 0]), np.float64(out_means2d[c, g, 1]), np.float64(out_depths[c, g])
+            cdet = ca * cc - cb * cb
+            ex = np.sqrt(max(level * (cc / cdet), 0.0)) * (1.0 + 1e-4) + 1e-3
+            ey = np.sqrt(max(level * (ca / cdet), 0.0)) * (1.0 + 1e-4) + 1e-3
+            ok = (np.isfinite(mx) and np.isfinite(my) and np.isfinite(ca) and np.isfinite(cb) and np.isfinite(cc)
+                  and np.isfinite(ex) and np.isfinite(ey) and dz > near and dz < far and cdet > 0 and level > 0
+                  and mx + ex > 0 and mx - ex < width and my + ey > 0 and my - ey < height)
+            out_valid[c, g] = ok
+            out_extents[c, g, 0] = ex if ok else 0.0
+            out_extents[c, g, 1] = ey if ok else 0.0
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def project_backward(means, quats, scales, viewmats, Ks, width, height, eps2d, v_means2d, v_conics, v_depths,
-                     out_v_means, out_v_quats, out_v_scales):
-    """Gradients of the loss w.r.t. means, quats (the raw ones passed to the forward) and scales, summed over the
-    cameras, from those w.r.t. the forward's three outputs."""
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def project_backward(means, quats, scales, coeffs, degree, viewmats, Ks, centers, width, height, eps2d, v_means2d,
+                     v_conics, v_depths, v_colors, out_v_means, out_v_quats, out_v_scales, out_v_coeffs):
+    """Gradients of the loss w.r.t. means, quats (the raw ones passed to the forward), scales and SH coeffs, summed
+    over the cameras, from those w.r.t. the forward's outputs (means2d, conics, depths, colours)."""
     n_cams = viewmats.shape[0]
+    n_coeffs = coeffs.shape[1]
     for g in prange(means.shape[0]):
         s0, s1, s2 = np.float64(scales[g, 0]), np.float64(scales[g, 1]), np.float64(scales[g, 2])
         w, x, y, z, n, rq, mm, sigma = _covariance(np.float64(quats[g, 0]), np.float64(quats[g, 1]),
@@ -135,10 +347,30 @@ def project_backward(means, quats, scales, viewmats, Ks, width, height, eps2d, v
         m0, m1, m2 = np.float64(means[g, 0]), np.float64(means[g, 1]), np.float64(means[g, 2])
         vm0 = vm1 = vm2 = 0.0
         vs = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        for k in range(n_coeffs):
+            for ch in range(3):
+                out_v_coeffs[g, k, ch] = 0.0
         for c in range(n_cams):
             K = Ks[c]
             (px, py, tz, R, sc, tx, ty, ux, uy, clamp_x, clamp_y, j00, j02, j11, j12, ca, cb,
              cd) = _project_one(m0, m1, m2, sigma, viewmats[c], K, width, height)
+            # SH colours: colour = clamp_min(sum_k B_k(dir) coeff_k + 0.5, 0)
+            if degree >= 0:
+                if degree > 0:
+                    dx, dy, dz, dn = _unit_dir(m0, m1, m2, centers, c)
+                    bases = _sh_bases(degree, dx, dy, dz)
+                else:
+                    dx = dy = dz = dn = 0.0
+                    bases = _sh_bases(0, 0.0, 0.0, 0.0)
+                vc0 = _sh_channel_backward(coeffs, g, degree, 0, bases, v_colors[c, g, 0], out_v_coeffs)
+                vc1 = _sh_channel_backward(coeffs, g, degree, 1, bases, v_colors[c, g, 1], out_v_coeffs)
+                vc2 = _sh_channel_backward(coeffs, g, degree, 2, bases, v_colors[c, g, 2], out_v_coeffs)
+                if degree > 0:
+                    gx, gy, gz = _sh_grad_dir(degree, dx, dy, dz, coeffs, g, vc0, vc1, vc2)
+                    dot = gx * dx + gy * dy + gz * dz  # through dir = v / |v|
+                    vm0 += (gx - dx * dot) / dn
+                    vm1 += (gy - dy * dot) / dn
+                    vm2 += (gz - dz * dot) / dn
             a, b, d = ca + eps2d, cb, cd + eps2d
             det_raw = a * d - b * b
             det = max(det_raw, DET_MIN)
@@ -216,35 +448,60 @@ def _np(t: Tensor) -> np.ndarray:
 
 class _Project(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means, quats, scales, viewmats, Ks, width: int, height: int, eps2d: float):
+    def forward(ctx, means, quats, scales, coeffs, opacities, degree: int, viewmats, Ks, centers, width: int,
+                height: int, eps2d: float, near: float, far: float):
         n_cams, n = viewmats.shape[0], means.shape[0]
         dtype = means.dtype
         means2d = torch.empty(n_cams, n, 2, dtype=dtype)
         conics = torch.empty(n_cams, n, 3, dtype=dtype)
         depths = torch.empty(n_cams, n, dtype=dtype)
-        project_forward(_np(means), _np(quats), _np(scales), _np(viewmats), _np(Ks), float(width), float(height),
-                        float(eps2d), means2d.numpy(), conics.numpy(), depths.numpy())
-        ctx.save_for_backward(means, quats, scales, viewmats, Ks)
-        ctx.size = (width, height, eps2d)
-        return means2d, conics, depths
+        colors = torch.empty(n_cams, n, 3, dtype=dtype) if degree >= 0 else torch.empty(0, 0, 3, dtype=dtype)
+        extents = torch.empty(n_cams, n, 2, dtype=dtype)
+        valid = torch.empty(n_cams, n, dtype=torch.bool)
+        project_forward(_np(means), _np(quats), _np(scales), _np(opacities), _np(coeffs), degree, _np(viewmats),
+                        _np(Ks), _np(centers), float(width), float(height), float(eps2d), float(near), float(far),
+                        np.empty((0, 9)), np.empty(0), means2d.numpy(), conics.numpy(), depths.numpy(), colors.numpy(), extents.numpy(),
+                        valid.numpy())
+        ctx.save_for_backward(means, quats, scales, coeffs, viewmats, Ks, centers)
+        ctx.size = (width, height, eps2d, degree)
+        ctx.mark_non_differentiable(extents, valid)
+        return means2d, conics, depths, colors, extents, valid
 
     @staticmethod
-    def backward(ctx, v_means2d, v_conics, v_depths):
-        means, quats, scales, viewmats, Ks = ctx.saved_tensors
-        width, height, eps2d = ctx.size
+    def backward(ctx, v_means2d, v_conics, v_depths, v_colors, _v_extents, _v_valid):
+        means, quats, scales, coeffs, viewmats, Ks, centers = ctx.saved_tensors
+        width, height, eps2d, degree = ctx.size
         dtype = means.dtype
         zeros = lambda t, shape: torch.zeros(shape, dtype=dtype) if t is None else t.to(dtype)  # noqa: E731
         n_cams, n = viewmats.shape[0], means.shape[0]
         v_means2d = zeros(v_means2d, (n_cams, n, 2))
         v_conics = zeros(v_conics, (n_cams, n, 3))
         v_depths = zeros(v_depths, (n_cams, n))
+        v_colors = zeros(v_colors, (n_cams, n, 3) if degree >= 0 else (0, 0, 3))
         v_means = torch.empty(n, 3, dtype=dtype)
         v_quats = torch.empty(n, 4, dtype=dtype)
         v_scales = torch.empty(n, 3, dtype=dtype)
-        project_backward(_np(means), _np(quats), _np(scales), _np(viewmats), _np(Ks), float(width), float(height),
-                         float(eps2d), _np(v_means2d), _np(v_conics), _np(v_depths), v_means.numpy(),
-                         v_quats.numpy(), v_scales.numpy())
-        return v_means, v_quats, v_scales, None, None, None, None, None
+        v_coeffs = torch.empty(coeffs.shape, dtype=dtype)
+        project_backward(_np(means), _np(quats), _np(scales), _np(coeffs), degree, _np(viewmats), _np(Ks),
+                         _np(centers), float(width), float(height), float(eps2d), _np(v_means2d), _np(v_conics),
+                         _np(v_depths), _np(v_colors), v_means.numpy(), v_quats.numpy(), v_scales.numpy(),
+                         v_coeffs.numpy())
+        return (v_means, v_quats, v_scales, v_coeffs if degree >= 0 else None, None, None, None, None, None, None,
+                None, None, None, None)
+
+
+def project_full(means: Tensor, quats: Tensor, scales: Tensor, coeffs: Tensor, opacities: Tensor, degree: int,
+                 viewmats: Tensor, Ks: Tensor, centers: Tensor, width: int, height: int, eps2d: float = 0.3,
+                 near: float = 0.01, far: float = 1e10):
+    """One fused pass per Gaussian: ``(means2d (C, N, 2), conics (C, N, 3), depths (C, N), colors (C, N, 3),
+    extents (C, N, 2), valid (C, N))``. ``coeffs`` (N, K, 3) SH coefficients evaluated to degree ``degree`` from the
+    camera ``centers`` (C, 3) as ``clamp_min(SH + 0.5, 0)`` (gsplat's bases); ``degree`` -1 skips the colours
+    (an empty tensor is returned). ``opacities`` (N,) activated, for the support boxes (``extents``, ``valid``: the
+    values of :func:`splat4d.render.projection.support_extents`, not differentiable). Differentiable w.r.t. means,
+    quats, activated scales and coeffs (not the cameras). CPU tensors, float32 or float64."""
+    dtype = means.dtype
+    return _Project.apply(means, quats, scales, coeffs.to(dtype), opacities.detach().to(dtype), int(degree),
+                          viewmats.to(dtype), Ks.to(dtype), centers.to(dtype), width, height, eps2d, near, far)
 
 
 def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: Tensor, width: int,
@@ -252,4 +509,7 @@ def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Te
     """(means2d (C, N, 2), conics (C, N, 3), depths (C, N)) of Gaussians with ``means`` (N, 3), ``quats`` (N, 4,
     any norm), activated ``scales`` (N, 3) in cameras ``viewmats`` (C, 4, 4) world-to-camera and ``Ks`` (C, 3, 3);
     differentiable w.r.t. means, quats and scales (not the cameras). CPU tensors, float32 or float64."""
-    return _Project.apply(means, quats, scales, viewmats.to(means.dtype), Ks.to(means.dtype), width, height, eps2d)
+    n, dtype = means.shape[0], means.dtype
+    out = project_full(means, quats, scales, means.new_zeros(n, 1, 3), means.new_ones(n), -1, viewmats, Ks,
+                       viewmats.new_zeros(viewmats.shape[0], 3), width, height, eps2d)
+    return out[0], out[1], out[2]

@@ -7,7 +7,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from splat4d.render import Backend, rasterize
+from splat4d.render import Backend, backend_for, rasterize
 from splat4d.types import CameraPath, GaussianScene
 
 
@@ -25,6 +25,16 @@ def render_frames(scene: GaussianScene, path: CameraPath, *, backend: Backend = 
     dtype = scene.means.dtype
     cameras = path.cameras.to(scene.device, dtype)
     background = background.to(scene.device, dtype)
+    if (backend if backend != "auto" else backend_for(scene.device)) == "cpu" and scene.device.type == "cpu":
+        # Forward only: no autograd, activations once, the image composited and clamped in the tile kernel.
+        from splat4d.render import _check_inputs
+        from splat4d.render.cpu import FrameRenderer
+
+        _check_inputs(scene, cameras, background, "cpu", check_finite=False)
+        renderer = FrameRenderer(scene, cameras.width, cameras.height, sh_degree=sh_degree, background=background)
+        for i in tqdm(range(len(cameras)), desc=desc, unit="frame", disable=not progress, leave=False):
+            yield renderer.render(cameras[i])
+        return
     for i in tqdm(range(len(cameras)), desc=desc, unit="frame", disable=not progress, leave=False):
         out = rasterize(scene, cameras[i], backend=backend, background=background, sh_degree=sh_degree,
                         check_finite=False)

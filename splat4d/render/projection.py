@@ -73,21 +73,28 @@ def project(
     when their matrices require gradients).
 
     CPU tensors go through splat4d's fused numba projection (``splat4d.render.cpu_projection``: the same maths,
-    3-5x faster); cameras that require gradients, or other devices, through gsplat's torch functions. ``fused``
-    False forces gsplat's path (benchmarks compare the two)."""
+    support boxes and SH colours in one pass per Gaussian, forward and backward); cameras that require gradients,
+    or other devices, through gsplat's torch functions and :func:`support_extents`. ``fused`` False forces gsplat's
+    path (benchmarks compare the two)."""
     dtype = scene.means.dtype
     viewmats = cameras.viewmats().to(dtype)
     Ks = cameras.K.to(dtype)
-    if _fused(scene, viewmats, Ks) and fused is not False:
-        from splat4d.render.cpu_projection import project_gaussians
-
-        means2d, conics, depths = project_gaussians(scene.means, scene.quats, scene.scales_act(), viewmats, Ks,
-                                                    cameras.width, cameras.height, eps2d)
-    else:
-        _, means2d, depths, conics, _ = gs_torch._fully_fused_projection(
-            scene.means, covariances(scene), viewmats, Ks, cameras.width, cameras.height, eps2d=eps2d,
-            near_plane=near_plane, far_plane=far_plane)
     opacities = scene.opacities_act()[None].expand(len(cameras), -1)
+    if _fused(scene, viewmats, Ks) and fused is not False:
+        # One numba pass per Gaussian: projection, support boxes and SH colours (forward and backward).
+        from splat4d.render.cpu_projection import project_full
+
+        degree = -1 if colors is not None else (scene.sh_degree if sh_degree is None else
+                                                min(sh_degree, scene.sh_degree))
+        coeffs = scene.colors_sh() if colors is None else scene.means.new_zeros(len(scene), 1, 3)
+        means2d, conics, depths, sh, extents, valid = project_full(
+            scene.means, scene.quats, scene.scales_act(), coeffs, opacities[0], degree, viewmats, Ks,
+            cameras.centers().to(dtype), cameras.width, cameras.height, eps2d, near_plane, far_plane)
+        colors = sh if colors is None else colors.to(dtype)[None].expand(len(cameras), -1, -1)
+        return Projected(means2d, conics, depths, colors, opacities, extents, valid)
+    _, means2d, depths, conics, _ = gs_torch._fully_fused_projection(
+        scene.means, covariances(scene), viewmats, Ks, cameras.width, cameras.height, eps2d=eps2d,
+        near_plane=near_plane, far_plane=far_plane)
     extents, valid = support_extents(means2d.detach(), conics.detach(), depths.detach(), opacities.detach(), cameras,
                                      near_plane, far_plane)
     if colors is None:
