@@ -97,10 +97,8 @@ class InitConfig:
     """Close the object: mirrored back, rim walls."""
     back_thickness: float = 1.0
     """Depth of the back surface relative to the front's."""
-    back_placement: Literal["ray", "mirror"] = "ray"
-    """Where a depth backend's back surface (shape-prior) puts each pixel's back Gaussian: 'ray' on the pixel's ray
-    (the ray's last exit, as the network is trained), 'mirror' behind the front point (its x, y kept, as the
-    geometric backend's mirrored back does)."""
+    back_placement: Expert[Literal["ray", "mirror"]] = "ray"
+    """A predicted back surface (shape-prior): 'ray' on each pixel's ray, 'mirror' behind the front point."""
     scale_factor: float = 0.4
     """Gaussian size as a fraction of its pixel footprint."""
     back_scale_factor: float = 0.75
