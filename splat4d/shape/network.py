@@ -42,7 +42,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-VERSION = "shape_prior_v2"  # the packaged default (v3 ships beside it: better on the validation split, worse on tools/bench_quality.py)
+VERSION = "shape_prior_v2"  # the packaged default; v3 ships beside it (better on validation, worse on bench_quality)
 # v2: the camera's elevation may be given as two more channels; v3: silhouette inflation's height is a ninth input
 # plane and the outputs are corrections to inflation (so an untrained head is exactly ``--depth.backend geometric``)
 VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3")
@@ -77,8 +77,8 @@ class ShapeUNet(nn.Module):
     With ``in_channels`` = 9 (shape_prior_v3, ``corrects_inflation``) the last input plane is silhouette inflation's
     height h (crop units, :func:`inflation_plane`) and the head predicts per-pixel corrections to inflation's
     surfaces rather than the surfaces themselves: front = -k h exp(a_f) + b_f, thickness = max(2 k h exp(a_t) + b_t,
-    0) with k = ``INFLATION_THICKNESS``. A zero head is exactly the geometric backend's mirrored inflation, so training
-    starts from the offline baseline and learns where (boxes, plates, cups) and how it is wrong."""
+    0) with k = ``INFLATION_THICKNESS``. A zero head is exactly the geometric backend's mirrored inflation (its relief
+    term off), so training starts from the offline baseline and learns where and how that is wrong."""
 
     def __init__(self, widths: tuple[int, ...] = (24, 48, 96, 192, 256), in_channels: int = 6):
         super().__init__()
