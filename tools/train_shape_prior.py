@@ -79,7 +79,7 @@ class Args:
     training samples and unknown on the rest (shape_prior_v2, and v3); 6: image, mask and pixel coordinates only
     (shape_prior_v1)."""
     elevation_given: float = 0.5
-    """Fraction of the training samples whose true elevation the network is given (with ``in_channels`` 8)."""
+    """Fraction of the training samples whose true elevation the network is given (with ``in_channels`` 8 or 9)."""
     workers: int = 1
     """Processes generating the data shards."""
     train_alongside: bool = False
