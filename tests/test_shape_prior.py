@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from splat4d.shape.procedural import (Camera, Primitive, ProceduralObject, Part, Material, cast, render_crop,
-                                      render_sample, rot_x, PADDING)
+from splat4d.shape.procedural import (Camera, Primitive, ProceduralObject, Part, Material, cast, faceon_object,
+                                      render_crop, render_sample, rot_x, PADDING)
 
 D = 3.0
 
@@ -139,6 +139,36 @@ def test_samples_are_deterministic_by_seed():
     assert -10 <= a.elevation_deg <= 45 and 25 <= a.fov_deg <= 60
     on = a.alpha >= 0.5
     assert (a.thickness[on] >= -1e-4).all() and np.isnan(a.thickness[~on]).all()
+
+
+def test_faceon_thin_objects_have_their_thickness_at_the_centre_and_face_the_camera():
+    kinds = set()
+    for k in range(12):
+        obj = faceon_object(np.random.default_rng(k))
+        kinds.add(obj.parts[0].kind)
+        lo, hi = obj.bounds()
+        extent = hi - lo
+        assert extent[2] < 0.25 * min(extent[0], extent[1])  # thin along z: its face looks along z
+        centre = (lo + hi) / 2
+        cam = Camera.look_at(centre + [0, 0, 4.0], centre)
+        s = render_crop(obj, cam, 40.0, centre, 48)
+        c = s.thickness[22:26, 22:26] * s.crop_world_width  # world units at the centre
+        np.testing.assert_allclose(c, extent[2], rtol=0.02)
+    assert kinds == {"disc", "board", "dish"}
+    # in the data: seen within 35 degrees of the face, so the silhouette is wide and the thickness small
+    for seed in range(4):
+        s = render_sample(seed, 48, faceon=1.0)
+        on = s.alpha >= 0.5
+        assert on.mean() > 0.2 and np.nanmedian(s.thickness[on]) < 0.1
+
+
+def test_flat_light_changes_the_colours_only():
+    for seed in (3, 5):
+        a, b = render_sample(seed, 48), render_sample(seed, 48, flat=1.0)
+        np.testing.assert_array_equal(a.alpha, b.alpha)
+        np.testing.assert_array_equal(a.thickness, b.thickness)
+        assert a.elevation_deg == b.elevation_deg
+        assert not np.array_equal(a.rgb, b.rgb)
 
 
 # ----------------------------------------------------------------------------------------------------- network

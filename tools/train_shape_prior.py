@@ -5,14 +5,18 @@
     python tools/train_shape_prior.py --export              # package the latest checkpoint's weights now
     python tools/train_shape_prior.py --generate-only --train-shards 60
 
-shape_prior_v3 (corrections to silhouette inflation, ``--in-channels 9``, the default) was made so, on this 2-core CPU
-(generation on one core beside training on the other; 88 minutes of training):
+shape_prior_v4 (v3's network, the default) continues from v3's weights on new objects (seeds from shard 60) with
+two more kinds of data, shadeless light (``--flat``) and thin objects seen face-on (``--faceon``), on this 2-core CPU
+(generation on one core beside training on the other):
 
     taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 48 &
     taskset -c 0 python tools/train_shape_prior.py --train-alongside \
-        --init-from splat4d/shape/weights/shape_prior_v2.pt --steps 8000 --budget-minutes 88 --lr 1e-3 --warmup 50
+        --init-from splat4d/shape/weights/shape_prior_v3.pt --steps 8000 --budget-minutes 85 --lr 5e-4 --warmup 50
 
-and shape_prior_v2 (``--in-channels 8 --out runs/shape_prior_v2``) the same way from v1's weights (git history up to
+shape_prior_v3 (corrections to silhouette inflation, ``--in-channels 9``) was made the same way from v2's weights
+with ``--version shape_prior_v3 --out runs/shape_prior_v3 --flat 0 --faceon 0 --first-seed-shard 0``, 48 shards,
+``--budget-minutes 88 --lr 1e-3`` (88 minutes of training),
+and shape_prior_v2 (``--in-channels 8 --version shape_prior_v2 --out runs/shape_prior_v2``, v1's data options) the same way from v1's weights (git history up to
 commit 6f0f997) with 56 shards and 95 minutes.
 
 Data (``splat4d.shape.procedural``): shards of ``SHARD`` samples in ``<out>/data`` (``train_0000.*.npy``: seeds
@@ -66,13 +70,25 @@ FIELDS = ("rgb", "alpha", "front", "thickness", "elevation")
 
 @dataclass
 class Args:
-    out: Path = Path("runs/shape_prior_v3")
+    out: Path = Path("runs/shape_prior_v4")
     """Output folder: data/, checkpoints, logs."""
+    version: str = "shape_prior_v4"
+    """The version recorded in the packaged weights' manifest (v4: v3's network on data with ``flat`` and
+    ``faceon``); the default weights file is named after it."""
     squash: float = 0.5
     """Fraction of the samples scaled along the view direction (0.35-1.6x): the same silhouette over another depth,
     so thickness must come from shading and texture (``splat4d.shape.procedural.render_sample``; 0 for v1's data)."""
     level: float = 0.35
     """Fraction of the samples seen from a near-level camera (elevation -4..6 degrees; 0 for v1's data)."""
+    flat: float = 0.3
+    """Fraction of the samples under shadeless light (ambient 0.85-1, like an overcast sky or the quality
+    benchmark's environment light), so shape must come from the outline and the texture (0 up to v3's data)."""
+    first_seed_shard: int = 60
+    """Training shard i holds the objects of seeds (i + first_seed_shard) * SHARD onwards: v4 starts at 60, past the
+    seeds of v2's and v3's data (shards 0-55), so it trains on objects they never saw (0 for v1-v3)."""
+    faceon: float = 0.06
+    """Fraction of the samples that are a thin disc, board or dish seen within 35 degrees of its face (0 up to v3's
+    data)."""
     in_channels: int = 9
     """9: silhouette inflation's height is an input too and the network predicts corrections to inflation
     (shape_prior_v3); 8: the camera's elevation is an input, given on a fraction ``elevation_given`` of the
@@ -143,11 +159,11 @@ def _write(job: tuple[Path, str, int, dict]) -> str:
     return f"{name}: {SHARD / (time.time() - t):.1f} samples/s"
 
 
-def generate(folder: Path, train_shards: int, options: dict, workers: int = 1) -> None:
+def generate(folder: Path, train_shards: int, options: dict, workers: int = 1, first_seed_shard: int = 0) -> None:
     """The missing shards (val_0000 first), ``workers`` processes at a time; each marked done when complete, so an
     interrupted generation resumes where it stopped."""
-    jobs = [(folder, "val_0000", VAL_SEED0, options)] + [(folder, f"train_{i:04d}", i * SHARD, options)
-                                                         for i in range(train_shards)]
+    jobs = [(folder, "val_0000", VAL_SEED0, options)]
+    jobs += [(folder, f"train_{i:04d}", (i + first_seed_shard) * SHARD, options) for i in range(train_shards)]
     jobs = [j for j in jobs if not (folder / f"{j[1]}.done").exists()]
     if not jobs:
         return
@@ -408,7 +424,7 @@ def export(args: Args, model: ShapeUNet | None = None, step: int | None = None) 
         step, resolution = ck["step"], ck.get("resolution", resolution)
     metrics = json.loads((args.out / "metrics.json").read_text()) if (args.out / "metrics.json").exists() else {}
     base = json.loads((args.out / "baselines.json").read_text()) if (args.out / "baselines.json").exists() else {}
-    sha = save_packaged(model.eval(), args.weights, resolution=resolution,
+    sha = save_packaged(model.eval(), args.weights, resolution=resolution, version=args.version or None,
                         extra={"step": step, "val": metrics.get("last_val", {}), "baselines": base})
     print(f"exported step {step} to {args.weights} (sha256 {sha[:16]}...)", flush=True)
 
@@ -455,7 +471,7 @@ def deadline(args: Args) -> float | None:
 def main(args: Args) -> None:
     torch.set_num_threads(args.threads)
     if args.weights is None:
-        args.weights = WEIGHTS_DIR / f"{VERSION_OF_CHANNELS[args.in_channels]}.pt"
+        args.weights = WEIGHTS_DIR / f"{args.version or VERSION_OF_CHANNELS[args.in_channels]}.pt"
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.out / "data"
     if args.export:
@@ -463,7 +479,8 @@ def main(args: Args) -> None:
         final_eval(args, ShardPool(data, ["val_0000"]), args.val_samples)
         return
     if args.generate_only or not args.train_alongside:
-        generate(data, args.train_shards, {"squash": args.squash, "level": args.level}, args.workers)
+        generate(data, args.train_shards, {"squash": args.squash, "level": args.level, "flat": args.flat,
+                                             "faceon": args.faceon}, args.workers, args.first_seed_shard)
     if args.generate_only:
         return
     torch.manual_seed(args.seed)

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 VERSION = "shape_prior_v2"  # the packaged default; v3 ships beside it (better on validation, worse on bench_quality)
 # v2: the camera's elevation may be given as two more channels; v3: silhouette inflation's height is a ninth input
 # plane and the outputs are corrections to inflation (so an untrained head is exactly ``--depth.backend geometric``)
-VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3")
+VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3", "shape_prior_v4")
 RESOLUTION = 128
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_PATH = WEIGHTS_DIR / f"{VERSION}.pt"
@@ -256,12 +256,15 @@ class ShapePrior:
 
 
 def save_packaged(model: ShapeUNet, path: Path = WEIGHTS_PATH, manifest: Path | None = None,
-                  extra: dict | None = None, resolution: int = RESOLUTION) -> str:
+                  extra: dict | None = None, resolution: int = RESOLUTION, version: str | None = None) -> str:
     """fp16 state dict + widths at ``path``; a JSON manifest (version, sha256, widths, extra) next to it. Returns the
-    sha256. The version follows the input channels: 6 v1, 8 v2 (the elevation), 9 v3 (corrections to inflation)."""
+    sha256. The version, unless given, follows the input channels: 6 v1, 8 v2 (the elevation), 9 v3 (corrections
+    to inflation); v4 is v3's network trained on more kinds of data."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    version = VERSION_OF_CHANNELS[model.in_channels]
+    version = version or VERSION_OF_CHANNELS[model.in_channels]
+    if version not in VERSIONS:
+        raise ValueError(f"unknown shape prior version {version!r}; known: {VERSIONS}")
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     torch.save({"version": version, "widths": list(model.widths), "in_channels": model.in_channels,
                 "resolution": resolution, "state_dict": state}, path)

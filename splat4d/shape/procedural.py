@@ -724,10 +724,10 @@ def _window(mask: np.ndarray, x0: float, y1: float, side: float, padding: float)
     return cx - s / 2, cy + s / 2, s
 
 
-def random_camera(rng, obj: ProceduralObject, elevation_deg: float | None = None
+def random_camera(rng, obj: ProceduralObject, elevation_deg: float | None = None, azimuth: float | None = None
                   ) -> tuple[Camera, float, float, np.ndarray]:
-    """(camera, fov_deg, elevation_deg, centre): elevation -10..45 (or ``elevation_deg``; the same draws are made
-    either way), FoV 25..60, the object filling 25-85 % of it."""
+    """(camera, fov_deg, elevation_deg, centre): elevation -10..45 (or ``elevation_deg``), azimuth uniform (or
+    ``azimuth``, radians; the same draws are made either way), FoV 25..60, the object filling 25-85 % of it."""
     lo, hi = obj.bounds()
     centre = (lo + hi) / 2
     radius = 0.5 * float(np.linalg.norm(hi - lo))
@@ -736,6 +736,8 @@ def random_camera(rng, obj: ProceduralObject, elevation_deg: float | None = None
     if elevation_deg is not None:
         elev = float(elevation_deg)
     azim = float(rng.uniform(0, 2 * np.pi))
+    if azimuth is not None:
+        azim = float(azimuth)
     fill = float(rng.uniform(0.3, 0.95))
     dist = max(radius / math.sin(math.radians(fov / 2) * fill), radius * 1.3)
     e = math.radians(elev)
@@ -837,29 +839,58 @@ def _unit_rows(v):
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
+def faceon_object(rng) -> ProceduralObject:
+    """A thin object standing upright with its face towards +z: a disc (a plate, a coin, a clock), a thin board (a
+    sign, a book, a picture) or a shallow dish (a plate with a rim), thickness 2-8 % of its height."""
+    kind = str(rng.choice(["disc", "disc", "board", "dish"]))
+    mat = random_material(rng)
+    r = float(rng.uniform(0.35, 0.7))
+    t = float(r * rng.uniform(0.03, 0.12))
+    if kind == "board":
+        h = np.array([r * rng.uniform(0.5, 1.2), r, t / 2])
+        prims = [Primitive("box", {"half": h}, np.eye(3), np.array([0, h[1], 0]))]
+    else:
+        if kind == "disc":
+            ys, rs = np.array([0.0, t]), np.array([r, r])
+        else:  # a dish: a thin base, a sloped wall, a lip
+            ys = np.array([0.0, t, 1.8 * t, 2.2 * t])
+            rs = np.array([0.55 * r, 0.6 * r, 0.95 * r, r])
+        # the lathe's axis (y) turned to z: the face looks along z, centred at height r
+        prims = [Primitive("lathe", {"ys": ys - ys[-1] / 2, "rs": rs}, rot_x(np.pi / 2), np.array([0, r, 0]))]
+    return ProceduralObject([Part(prims, mat, np.eye(3), np.zeros(3), 1.0, kind)])
+
+
 def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash: float = 0.0,
-                  level: float = 0.0) -> Sample:
+                  level: float = 0.0, flat: float = 0.0, faceon: float = 0.0) -> Sample:
     """The procedural training sample number ``seed`` (deterministic).
 
     ``squash``: the probability that the object is scaled along the view direction (:func:`squash_along`, factor
     0.35-1.6, log-uniform): the same silhouette over a different depth, so thickness has to be read from the
     shading and the texture rather than the outline; the elevation label follows the object's tilted vertical
     axis, atan(factor * tan(elevation)). ``level``: the probability of a near-level camera (elevation -4..6
-    degrees). Both draw from their own random stream: with both 0 the samples are the data of shape_prior_v1."""
+    degrees). ``flat``: the probability of shadeless light (ambient 0.85-1: a bright overcast sky or an
+    environment light, as in the quality benchmark's renders), so shape must come from the outline and the texture.
+    ``faceon``: the probability that the object is a thin one (:func:`faceon_object`) seen within 35 degrees of
+    its face. Each draws from its own random stream: with all 0 the samples are the data of shape_prior_v1."""
     rng = np.random.default_rng([seed, 1])
     extra = np.random.default_rng([seed, 2])
+    more = np.random.default_rng([seed, 3])
     factor = math.exp(extra.uniform(math.log(0.35), math.log(1.6))) if extra.random() < squash else 1.0
     level_elevation = extra.uniform(-4.0, 6.0) if extra.random() < level else None
+    flat_ambient = float(more.uniform(0.85, 1.0)) if more.random() < flat else None
+    thin = more.random() < faceon
+    face_azimuth = float(np.pi / 2 + more.uniform(-1, 1) * math.radians(35) + np.pi * (more.random() < 0.5))
     for attempt in range(5):
-        obj = random_object(seed * 7 + attempt)
-        cam, fov, _elev, centre = random_camera(rng, obj, level_elevation)
+        obj = faceon_object(more) if thin else random_object(seed * 7 + attempt)
+        cam, fov, _elev, centre = random_camera(rng, obj, level_elevation, face_azimuth if thin else None)
         # light from the camera's side of the object, mostly above, random ambient
         toward = -cam.forward
         light = _unit(toward * rng.uniform(0.2, 1.0) + np.array([0, rng.uniform(0.2, 1.2), 0]) + rng.normal(0, 0.6, 3))
+        ambient = float(rng.uniform(0.15, 0.6)) if flat_ambient is None else flat_ambient
         warp = squash_along(centre - cam.position, factor, centre) if factor != 1.0 else None
         try:
-            return render_crop(obj, cam, fov, centre, resolution, supersample, light=light,
-                               ambient=float(rng.uniform(0.15, 0.6)), warp=warp)
+            return render_crop(obj, cam, fov, centre, resolution, supersample, light=light, ambient=ambient,
+                               warp=warp)
         except ValueError:
             continue
     raise RuntimeError(f"sample {seed}: no view of the object in 5 attempts")
