@@ -16,8 +16,8 @@ two more kinds of data, shadeless light (``--flat``) and thin objects seen face-
 shape_prior_v3 (corrections to silhouette inflation, ``--in-channels 9``) was made the same way from v2's weights
 with ``--version shape_prior_v3 --out runs/shape_prior_v3 --flat 0 --faceon 0 --first-seed-shard 0``, 48 shards,
 ``--budget-minutes 88 --lr 1e-3`` (88 minutes of training),
-and shape_prior_v2 (``--in-channels 8 --version shape_prior_v2 --out runs/shape_prior_v2``, v1's data options) the same way from v1's weights (git history up to
-commit 6f0f997) with 56 shards and 95 minutes.
+and shape_prior_v2 (``--in-channels 8 --version shape_prior_v2 --out runs/shape_prior_v2``, the same data options
+as v3) the same way from v1's weights (git history up to commit 6f0f997) with 56 shards and 95 minutes.
 
 Data (``splat4d.shape.procedural``): shards of ``SHARD`` samples in ``<out>/data`` (``train_0000.*.npy``: seeds
 0..499, ...; ``val_0000``: seeds from 10,000,000, objects never seen in training), uint8 RGB / alpha and float16
