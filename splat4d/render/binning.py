@@ -1,8 +1,8 @@
 """Vectorised tile binning: (tile, Gaussian) pairs sorted by tile, then front to back.
 
-gsplat's ``_torch_impl._isect_tiles`` loops in Python (seconds at 50k Gaussians). On the CPU the Gaussians are sorted
-once by (camera, depth) and one numba pass computes their tile boxes and counting-sorts the pairs into their tiles in
-that order; elsewhere one ``repeat_interleave`` and one sort on ``tile << 32 | depth bits`` keys. Both give the same bins.
+gsplat's ``_torch_impl._isect_tiles`` loops in Python (seconds at 50k Gaussians). On the CPU one numba radix sort
+orders the Gaussians by (camera, depth) and one numba pass computes their tile boxes and counting-sorts the pairs
+into their tiles in that order; elsewhere one ``repeat_interleave`` and one sort on ``tile << 32 | depth bits`` keys. Both give the same bins.
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ def bin_gaussians(
     tiles_per_image = tiles_x * tiles_y
     n_tiles = n_cams * tiles_per_image
     device = means2d.device
+    if device.type == "cpu":
+        return _bin_cpu(means2d, extents, depths, valid, n, tiles_x, tiles_y, tile, n_tiles)
 
     flat_valid = valid.reshape(-1).nonzero()[:, 0]
     if flat_valid.numel() == 0:
         return TileBins(torch.zeros(n_tiles + 1, dtype=torch.int64, device=device),
                         torch.zeros(0, dtype=torch.int64, device=device), tiles_x, tiles_y, tile)
-    if device.type == "cpu":
-        return _bin_cpu(flat_valid, means2d, extents, depths, n, tiles_x, tiles_y, tile, n_tiles)
     m2d = means2d.reshape(-1, 2)[flat_valid].float()
     ext = extents.reshape(-1, 2)[flat_valid].float()
     x0 = torch.floor((m2d[:, 0] - ext[:, 0]) / tile).clamp(0, tiles_x - 1).long()
@@ -58,19 +58,22 @@ def bin_gaussians(
     return _bin_sorted(flat_valid, cam, depths, x0, x1, y0, y1, counts, tiles_x, tiles_y, tile, n_tiles)
 
 
-def _bin_cpu(flat_valid, means2d, extents, depths, n, tiles_x, tiles_y, tile, n_tiles) -> TileBins:
-    """CPU: one stable torch sort of the valid Gaussians by (camera, depth), then one numba pass that computes the
-    boxes in that order and counting-sorts the pairs into their tiles (:func:`cpu_kernels.bin_boxes`): the same bins
-    as :func:`_bin_sorted` (tested)."""
+def _bin_cpu(means2d, extents, depths, valid, n, tiles_x, tiles_y, tile, n_tiles) -> TileBins:
+    """CPU: one numba pass collects the valid Gaussians and sorts them stably by (camera, depth)
+    (:func:`cpu_kernels.sort_valid`), a second computes the boxes in that order and counting-sorts the pairs into
+    their tiles (:func:`cpu_kernels.bin_boxes`): the same bins as :func:`_bin_sorted` (tested), without a torch op
+    (each a parallel region that wakes the thread pool)."""
     import numba
 
     from splat4d.render import cpu_kernels as kern
 
-    cam = flat_valid // n
-    depth_bits = depths.reshape(-1)[flat_valid].float().contiguous().view(torch.int32).long()
-    order = torch.sort((cam << 32) | depth_bits, stable=True).indices
+    flat_valid, order = kern.sort_valid(valid.reshape(-1).contiguous().numpy(),
+                                        depths.detach().reshape(-1).float().contiguous().numpy(), n)
     tile_offsets = torch.empty(n_tiles + 1, dtype=torch.int64)
-    flat_ids = kern.bin_boxes(order.numpy(), flat_valid.numpy(), means2d.detach().reshape(-1, 2).contiguous().numpy(),
+    if flat_valid.shape[0] == 0:
+        tile_offsets.zero_()
+        return TileBins(tile_offsets, torch.zeros(0, dtype=torch.int64), tiles_x, tiles_y, tile)
+    flat_ids = kern.bin_boxes(order, flat_valid, means2d.detach().reshape(-1, 2).contiguous().numpy(),
                               extents.detach().reshape(-1, 2).contiguous().numpy(), n, tile, tiles_x, tiles_y, n_tiles,
                               tile_offsets.numpy(), numba.get_num_threads())
     return TileBins(tile_offsets, torch.from_numpy(flat_ids), tiles_x, tiles_y, tile)

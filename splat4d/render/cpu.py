@@ -148,7 +148,8 @@ class FrameRenderer:
         return out
 
 
-KERNELS = ("cpu_kernels.rasterize_forward", "cpu_kernels.rasterize_backward", "cpu_kernels.bin_boxes",
+KERNELS = ("cpu_kernels.rasterize_forward", "cpu_kernels.rasterize_backward", "cpu_kernels.sort_valid",
+           "cpu_kernels.bin_boxes",
            "cpu_kernels.render_rgb", "cpu_kernels.sum_pairs", "cpu_projection.project_forward",
            "cpu_projection.project_backward", "cpu_projection.scene_terms")
 

@@ -360,6 +360,47 @@ def render_rgb(
                 out_rgb[y, x, 2] = min(max(f2[p] + T[p] * background[2], np.float32(0.0)), np.float32(1.0))
 
 
+@njit(cache=True, nogil=True)
+def sort_valid(valid, depths, n):
+    """The valid entries of the flattened (C*N,) ``valid`` / float32 ``depths`` (positive where valid) and their
+    stable order by (camera = index // n, depth): ``(flat_valid, order)``, ``flat_valid[order]`` front to back per
+    camera, ties in index order -- what a stable sort of ``camera << 32 | depth bits`` gives (positive float32
+    depths order like their int32 bit patterns). An LSD radix sort on 8-bit digits that skips the digits all keys
+    share (the camera's, for one camera): O(N) per pass, serial (a parallel sort cost more than it saved at 50k)."""
+    total = valid.shape[0]
+    m = 0
+    for i in range(total):
+        if valid[i]:
+            m += 1
+    flat_valid = np.empty(m, np.int64)
+    keys = np.empty(m, np.uint64)
+    bits = depths.view(np.uint32)
+    j = 0
+    for i in range(total):
+        if valid[i]:
+            flat_valid[j] = i
+            keys[j] = (np.uint64(i // n) << np.uint64(32)) | np.uint64(bits[i])
+            j += 1
+    order = np.arange(m)
+    tmp = np.empty(m, np.int64)
+    count = np.zeros(257, np.int64)
+    for shift in range(0, 64, 8):
+        sh = np.uint64(shift)
+        count[:] = 0
+        for k in range(m):
+            count[((keys[order[k]] >> sh) & np.uint64(255)) + 1] += 1
+        if m == 0 or count[((keys[0] >> sh) & np.uint64(255)) + 1] == m:
+            continue  # every key has this digit: the pass would not move anything
+        for d in range(256):
+            count[d + 1] += count[d]
+        for k in range(m):
+            d = (keys[order[k]] >> sh) & np.uint64(255)
+            tmp[count[d]] = order[k]
+            count[d] += 1
+        order, tmp = tmp, order
+    return flat_valid, order
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def bin_boxes(order, flat_valid, means2d, extents, n, tile, tiles_x, tiles_y, n_tiles, tile_offsets, n_threads):
     """The whole CPU binning after the depth sort: ``flat_valid[order]`` lists the valid Gaussians (indices into
