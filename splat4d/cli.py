@@ -51,8 +51,8 @@ class RenderArgs:
     """Rasterizer: gsplat on CUDA, the numba tile rasterizer on CPU ('auto' picks by device)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to render."""
-    crf: int = 18
-    """H.264 constant-quality factor (lower = better quality, bigger file)."""
+    crf: int = 16
+    """H.264 constant-quality factor (lower = better quality, bigger file; x264 preset veryfast)."""
 
 
 def render_command(args: RenderArgs) -> Path:

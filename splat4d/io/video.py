@@ -30,19 +30,28 @@ def _pad_even(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
+# x264's "veryfast" at constant quality 16 matches its default "medium" at 18 in PSNR against the source frames
+# (38.66 dB both on the coffee example's 120-frame orbit at 256 px) and encodes 2.1x faster, for files 23% larger
+# (139 vs 113 KiB); on a noisy 50k-Gaussian test scene 3x faster (docs/benchmarks.md, issue 13).
+CRF = 16
+PRESET = "veryfast"
+
+
 class VideoWriter:
     """Streaming writer: ``with VideoWriter(path, fps) as v: v.write(frame)``.
 
-    ``.mp4`` is H.264 (libx264, yuv420p, constant quality ``crf``); ``.gif`` is written with Pillow. Frames go to a
+    ``.mp4`` is H.264 (libx264, yuv420p, constant quality ``crf`` at x264's ``preset``); ``.gif`` is written with Pillow. Frames go to a
     temporary file that replaces ``path`` only when the video is complete. With ``background`` (the default) an
     mp4's frames are encoded by a worker thread while the caller renders the next ones (the numba kernels and
     libx264 both release the GIL); an encoding error is raised by the next ``write`` or by ``close``.
     """
 
-    def __init__(self, path: str | Path, fps: float = 30.0, crf: int = 18, background: bool = True):
+    def __init__(self, path: str | Path, fps: float = 30.0, crf: int = CRF, background: bool = True,
+                 preset: str = PRESET):
         self.path = Path(path)
         self.fps = fps
         self.crf = crf
+        self.preset = preset
         self.suffix = self.path.suffix.lower()
         if self.suffix not in (".mp4", ".gif"):
             raise ValueError(f"unsupported video extension {self.suffix!r}: use .mp4 or .gif")
@@ -113,7 +122,7 @@ class VideoWriter:
                 self._stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
                 self._stream.height, self._stream.width = rgb.shape[:2]
                 self._stream.pix_fmt = "yuv420p"
-                self._stream.options = {"crf": str(self.crf)}
+                self._stream.options = {"crf": str(self.crf), "preset": self.preset}
             for packet in self._stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 self._container.mux(packet)
 
@@ -153,7 +162,7 @@ class VideoWriter:
             self._abort()
 
 
-def write_video(frames: Iterable, path: str | Path, fps: float = 30.0, crf: int = 18) -> int:
+def write_video(frames: Iterable, path: str | Path, fps: float = 30.0, crf: int = CRF) -> int:
     """Write all ``frames`` ((H, W, 3) float in [0,1] or uint8) to ``path``; returns the frame count."""
     with VideoWriter(path, fps=fps, crf=crf) as writer:
         for frame in frames:
