@@ -271,6 +271,12 @@ def run(cfg: RunConfig) -> RunResult:
 def _run_locked(cfg: RunConfig, mode: str, device: torch.device, source: str, out: Path) -> RunResult:
     from splat4d.io.ply import atomic_write_json
 
+    if device.type == "cpu":
+        from splat4d.render.cpu import compile_in_background
+
+        if compile_in_background():  # only on a first run: the kernels are not in numba's cache yet
+            log("first run on this machine: compiling the CPU rasterizer's kernels (about 15-30 s; `make install` "
+                "does this beforehand)")
     outcome = run_stages(RECIPES[mode](), cfg, source_key=source, device=device, cache=StageCache(out, cfg.resume),
                          progress=cfg.progress)
     # 3. The mode's outputs. metrics.json, written last, marks a finished run: an older run's goes first, so a run

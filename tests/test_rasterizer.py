@@ -241,6 +241,52 @@ def test_warm_up_caches_the_kernels_a_run_then_loads(tmp_path):
     assert second.stdout.split() == [str(len(KERNELS)), "0"]
 
 
+def test_declared_signatures_are_what_a_render_compiles():
+    """compile_kernels / compile_in_background compile the kernels ahead of their first call from SIGNATURES: they
+    must be the very signatures a real render (fit step and video frame) uses, or the run compiles them again."""
+    from splat4d.render.cpu import SIGNATURES, kernels, signature, warm_up
+
+    warm_up()
+    assert set(SIGNATURES) == set(KERNELS)
+    for name, k in zip(KERNELS, kernels()):
+        assert signature(name) in k.signatures, (name, [str(s) for s in k.signatures])
+
+
+def test_first_run_compiles_the_backward_kernels_in_a_child_process(tmp_path):
+    """With an empty kernel cache a run starts a child that compiles the slow half (the backward and video
+    kernels) while it compiles the forward ones itself; its first backward pass waits for the child and then loads
+    those kernels from the cache instead of compiling them again."""
+    import os
+    import subprocess
+    import sys
+
+    from splat4d.render.cpu import BACKGROUND
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: a first run compiles everything itself (a child would only compete with it)")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    code = ("import torch\nfrom splat4d.render import rasterize\nfrom splat4d.render import cpu\n"
+            "from splat4d.synthetic import random_scene\nfrom splat4d.types import Cameras\n"
+            "print(sorted(cpu.uncached()) == sorted(cpu.KERNELS), cpu.compile_in_background(), "
+            "cpu.compile_in_background())\n"
+            "K = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]); c2w = torch.eye(4); c2w[2, 3] = -3\n"
+            "s = random_scene(50, seed=0)\nfor _, v in s.items(): v.requires_grad_(True)\n"
+            "o = rasterize(s, Cameras(c2w, K, 32, 32), backend='cpu'); o.rgb.sum().backward()\n"
+            "cpu.FrameRenderer(s, 32, 32).render(Cameras(c2w, K, 32, 32))\n"
+            "for name, k in zip(cpu.KERNELS, cpu.kernels()):\n"
+            "    print(name, sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values()))\n"
+            "print(cpu.uncached())\n")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert lines[0] == "True True False"  # all uncached; a child started, and only one
+    stats = {name: (int(h), int(m)) for name, h, m in (line.split() for line in lines[1:-1])}
+    for name in BACKGROUND:
+        assert stats[name] == (1, 0), (name, stats[name])  # loaded from the child's cache entry, not compiled here
+    assert stats["cpu_kernels.rasterize_forward"] == (0, 1)  # compiled here meanwhile
+    assert lines[-1] == "[]"
+
+
 def _projection_case(dtype):
     """2,000 Gaussians with random (unnormalised) quaternions seen by two cameras, one so close and turned that
     many Gaussians fall outside gsplat's 1.3x field-of-view clamp, with a skewed K."""

@@ -43,6 +43,8 @@ class _RasterizeTiles(torch.autograd.Function):
     def backward(ctx, grad_feats, grad_alpha, _grad_last):
         from splat4d.render import cpu_kernels as kern
 
+        wait_for_background()
+
         means2d, conics, feats, opacities, out_t, out_last = ctx.saved_tensors
         bins: TileBins = ctx.bins
         m = bins.flat_ids.numel()
@@ -131,6 +133,7 @@ class FrameRenderer:
         from splat4d.render import cpu_kernels as kern
         from splat4d.render.cpu_projection import project_forward
 
+        wait_for_background()
         dtype = self.dtype
         project_forward(self.means, self.quats, self.scales, self.opacities, self.coeffs, self.degree,
                         _np(camera.viewmats().to(dtype)), _np(camera.K.to(dtype)), _np(camera.centers().to(dtype)),
@@ -149,17 +152,111 @@ class FrameRenderer:
 
 
 KERNELS = ("cpu_kernels.rasterize_forward", "cpu_kernels.rasterize_backward", "cpu_kernels.sort_valid",
-           "cpu_kernels.bin_boxes",
-           "cpu_kernels.render_rgb", "cpu_kernels.sum_pairs", "cpu_projection.project_forward",
-           "cpu_projection.project_backward", "cpu_projection.scene_terms")
+           "cpu_kernels.bin_boxes", "cpu_kernels.render_rgb", "cpu_kernels.sum_pairs",
+           "cpu_projection.project_forward", "cpu_projection.project_backward", "cpu_projection.scene_terms")
+
+# The float32 kernels' argument types as the rasterizer calls them, to compile them before their first call (in
+# another process, see compile_in_background): "f32[2]" a C-contiguous 2-d float32 array, "i" an int64 scalar,
+# "f" a float64 scalar. They must equal what a real render compiles: tested against the signatures one leaves.
+SIGNATURES = {
+    "cpu_kernels.rasterize_forward": "i64[1] i64[1] f32[2] f32[2] f32[2] f32[1] i i i f32[4] f32[3] i32[3]",
+    "cpu_kernels.rasterize_backward": "i64[1] i64[1] f32[2] f32[2] f32[2] f32[1] i i i f32[3] i32[3] f32[4] f32[3] "
+                                      "f32[2]",
+    "cpu_kernels.sort_valid": "b[1] f32[1] i",
+    "cpu_kernels.bin_boxes": "i64[1] i64[1] f32[2] f32[2] i i i i i i64[1] i",
+    "cpu_kernels.render_rgb": "i64[1] i64[1] f32[2] f32[2] f32[2] f32[1] i i i f32[1] f32[3]",
+    "cpu_kernels.sum_pairs": "i64[1] f32[2] f32[2]",
+    "cpu_projection.project_forward": "f32[2] f32[2] f32[2] f32[1] f32[3] i f32[3] f32[3] f32[2] f f f f f f64[2] "
+                                      "f64[1] f32[3] f32[3] f32[2] f32[3] f32[3] b[2]",
+    "cpu_projection.project_backward": "f32[2] f32[2] f32[2] f32[3] i f32[3] f32[3] f32[2] f f f f32[3] f32[3] f32[2] "
+                                       "f32[3] f32[2] f32[2] f32[2] f32[3]",
+    "cpu_projection.scene_terms": "f32[2] f32[2] f32[1] f64[2] f64[1]",
+}
+# Compiled by a child process on a first run (the slower half, about 15 of 25 s of compiling on this 2-core CPU),
+# while the run compiles the forward kernels it needs first; their first callers wait for it.
+BACKGROUND = ("cpu_projection.project_backward", "cpu_kernels.rasterize_backward", "cpu_kernels.render_rgb",
+              "cpu_kernels.sum_pairs")
 
 
-def kernels() -> list:
-    """The numba kernels of the CPU rasterizer (the dispatchers named in ``KERNELS``)."""
+def kernels(names=KERNELS) -> list:
+    """The numba dispatchers named in ``names`` (default :data:`KERNELS`, the CPU rasterizer's kernels)."""
     import importlib
 
     return [getattr(importlib.import_module(f"splat4d.render.{mod}"), name)
-            for mod, name in (k.split(".") for k in KERNELS)]
+            for mod, name in (k.split(".") for k in names)]
+
+
+def signature(name: str) -> tuple:
+    """The numba argument types of kernel ``name`` (:data:`SIGNATURES`)."""
+    from numba import types
+
+    scalars = {"i": types.int64, "f": types.float64}
+    dtypes = {"f32": types.float32, "f64": types.float64, "i32": types.int32, "i64": types.int64, "b": types.boolean}
+    out = []
+    for tok in SIGNATURES[name].split():
+        if tok in scalars:
+            out.append(scalars[tok])
+        else:
+            dtype, ndim = tok.rstrip("]").split("[")
+            out.append(types.Array(dtypes[dtype], int(ndim), "C"))
+    return tuple(out)
+
+
+def uncached(names=KERNELS) -> list[str]:
+    """The kernels of ``names`` that numba's on-disk cache does not hold yet for this source (a first run)."""
+    missing = []
+    for name, k in zip(names, kernels(names)):
+        try:
+            index = k._cache._cache_file._load_index()  # numba's cache index: {(signature, target, ...): file}
+            held = any(key[0] == signature(name) for key in index)
+        except Exception:  # noqa: BLE001 - numba internals changed: assume cached, compile lazily as before
+            held = True
+        if not held:
+            missing.append(name)
+    return missing
+
+
+def compile_kernels(names=KERNELS) -> None:
+    """Compile (or load from numba's cache) the kernels ``names`` for :data:`SIGNATURES`, without calling them."""
+    for name, k in zip(names, kernels(names)):
+        k.compile(signature(name))
+
+
+_background = None  # the child process compiling BACKGROUND, while one runs
+
+
+def compile_in_background(names=BACKGROUND) -> bool:
+    """On a first run (``names`` not in numba's cache, e.g. installed without ``make install``), compile them in a
+    child process on another core while this one goes on; :func:`wait_for_background` (called by their first
+    users) then loads them from the cache. Returns whether a child was started."""
+    import os
+    import subprocess
+    import sys
+
+    global _background
+    if _background is not None or len(os.sched_getaffinity(0)) < 2:
+        return False
+    missing = uncached(names)
+    if not missing:
+        return False
+    _background = subprocess.Popen([sys.executable, "-m", "splat4d.render.cpu", *missing],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return True
+
+
+def wait_for_background() -> None:
+    """Wait for the kernels :func:`compile_in_background` is compiling (no-op when none is); if the child failed,
+    say so once: the kernels then compile here on first use, as without it."""
+    global _background
+    if _background is None:
+        return
+    proc, _background = _background, None
+    _, err = proc.communicate()
+    if proc.returncode:
+        import warnings
+
+        warnings.warn(f"compiling the CPU kernels in a background process failed ({err.strip()[-300:]}); they "
+                      "compile in this one instead", RuntimeWarning, stacklevel=2)
 
 
 def warm_up() -> dict[str, int]:
@@ -184,10 +281,22 @@ def warm_up() -> dict[str, int]:
             "cache_misses": sum(sum(k.stats.cache_misses.values()) for k in ks)}
 
 
-if __name__ == "__main__":  # python -m splat4d.render.cpu: what `make install` runs
+if __name__ == "__main__":  # python -m splat4d.render.cpu [KERNEL ...]: what `make install` runs
+    import subprocess
+    import sys
     import time
 
     t0 = time.perf_counter()
+    if sys.argv[1:]:  # a child of compile_in_background (or of the install below): just these kernels
+        compile_kernels(tuple(sys.argv[1:]))
+        sys.exit(0)
+    # the install: both halves at once, one in a child process (one core each), then a real render as a check
+    child = None
+    if uncached():
+        child = subprocess.Popen([sys.executable, "-m", "splat4d.render.cpu", *BACKGROUND])
+        compile_kernels(tuple(k for k in KERNELS if k not in BACKGROUND))
+        if child.wait():
+            sys.exit(f"compiling {', '.join(BACKGROUND)} failed")
     stats = warm_up()
-    state = "loaded from cache" if stats["cache_misses"] == 0 else "compiled and cached"
+    state = "loaded from cache" if stats["cache_misses"] == 0 and child is None else "compiled and cached"
     print(f"CPU rasterizer kernels {state} in {time.perf_counter() - t0:.1f} s")

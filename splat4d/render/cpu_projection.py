@@ -469,6 +469,9 @@ class _Project(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_means2d, v_conics, v_depths, v_colors, _v_extents, _v_valid):
+        from splat4d.render.cpu import wait_for_background
+
+        wait_for_background()
         means, quats, scales, coeffs, viewmats, Ks, centers = ctx.saved_tensors
         width, height, eps2d, degree = ctx.size
         dtype = means.dtype
