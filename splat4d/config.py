@@ -204,6 +204,11 @@ class FitConfig:
     """Stop growing beyond this many Gaussians."""
     log_every: Expert[int] = 25
     """Record the loss every this many steps."""
+    plateau: Expert[float] = 0.05
+    """Stop before ``iterations`` once the input view's mean loss over the last ``log_every`` steps is not this
+    fraction below the window before's (from ``plateau_after`` steps on); 0 runs every step."""
+    plateau_after: Expert[int] = 75
+    """The earliest step ``plateau`` may stop at."""
 
 
 @dataclass

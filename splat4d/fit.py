@@ -42,6 +42,8 @@ class FitResult:
     initial_input_psnr: float = 0.0
     seconds: float = 0.0
     num_gaussians: int = 0
+    steps: int = 0
+    """Steps run: ``iterations``, or fewer where the input view's loss stopped falling (``FitConfig.plateau``)."""
 
 
 @dataclass
@@ -155,15 +157,25 @@ def fit(scene: GaussianScene, input_view: Views, generated: Views | None, init_d
         if cfg.densify:
             densify(strategy, state, params, optimizers, step, info, cfg.max_gaussians)
         window.add(i, loss)
+        result.steps = step + 1
         if (step + 1) % cfg.log_every == 0 or step == cfg.iterations - 1:
             result.history.append(window.flush(step + 1, len(params["means"])))
             bar.set_postfix(loss=f"{float(loss.total.detach()):.4f}", n=len(params["means"]))
+            if cfg.plateau > 0 and step + 1 >= cfg.plateau_after and plateau_reached(result.history, cfg.plateau):
+                break
 
     result.scene = finite_scene(params)
     result.input_psnr = input_psnr(result.scene, views, targets, backend)
     result.seconds = time.perf_counter() - t0
     result.num_gaussians = len(result.scene)
     return result
+
+
+def plateau_reached(history: list[dict], fraction: float) -> bool:
+    """Whether the input view's mean loss over the last history window is not ``fraction`` below the window
+    before's (both windows with input-view steps)."""
+    losses = [h["loss_input"] for h in history if h["loss_input"] is not None]
+    return len(losses) >= 2 and losses[-1] > (1.0 - fraction) * losses[-2]
 
 
 def make_optimizers(params: torch.nn.ParameterDict, cfg: FitConfig,

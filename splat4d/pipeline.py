@@ -382,6 +382,7 @@ def write_scene_outputs(outcome: Outcome, cfg: RunConfig, out: Path, device: tor
         "input_psnr": round(fitted.input_psnr, 3),
         "loss_decreased": loss_decreased(fitted.history),
         "loss_history": fitted.history,
+        "fit_steps": fitted.steps,
     }
     log(f"{len(scene)} Gaussians, input-view PSNR {fitted.input_psnr:.2f} dB")
     return files, metrics

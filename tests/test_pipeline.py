@@ -53,6 +53,7 @@ def test_outputs_are_valid(first_run):
     video = read_video(out / "orbit.mp4")
     assert video.shape == (8, 48, 48, 3)
     assert metrics["loss_decreased"] is True
+    assert metrics["fit_steps"] == 40  # fewer than plateau_after: every step runs
     # The init re-renders the input away from its silhouette (test_stages) but leaves the 2 px rim band unsolved,
     # about a tenth of the object at 64 px (measured: 24.4 dB on the whole image); the fit must sharpen it (28.3 dB
     # after these 40 steps; at the fast preset's 128 px and 150 steps 42 dB).
@@ -86,6 +87,23 @@ def test_same_seed_same_scene(first_run, tmp_path):
     other = run(replace(cfg, out=tmp_path / "again"))
     assert (tmp_path / "again" / "scene.ply").read_bytes() == first.files["scene.ply bytes"]
     assert other.metrics["cached_stages"] == []
+
+
+def test_fit_stops_once_the_input_views_loss_stops_falling(tmp_path):
+    from splat4d.fit import plateau_reached
+
+    window = lambda loss: {"loss_input": loss}  # noqa: E731
+    assert not plateau_reached([window(1.0)], 0.05)
+    assert not plateau_reached([window(1.0), window(0.9)], 0.05)  # fell by 10 %
+    assert plateau_reached([window(1.0), window(0.97)], 0.05)  # by 3 %
+    assert not plateau_reached([window(1.0), window(None), window(0.9)], 0.05)  # a window without the input view
+    cfg = tiny_config(ASSETS / "coffee.jpg", tmp_path / "a", plateau=0.9, plateau_after=10)
+    metrics = run(cfg).metrics
+    steps = metrics["fit_steps"]
+    assert 10 <= steps < 40 and steps % 5 == 0  # at a history record, from plateau_after on
+    assert len(metrics["loss_history"]) == steps // 5
+    losses = [h["loss_input"] for h in metrics["loss_history"] if h["loss_input"] is not None]
+    assert losses[-1] > 0.1 * losses[-2]  # where it stopped, the loss had not fallen by 90 %
 
 
 def test_divergence_stops_and_writes_no_scene(tmp_path):
