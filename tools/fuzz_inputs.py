@@ -268,6 +268,7 @@ def short_mp4(folder: Path, frames: int = 8, name: str = "clip.mp4") -> Path:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.options = {"threads": "3"}  # x264's bitstream follows its thread count: the same file on any machine
         for t in range(frames):
             frame = av.VideoFrame.from_ndarray(object_on_plain(160, 120, (30 + 4 * t % 40, 20, 110 + 4 * t % 40, 100)),
                                                format="rgb24")
