@@ -168,6 +168,8 @@ def fit_scene(ctx: StageContext, segment: Frames, init, prior: Views | None, pos
     fit_cfg = ctx.cfg.fit
     if poses is not None and fit_cfg.input_view_probability is None:  # real frames weigh as much as the input
         fit_cfg = dataclasses.replace(fit_cfg, input_view_probability=1.0 / (1 + len(poses)))
+    if poses is not None:  # the real frames, not the input view's loss, say when a multi-view fit is done
+        fit_cfg = dataclasses.replace(fit_cfg, plateau=0.0)
     result = fit(init.scene.to(ctx.device), _input_view(segment, init), prior, init.depth, fit_cfg,
                  distance=ctx.cfg.init.distance, seed=ctx.cfg.seed, backend=ctx.backend, progress=ctx.progress)
     result.scene = result.scene.to("cpu")

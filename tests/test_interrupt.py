@@ -25,8 +25,18 @@ ENV = {**os.environ, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONUN
 
 
 def command(out: Path, iterations: int = 100) -> list[str]:
-    """A run whose fit lasts long enough to be stopped in it (the stages before it take a few seconds)."""
-    return [sys.executable, "-m", "splat4d", "run", str(COFFEE), "--out", str(out), "--preset", "fast",
+    """A run whose fit lasts long enough to be stopped in it (the stages before it take a few seconds): the fast
+    preset without the early stop on the input view's loss."""
+    import yaml
+
+    from splat4d.config import preset_dir
+
+    preset = yaml.safe_load((preset_dir() / "fast.yaml").read_text())
+    preset.setdefault("fit", {})["plateau"] = 0.0
+    path = out.parent / "fast_every_step.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(preset))
+    return [sys.executable, "-m", "splat4d", "run", str(COFFEE), "--out", str(out), "--preset", str(path),
             "--no-progress", "--load.resolution", "32", "--fit.iterations", str(iterations), "--fit.refine-start",
             "1000", "--video.frames", "2", "--video.size", "32", "--prior.ring-views", "2"]
 
