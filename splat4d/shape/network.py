@@ -42,7 +42,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-VERSION = "shape_prior_v2"  # the packaged default; v3 ships beside it (better on validation, worse on bench_quality)
+VERSION = "shape_prior_v4"  # the packaged default (v2 and v3 ship beside it: docs/benchmarks.md)
 # v2: the camera's elevation may be given as two more channels; v3: silhouette inflation's height is a ninth input
 # plane and the outputs are corrections to inflation (so an untrained head is exactly ``--depth.backend geometric``)
 VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3", "shape_prior_v4")
@@ -222,7 +222,7 @@ class ShapePrior:
 
     @property
     def takes_elevation(self) -> bool:
-        """Whether a given elevation reaches the network (shape_prior_v2 and v3); v1 ignores it."""
+        """Whether a given elevation reaches the network (shape_prior_v2 and later); v1 ignores it."""
         return self.model.takes_elevation
 
     @torch.no_grad()
@@ -277,7 +277,7 @@ def save_packaged(model: ShapeUNet, path: Path = WEIGHTS_PATH, manifest: Path | 
 
 
 def load_shape_prior(path: str | Path | None = None, manifest: str | Path | None = None) -> ShapePrior:
-    """The packaged shape prior (``splat4d/shape/weights/shape_prior_v2.pt`` by default), checked against its
+    """The packaged shape prior (``splat4d/shape/weights/shape_prior_v4.pt`` by default), checked against its
     manifest's version and sha256. Raises :class:`ShapePriorUnavailable` when missing or corrupt."""
     path = Path(path) if path is not None else WEIGHTS_PATH
     manifest = Path(manifest) if manifest is not None else path.with_suffix(".json")
