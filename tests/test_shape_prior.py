@@ -155,6 +155,15 @@ def test_faceon_thin_objects_have_their_thickness_at_the_centre_and_face_the_cam
         c = s.thickness[22:26, 22:26] * s.crop_world_width  # world units at the centre
         np.testing.assert_allclose(c, extent[2], rtol=0.02)
     assert kinds == {"disc", "board", "dish"}
+    # the deep ones that look the same face-on: a box or a cylinder end-on, 0.5-1.5x as deep as high
+    for k in range(6):
+        obj = faceon_object(np.random.default_rng(k), thick=True)
+        lo, hi = obj.bounds()
+        extent = hi - lo
+        assert obj.parts[0].kind in ("deep box", "can") and 0.45 * extent[1] < extent[2] < 1.55 * extent[1]
+        centre = (lo + hi) / 2
+        s = render_crop(obj, Camera.look_at(centre + [0, 0, 4.0], centre), 40.0, centre, 48)
+        np.testing.assert_allclose(s.thickness[22:26, 22:26] * s.crop_world_width, extent[2], rtol=0.02)
     # in the data: seen within 35 degrees of the face, so the silhouette is wide and the thickness small
     for seed in range(4):
         s = render_sample(seed, 48, faceon=1.0)

@@ -89,6 +89,9 @@ class Args:
     faceon: float = 0.06
     """Fraction of the samples that are a thin disc, board or dish seen within 35 degrees of its face (0 up to v3's
     data)."""
+    faceon_thick: float = 0.0
+    """Fraction of those face-on samples that are deep instead (a box, a cylinder end-on: the same picture), so the
+    outline of a face-on object does not mean "thin" (0 in v4's data)."""
     in_channels: int = 9
     """9: silhouette inflation's height is an input too and the network predicts corrections to inflation
     (shape_prior_v3); 8: the camera's elevation is an input, given on a fraction ``elevation_given`` of the
@@ -479,8 +482,9 @@ def main(args: Args) -> None:
         final_eval(args, ShardPool(data, ["val_0000"]), args.val_samples)
         return
     if args.generate_only or not args.train_alongside:
-        generate(data, args.train_shards, {"squash": args.squash, "level": args.level, "flat": args.flat,
-                                             "faceon": args.faceon}, args.workers, args.first_seed_shard)
+        options = {"squash": args.squash, "level": args.level, "flat": args.flat, "faceon": args.faceon,
+                   "faceon_thick": args.faceon_thick}
+        generate(data, args.train_shards, options, args.workers, args.first_seed_shard)
     if args.generate_only:
         return
     torch.manual_seed(args.seed)

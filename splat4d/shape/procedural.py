@@ -839,9 +839,23 @@ def _unit_rows(v):
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
-def faceon_object(rng) -> ProceduralObject:
-    """A thin object standing upright with its face towards +z: a disc (a plate, a coin, a clock), a thin board (a
-    sign, a book, a picture) or a shallow dish (a plate with a rim), thickness 2-8 % of its height."""
+def faceon_object(rng, thick: bool = False) -> ProceduralObject:
+    """An object standing upright with its face towards +z: thin (``thick`` False: a disc -- a plate, a coin, a
+    clock --, a thin board -- a sign, a book, a picture -- or a shallow dish, thickness 2-8 % of its height) or one
+    that looks the same face-on but is deep (``thick``: a box or a cylinder seen end-on, 0.5-1.5x as deep as high),
+    so the outline alone does not say which."""
+    if thick:
+        mat = random_material(rng)
+        r = float(rng.uniform(0.35, 0.7))
+        kind = str(rng.choice(["deep box", "can"]))
+        t = float(2 * r * rng.uniform(0.5, 1.5))
+        if kind == "deep box":
+            h = np.array([r * rng.uniform(0.5, 1.2), r, t / 2])
+            prims = [Primitive("box", {"half": h}, np.eye(3), np.array([0, h[1], 0]))]
+        else:
+            prims = [Primitive("lathe", {"ys": np.array([-t / 2, t / 2]), "rs": np.array([r, r])}, rot_x(np.pi / 2),
+                               np.array([0, r, 0]))]
+        return ProceduralObject([Part(prims, mat, np.eye(3), np.zeros(3), 1.0, kind)])
     kind = str(rng.choice(["disc", "disc", "board", "dish"]))
     mat = random_material(rng)
     r = float(rng.uniform(0.35, 0.7))
@@ -861,7 +875,7 @@ def faceon_object(rng) -> ProceduralObject:
 
 
 def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash: float = 0.0,
-                  level: float = 0.0, flat: float = 0.0, faceon: float = 0.0) -> Sample:
+                  level: float = 0.0, flat: float = 0.0, faceon: float = 0.0, faceon_thick: float = 0.0) -> Sample:
     """The procedural training sample number ``seed`` (deterministic).
 
     ``squash``: the probability that the object is scaled along the view direction (:func:`squash_along`, factor
@@ -871,7 +885,8 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     degrees). ``flat``: the probability of shadeless light (ambient 0.85-1: a bright overcast sky or an
     environment light, as in the quality benchmark's renders), so shape must come from the outline and the texture.
     ``faceon``: the probability that the object is a thin one (:func:`faceon_object`) seen within 35 degrees of
-    its face. Each draws from its own random stream: with all 0 the samples are the data of shape_prior_v1."""
+    its face; ``faceon_thick`` the fraction of those that are deep instead (a box or a cylinder end-on, the same
+    picture). Each draws from its own random stream: with all 0 the samples are the data of shape_prior_v1."""
     rng = np.random.default_rng([seed, 1])
     extra = np.random.default_rng([seed, 2])
     more = np.random.default_rng([seed, 3])
@@ -879,9 +894,10 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     level_elevation = extra.uniform(-4.0, 6.0) if extra.random() < level else None
     flat_ambient = float(more.uniform(0.85, 1.0)) if more.random() < flat else None
     thin = more.random() < faceon
+    deep = np.random.default_rng([seed, 4]).random() < faceon_thick
     face_azimuth = float(np.pi / 2 + more.uniform(-1, 1) * math.radians(35) + np.pi * (more.random() < 0.5))
     for attempt in range(5):
-        obj = faceon_object(more) if thin else random_object(seed * 7 + attempt)
+        obj = faceon_object(more, thick=deep) if thin else random_object(seed * 7 + attempt)
         cam, fov, _elev, centre = random_camera(rng, obj, level_elevation, face_azimuth if thin else None)
         # light from the camera's side of the object, mostly above, random ambient
         toward = -cam.forward
