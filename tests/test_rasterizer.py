@@ -215,6 +215,15 @@ def test_gsplat_cuda_matches_cpu():
     assert (gpu.alpha.cpu() - cpu.alpha).abs().max() < 2e-2
 
 
+# A fit step (forward and backward) and a video frame of a small scene, in a fresh process (with ``cpu`` imported).
+RENDER_ONCE = ("import torch\nfrom splat4d.render import rasterize\nfrom splat4d.synthetic import random_scene\n"
+               "from splat4d.types import Cameras\n"
+               "K = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]); c2w = torch.eye(4); c2w[2, 3] = -3\n"
+               "s = random_scene(50, seed=0)\nfor _, v in s.items(): v.requires_grad_(True)\n"
+               "o = rasterize(s, Cameras(c2w, K, 32, 32), backend='cpu'); o.rgb.sum().backward()\n"
+               "cpu.FrameRenderer(s, 32, 32).render(Cameras(c2w, K, 32, 32))\n")
+
+
 def test_warm_up_caches_the_kernels_a_run_then_loads(tmp_path):
     """`make install` compiles the kernels once (python -m splat4d.render.cpu); a later process loads them from
     numba's cache instead of compiling (10-35 s on 2 cores), and a real render in it hits the same cache entries."""
@@ -228,14 +237,9 @@ def test_warm_up_caches_the_kernels_a_run_then_loads(tmp_path):
     assert first.returncode == 0, first.stderr
     assert "compiled and cached" in first.stdout
     assert len(list(tmp_path.rglob("*.nbi"))) >= len(KERNELS)
-    code = ("import torch\nfrom splat4d.render import rasterize, cpu_kernels as k\nfrom splat4d.synthetic import "
-            "random_scene\nfrom splat4d.types import Cameras\n"
-            "K = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]); c2w = torch.eye(4); c2w[2, 3] = -3\n"
-            "s = random_scene(50, seed=0)\nfor _, v in s.items(): v.requires_grad_(True)\n"
-            "o = rasterize(s, Cameras(c2w, K, 32, 32), backend='cpu'); o.rgb.sum().backward()\n"
-            "from splat4d.render.cpu import FrameRenderer\nFrameRenderer(s, 32, 32).render(Cameras(c2w, K, 32, 32))\n"
-            "from splat4d.render.cpu import kernels\nks = kernels()\n"
-            "print(sum(sum(x.stats.cache_hits.values()) for x in ks), sum(sum(x.stats.cache_misses.values()) for x in ks))")
+    code = "from splat4d.render import cpu\n" + RENDER_ONCE + (
+        "ks = cpu.kernels()\n"
+        "print(sum(sum(x.stats.cache_hits.values()) for x in ks), sum(sum(x.stats.cache_misses.values()) for x in ks))")
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr
     assert second.stdout.split() == [str(len(KERNELS)), "0"]
@@ -265,14 +269,9 @@ def test_first_run_compiles_the_backward_kernels_in_a_child_process(tmp_path):
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("one CPU: a first run compiles everything itself (a child would only compete with it)")
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    code = ("import torch\nfrom splat4d.render import rasterize\nfrom splat4d.render import cpu\n"
-            "from splat4d.synthetic import random_scene\nfrom splat4d.types import Cameras\n"
+    code = ("from splat4d.render import cpu\n"
             "print(sorted(cpu.uncached()) == sorted(cpu.KERNELS), cpu.compile_in_background(), "
-            "cpu.compile_in_background())\n"
-            "K = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]); c2w = torch.eye(4); c2w[2, 3] = -3\n"
-            "s = random_scene(50, seed=0)\nfor _, v in s.items(): v.requires_grad_(True)\n"
-            "o = rasterize(s, Cameras(c2w, K, 32, 32), backend='cpu'); o.rgb.sum().backward()\n"
-            "cpu.FrameRenderer(s, 32, 32).render(Cameras(c2w, K, 32, 32))\n"
+            "cpu.compile_in_background())\n" + RENDER_ONCE +
             "for name, k in zip(cpu.KERNELS, cpu.kernels()):\n"
             "    print(name, sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values()))\n"
             "print(cpu.uncached())\n")

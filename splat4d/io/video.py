@@ -40,10 +40,11 @@ PRESET = "veryfast"
 class VideoWriter:
     """Streaming writer: ``with VideoWriter(path, fps) as v: v.write(frame)``.
 
-    ``.mp4`` is H.264 (libx264, yuv420p, constant quality ``crf`` at x264's ``preset``); ``.gif`` is written with Pillow. Frames go to a
-    temporary file that replaces ``path`` only when the video is complete. With ``background`` (the default) an
-    mp4's frames are encoded by a worker thread while the caller renders the next ones (the numba kernels and
-    libx264 both release the GIL); an encoding error is raised by the next ``write`` or by ``close``.
+    ``.mp4`` is H.264 (libx264, yuv420p, constant quality ``crf`` at x264's ``preset``); ``.gif`` is written with
+    Pillow. Frames go to a temporary file that replaces ``path`` only when the video is complete. With
+    ``background`` (the default) an mp4's frames are encoded by a worker thread while the caller renders the next
+    ones (the numba kernels and libx264 both release the GIL); an encoding error is raised by the next ``write`` or
+    by ``close``.
     """
 
     def __init__(self, path: str | Path, fps: float = 30.0, crf: int = CRF, background: bool = True,

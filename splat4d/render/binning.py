@@ -2,7 +2,8 @@
 
 gsplat's ``_torch_impl._isect_tiles`` loops in Python (seconds at 50k Gaussians). On the CPU one numba radix sort
 orders the Gaussians by (camera, depth) and one numba pass computes their tile boxes and counting-sorts the pairs
-into their tiles in that order; elsewhere one ``repeat_interleave`` and one sort on ``tile << 32 | depth bits`` keys. Both give the same bins.
+into their tiles in that order; elsewhere one ``repeat_interleave`` and one sort on ``tile << 32 | depth bits``
+keys. Both give the same bins.
 """
 
 from __future__ import annotations

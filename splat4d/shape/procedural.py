@@ -839,6 +839,18 @@ def _unit_rows(v):
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
+def _facing_box(rng, r: float, t: float) -> Primitive:
+    """A box r high (half-height), 0.5-1.2 r wide, t deep along z, standing on y = 0."""
+    h = np.array([r * rng.uniform(0.5, 1.2), r, t / 2])
+    return Primitive("box", {"half": h}, np.eye(3), np.array([0, h[1], 0]))
+
+
+def _facing_lathe(ys: np.ndarray, rs: np.ndarray, r: float) -> Primitive:
+    """The lathe profile (``ys`` from 0, ``rs``) with its axis turned from y to z and centred on it: the face looks
+    along z, the centre at height r."""
+    return Primitive("lathe", {"ys": ys - ys[-1] / 2, "rs": rs}, rot_x(np.pi / 2), np.array([0, r, 0]))
+
+
 def faceon_object(rng, thick: bool = False) -> ProceduralObject:
     """An object standing upright with its face towards +z: thin (``thick`` False: a disc -- a plate, a coin, a
     clock --, a thin board -- a sign, a book, a picture -- or a shallow dish, thickness 2-8 % of its height) or one
@@ -849,29 +861,20 @@ def faceon_object(rng, thick: bool = False) -> ProceduralObject:
         r = float(rng.uniform(0.35, 0.7))
         kind = str(rng.choice(["deep box", "can"]))
         t = float(2 * r * rng.uniform(0.5, 1.5))
-        if kind == "deep box":
-            h = np.array([r * rng.uniform(0.5, 1.2), r, t / 2])
-            prims = [Primitive("box", {"half": h}, np.eye(3), np.array([0, h[1], 0]))]
-        else:
-            prims = [Primitive("lathe", {"ys": np.array([-t / 2, t / 2]), "rs": np.array([r, r])}, rot_x(np.pi / 2),
-                               np.array([0, r, 0]))]
-        return ProceduralObject([Part(prims, mat, np.eye(3), np.zeros(3), 1.0, kind)])
-    kind = str(rng.choice(["disc", "disc", "board", "dish"]))
-    mat = random_material(rng)
-    r = float(rng.uniform(0.35, 0.7))
-    t = float(r * rng.uniform(0.03, 0.12))
-    if kind == "board":
-        h = np.array([r * rng.uniform(0.5, 1.2), r, t / 2])
-        prims = [Primitive("box", {"half": h}, np.eye(3), np.array([0, h[1], 0]))]
+        box = kind == "deep box"
     else:
-        if kind == "disc":
-            ys, rs = np.array([0.0, t]), np.array([r, r])
-        else:  # a dish: a thin base, a sloped wall, a lip
-            ys = np.array([0.0, t, 1.8 * t, 2.2 * t])
-            rs = np.array([0.55 * r, 0.6 * r, 0.95 * r, r])
-        # the lathe's axis (y) turned to z: the face looks along z, centred at height r
-        prims = [Primitive("lathe", {"ys": ys - ys[-1] / 2, "rs": rs}, rot_x(np.pi / 2), np.array([0, r, 0]))]
-    return ProceduralObject([Part(prims, mat, np.eye(3), np.zeros(3), 1.0, kind)])
+        kind = str(rng.choice(["disc", "disc", "board", "dish"]))
+        mat = random_material(rng)
+        r = float(rng.uniform(0.35, 0.7))
+        t = float(r * rng.uniform(0.03, 0.12))
+        box = kind == "board"
+    if box:
+        prim = _facing_box(rng, r, t)
+    elif kind == "dish":  # a thin base, a sloped wall, a lip
+        prim = _facing_lathe(np.array([0.0, t, 1.8 * t, 2.2 * t]), np.array([0.55 * r, 0.6 * r, 0.95 * r, r]), r)
+    else:  # a disc, or a can end-on
+        prim = _facing_lathe(np.array([0.0, t]), np.array([r, r]), r)
+    return ProceduralObject([Part([prim], mat, np.eye(3), np.zeros(3), 1.0, kind)])
 
 
 def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash: float = 0.0,
