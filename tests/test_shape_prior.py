@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from splat4d.shape.procedural import (Camera, Primitive, ProceduralObject, Part, Material, cast, faceon_object,
-                                      render_crop, render_sample, rot_x, PADDING)
+from splat4d.shape.procedural import (Camera, Primitive, ProceduralObject, Part, Material, _bounds, cast,
+                                      faceon_object, random_object, render_crop, render_sample, rot_x, PADDING)
 
 D = 3.0
 
@@ -82,6 +82,29 @@ def test_box_face_on_thickness_is_its_depth_extent_and_prism_agrees():
     assert 100 < hb.hit.sum() < 450
     np.testing.assert_allclose(hp.front[hp.hit], hb.front[hb.hit], atol=1e-9)
     np.testing.assert_allclose(hp.back[hp.hit], hb.back[hb.hit], atol=1e-9)
+
+
+def test_open_cup_is_hollow_from_above_and_its_wall_closes_it_from_the_side():
+    H, R, w, f = 1.0, 0.4, 0.05, 0.1
+    cup = Primitive("cup", {"ys": np.array([0.0, 0.5, H]), "rs": np.array([R, R, R]), "wall": w, "floor": f})
+    # straight down from y = 3: inside the opening the floor is the first surface, on the rim the top
+    xs = np.array([0.0, 0.2, R - w - 0.01, R - w + 0.01, R - 0.01, R + 0.01])
+    hits = cast([cup], np.stack([xs, np.full(6, 3.0), np.zeros(6)], 1), np.tile([0.0, -1.0, 0.0], (6, 1)))
+    np.testing.assert_allclose(hits.front[:5], [3 - f] * 3 + [3 - H] * 2, atol=1e-9)
+    np.testing.assert_allclose(hits.back[:5], 3.0, atol=1e-9)  # the bottom
+    assert not hits.hit[5]
+    np.testing.assert_allclose(hits.normal[:5], np.tile([0.0, 1.0, 0.0], (5, 1)), atol=1e-9)
+    # level, at the height of the hollow: the chord of the outer circle, gaps inside counted as thickness
+    xs = np.array([0.0, 0.2, R - 0.02])
+    hits = cast([cup], np.stack([xs, np.full(3, 0.6), np.full(3, -D)], 1), np.tile([0.0, 0.0, 1.0], (3, 1)))
+    half = np.sqrt(R * R - xs * xs)
+    np.testing.assert_allclose(hits.front, D - half, atol=1e-9)
+    np.testing.assert_allclose(hits.back, D + half, atol=1e-9)
+    np.testing.assert_allclose(hits.normal[0], [0.0, 0.0, -1.0], atol=1e-9)
+    # from above at 45 degrees through the opening: the far inner wall, then out through the far outer wall
+    hits = cast([cup], np.array([[0.0, H + 1.0, -1.0]]), np.array([[0.0, -1.0, 1.0]]))
+    np.testing.assert_allclose([hits.front[0], hits.back[0]], [1 + R - w, 1 + R], atol=1e-9)
+    np.testing.assert_allclose(hits.normal[0], [0.0, 0.0, -1.0], atol=1e-9)  # facing back towards the ray
 
 
 def test_torus_hole_has_no_depth_and_tube_matches_circles():
@@ -178,6 +201,36 @@ def test_flat_light_changes_the_colours_only():
         np.testing.assert_array_equal(a.thickness, b.thickness)
         assert a.elevation_deg == b.elevation_deg
         assert not np.array_equal(a.rgb, b.rgb)
+
+
+def test_sink_lowers_stacked_parts_into_the_part_below_and_changes_nothing_else():
+    stacked = 0
+    for seed in range(40):
+        a, b = random_object(seed), random_object(seed, sink=1.0)
+        assert [p.kind for p in a.parts] == [p.kind for p in b.parts]
+        for i, (pa, pb) in enumerate(zip(a.parts, b.parts)):
+            (alo, ahi), (blo, bhi) = _bounds([pa]), _bounds([pb])
+            np.testing.assert_allclose((alo[[0, 2]], ahi[[0, 2]]), (blo[[0, 2]], bhi[[0, 2]]), atol=1e-9)
+            np.testing.assert_allclose(ahi[1] - alo[1], bhi[1] - blo[1], atol=1e-9)  # moved, not resized
+            if i == 0:
+                np.testing.assert_allclose(alo, blo, atol=1e-9)  # the base stays on the ground
+                continue
+            ulo, uhi = _bounds([a.parts[i - 1]])
+            vlo, vhi = _bounds([b.parts[i - 1]])
+            h_part, h_below = ahi[1] - alo[1], uhi[1] - ulo[1]
+            if abs((uhi[1] - alo[1]) - 0.05 * h_part) > 1e-9:
+                np.testing.assert_allclose(blo[1], alo[1], atol=1e-9)  # beside or a handle: unchanged
+                continue
+            stacked += 1  # on the part below, 5% of its height sunk in; deeper: 5-45% of the smaller height
+            sunk = (vhi[1] - blo[1]) / min(h_part, h_below)
+            assert 0.05 - 1e-9 <= sunk <= 0.45 + 1e-9
+    assert stacked >= 8
+
+
+def test_cups_option_puts_open_containers_under_the_objects():
+    kinds = [random_object(seed, cups=1.0).parts[0].kind for seed in range(20)]
+    assert set(kinds) == {"cup", "open bowl"}
+    assert not any(random_object(seed).parts[0].kind in ("cup", "open bowl") for seed in range(200))
 
 
 # ----------------------------------------------------------------------------------------------------- network

@@ -118,7 +118,8 @@ def evaluate_object(folder: Path, cfg: RunConfig) -> dict:
     colour = mean_object_colour(image, alpha)
     rows = score_views(folder, meta, {"ours": fitted.scene, "baseline": baseline},
                        references={"silhouette_oracle": lambda gt_alpha: silhouette_oracle(gt_alpha, colour)})
-    summary = {"object": folder.name, "input_psnr": fitted.input_psnr, "seconds": seconds,
+    summary = {"object": folder.name, "input_psnr": fitted.input_psnr, "seconds": seconds, "fit_steps": fitted.steps,
+               "elevation_deg": None if init.elevation_deg is None else float(init.elevation_deg),
                "splits": split_means(rows, ("ours", "baseline", "silhouette_oracle"))}
     summary["views"] = [{k: v for k, v in r.items() if k != "images"} for r in rows]
     summary["_images"] = [r["images"] for r in rows]
@@ -303,7 +304,10 @@ def print_table(objects: list[dict], middlebury: dict | None) -> None:
               f"{wins}/{len(objects)} objects (goal: all); reference (c), true silhouette in flat mean colour: "
               f"{ref:.2f} dB")
         print("input-view PSNR: " + ", ".join(f"{o['object']} {o['input_psnr']:.1f}" for o in objects))
-        print("seconds: " + ", ".join(f"{o['object']} {o['seconds']:.1f}" for o in objects))
+        print("seconds (fit steps): " + ", ".join(f"{o['object']} {o['seconds']:.1f} ({o['fit_steps']})" for o in objects))
+        if any(o["elevation_deg"] is not None for o in objects):
+            print("input elevation (truth 0): " + ", ".join(f"{o['object']} {o['elevation_deg']:.1f}" for o in objects
+                                                           if o["elevation_deg"] is not None))
     if middlebury:
         m = middlebury
         print(f"\nMiddlebury motorcycle ({m['size'][0]}x{m['size'][1]}): depth AbsRel {m['abs_rel']:.3f}, "

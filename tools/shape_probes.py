@@ -11,6 +11,11 @@ Pairs (each the same silhouette to within a pixel or two):
   the centre (sphere ~0.7, a cylinder's flat end 1.0);
 - cube / the cube squashed to 0.3 of its depth, seen 20 degrees from above (its top face foreshortened).
 Thickness in crop units (the crop's width at the object), measured over the centre disc (0.3 of the radius).
+
+And the elevation each model reads off every probe, against the truth (0 for the face-on views, 20 from above),
+with three more: a snowman (a sphere of radius 0.3 on one of 0.45) seen level, its head sunk 5%, 25% and 45% of
+its height into the body; the overlap of the two discs is no cue of the elevation, as it was for shape_prior_v4,
+whose data always sank stacked parts 5%.
 """
 
 from __future__ import annotations
@@ -49,12 +54,19 @@ def probes(resolution: int = 128) -> dict:
     light = LIGHT / np.linalg.norm(LIGHT)
     crop = lambda obj, cam, warp=None: render_crop(obj, cam, fov, np.zeros(3), resolution, light=light,  # noqa: E731
                                                    ambient=0.3, warp=warp)
+    def snowman(sunk: float) -> ProceduralObject:
+        body, head = 0.45, 0.3
+        y = body + head - 2 * head * sunk
+        return _object([Primitive("ellipsoid", {"radii": np.full(3, body)}, position=np.array([0.0, -0.3, 0.0])),
+                        Primitive("ellipsoid", {"radii": np.full(3, head)}, position=np.array([0.0, y - 0.3, 0.0]))])
+
     return {
         "sphere": crop(sphere, face_on),
         "sphere squashed 0.4": crop(sphere, face_on, squash_along(view, 0.4, np.zeros(3))),
         "cylinder end-on": crop(cylinder, face_on),
         "cube from 20 deg": crop(cube, above),
         "cube squashed 0.3 from 20 deg": crop(cube, above, squash_along(view_above, 0.3, np.zeros(3))),
+        **{f"snowman level, head sunk {sunk:.2f}": crop(snowman(sunk), face_on) for sunk in (0.05, 0.25, 0.45)},
     }
 
 
@@ -70,17 +82,19 @@ def _measures(thickness: np.ndarray, fg: np.ndarray) -> dict:
 
 
 def measure(models: dict, resolution: int = 128) -> dict:
-    """{probe: {truth / inflation / model name: {centre, ring_over_centre}}}; models: name -> ShapePrior."""
+    """{probe: {truth / inflation / model name: {centre, ring_over_centre, elevation}}}; models: name ->
+    ShapePrior (inflation has no elevation)."""
     from splat4d.depth.geometric import poisson_height
 
     out = {}
     for name, s in probes(resolution).items():
         fg = s.alpha > 0.5
         true = np.nan_to_num(s.thickness)
-        row = {"truth": _measures(true, fg),
-               "inflation": _measures(2 * 0.7 * poisson_height(fg) / fg.shape[0], fg)}
+        row = {"truth": {**_measures(true, fg), "elevation": round(s.elevation_deg, 1)},
+               "inflation": {**_measures(2 * 0.7 * poisson_height(fg) / fg.shape[0], fg), "elevation": math.nan}}
         for label, prior in models.items():
-            row[label] = _measures(prior(s.rgb, s.alpha).thickness, fg)
+            est = prior(s.rgb, s.alpha)
+            row[label] = {**_measures(est.thickness, fg), "elevation": round(est.elevation_deg, 1)}
         out[name] = row
     return out
 
@@ -100,7 +114,7 @@ def main() -> None:
     cols = ["truth", "inflation", *models]
     print("| probe | measure | " + " | ".join(cols) + " |\n|---|---|" + "---|" * len(cols))
     for name, row in result.items():
-        for m in ("centre", "ring_over_centre"):
+        for m in ("centre", "ring_over_centre", "elevation"):
             print(f"| {name} | {m} | " + " | ".join(f"{row[c][m]:.3f}" for c in cols) + " |")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -92,6 +92,12 @@ class Args:
     faceon_thick: float = 0.0
     """Fraction of those face-on samples that are deep instead (a box, a cylinder end-on: the same picture), so the
     outline of a face-on object does not mean "thin" (0 in v4's data)."""
+    sink: float = 0.0
+    """Fraction of the objects whose stacked parts sink 5-45% into each other instead of 5%, so the overlap of
+    stacked round parts is no cue of the elevation (0 in v4's data)."""
+    cups: float = 0.0
+    """Fraction of the objects standing on an open container (a cup, a bowl), whose inside shows from above (0 in
+    v4's data)."""
     in_channels: int = 9
     """9: silhouette inflation's height is an input too and the network predicts corrections to inflation
     (shape_prior_v3); 8: the camera's elevation is an input, given on a fraction ``elevation_given`` of the
@@ -483,7 +489,8 @@ def main(args: Args) -> None:
         return
     if args.generate_only or not args.train_alongside:
         options = {"squash": args.squash, "level": args.level, "flat": args.flat, "faceon": args.faceon,
-                   "faceon_thick": args.faceon_thick}
+                   "faceon_thick": args.faceon_thick, "sink": args.sink,
+                   "cups": args.cups}
         generate(data, args.train_shards, options, args.workers, args.first_seed_shard)
     if args.generate_only:
         return

@@ -42,7 +42,8 @@ class Primitive:
     """One closed solid in its local frame, placed by ``rotation`` (3, 3, local -> world) and ``position`` (3,).
 
     kind / params: ``ellipsoid`` radii (3,); ``box`` half (3,); ``lathe`` ys (M+1,) increasing, rs (M+1,) >= 0 (the
-    solid of revolution about local y of the piecewise-linear profile: cylinders, cones, frustums, vases);
+    solid of revolution about local y of the piecewise-linear profile: cylinders, cones, frustums, vases); ``cup``
+    the same (ys from 0) hollowed from the top by ``wall`` down to a floor at height ``floor`` (cups, bowls, pots);
     ``torus`` R, r, phi0, span (radians; ring in the local xz plane, the segment phi0..phi0+span about y, flat end
     caps when span < 2 pi); ``prism`` poly (K, 2) in local (x, z), h (extruded along y from 0 to h)."""
 
@@ -60,7 +61,7 @@ class Primitive:
         if self.kind == "box":
             h = np.asarray(p["half"], float)
             return -h, h
-        if self.kind == "lathe":
+        if self.kind in ("lathe", "cup"):
             rm = float(np.max(p["rs"]))
             return np.array([-rm, p["ys"][0], -rm]), np.array([rm, p["ys"][-1], rm])
         if self.kind == "torus":
@@ -79,7 +80,7 @@ class Primitive:
             return self.position, float(np.max(p["radii"]))
         if self.kind == "torus":
             return self.position, float(p["R"] + p["r"])
-        if self.kind == "lathe":
+        if self.kind in ("lathe", "cup"):
             y0, y1 = float(p["ys"][0]), float(p["ys"][-1])
             centre = self.rotation @ np.array([0.0, (y0 + y1) / 2, 0.0]) + self.position
             return centre, float(np.hypot(np.max(p["rs"]), (y1 - y0) / 2))
@@ -128,8 +129,10 @@ def _box(o, d, p):
     return np.where(miss, np.nan, tn), n, np.where(miss, np.nan, tf)
 
 
-def _lathe(o, d, p):
-    ys, rs = np.asarray(p["ys"], float), np.asarray(p["rs"], float)
+def _lathe_sides(o, d, ys: np.ndarray, rs: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """The ray parameters where rays ``o + t d`` (N, 3) meet the side of the surface of revolution about y of the
+    profile (``ys`` increasing, ``rs``): two (N, M) candidates per frustum segment (nan where none), and each
+    segment's slope k and intercept a (r = a + k y), from which :func:`_side_normals` gives the normals."""
     y0, y1, r0, r1 = ys[:-1], ys[1:], rs[:-1], rs[1:]
     k = (r1 - r0) / np.maximum(y1 - y0, 1e-12)
     a = r0 - k * y0
@@ -139,26 +142,66 @@ def _lathe(o, d, p):
     B = 2 * (ox * dx + oz * dz - k * dy * (a + k * oy))
     C = ox * ox + oz * oz - (a + k * oy) ** 2
     t1, t2 = _roots2(A, B, C)
-    cand, normals = [], []
+    cand = []
     eps = 1e-9
     for t in (t1, t2):
         y = oy + t * dy
         ok = (y >= y0 - eps) & (y <= y1 + eps)
         cand.append(np.where(ok, t, np.nan))
-    # caps at both ends (internal joins are shared by neighbouring frustums and never the first/last hit)
+    return cand, k, a
+
+
+def _side_normals(pt: np.ndarray, k: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Normals (unnormalised, either sign) of the frustum sides of slopes ``k`` / intercepts ``a`` (per point) at
+    points ``pt`` (N, 3)."""
+    return np.stack([pt[:, 0], -k * (a + k * pt[:, 1]), pt[:, 2]], 1)
+
+
+def _disc(o, d, y: float, r_out: float, r_in: float = 0.0) -> np.ndarray:
+    """(N, 1) ray parameters where rays meet the horizontal disc (annulus from ``r_in``) of radius ``r_out`` at
+    height ``y`` (nan where not)."""
     with np.errstate(all="ignore"):
-        for yc, rc in ((ys[0], rs[0]), (ys[-1], rs[-1])):
-            t = (yc - oy[:, 0]) / dy[:, 0]
-            x, z = ox[:, 0] + t * dx[:, 0], oz[:, 0] + t * dz[:, 0]
-            cand.append(np.where((rc > 0) & (x * x + z * z <= rc * rc), t, np.nan)[:, None])
+        t = (y - o[:, 1]) / d[:, 1]
+        x, z = o[:, 0] + t * d[:, 0], o[:, 2] + t * d[:, 2]
+        rr = x * x + z * z
+        return np.where((r_out > 0) & (rr <= r_out * r_out) & (rr >= r_in * r_in), t, np.nan)[:, None]
+
+
+def _lathe(o, d, p):
+    ys, rs = np.asarray(p["ys"], float), np.asarray(p["rs"], float)
+    cand, k, a = _lathe_sides(o, d, ys, rs)
+    # caps at both ends (internal joins are shared by neighbouring frustums and never the first/last hit)
+    for yc, rc in ((ys[0], rs[0]), (ys[-1], rs[-1])):
+        cand.append(_disc(o, d, yc, rc))
     allc = np.concatenate(cand, 1)  # (N, 2M + 2)
     tn, tf, idx = _first_last(allc)
-    m = len(y0)
+    m = len(ys) - 1
     seg = np.where(idx < 2 * m, idx % m, 0)
-    pt = o + np.nan_to_num(tn)[:, None] * d
-    n = np.stack([pt[:, 0], -k[seg] * (a[seg] + k[seg] * pt[:, 1]), pt[:, 2]], 1)
+    n = _side_normals(o + np.nan_to_num(tn)[:, None] * d, k[seg], a[seg])
     n[idx == 2 * m] = (0, -1, 0)
     n[idx == 2 * m + 1] = (0, 1, 0)
+    return tn, n, tf
+
+
+def _cup(o, d, p):
+    """An open container: the solid of revolution of the outer profile (``ys`` from 0, ``rs``) hollowed from the
+    top down to a floor at ``floor`` by the inner profile ``rs - wall`` (``wall`` < min rs). Its boundary is the
+    outer side, the bottom disc, the inner side, the floor and the rim annulus; first entry and last exit are the
+    nearest and farthest boundary hits."""
+    ys, rs = np.asarray(p["ys"], float), np.asarray(p["rs"], float)
+    wall, floor = float(p["wall"]), float(p["floor"])
+    inner_ys = np.concatenate([[floor], ys[ys > floor]])
+    inner_rs = np.interp(inner_ys, ys, rs) - wall
+    outer, k_o, a_o = _lathe_sides(o, d, ys, rs)
+    inner, k_i, a_i = _lathe_sides(o, d, inner_ys, inner_rs)
+    caps = [_disc(o, d, ys[0], rs[0]), _disc(o, d, floor, inner_rs[0]), _disc(o, d, ys[-1], rs[-1], inner_rs[-1])]
+    tn, tf, idx = _first_last(np.concatenate(outer + inner + caps, 1))
+    m_o, m_i = len(ys) - 1, len(inner_ys) - 1
+    k, a = np.concatenate([k_o, k_o, k_i, k_i]), np.concatenate([a_o, a_o, a_i, a_i])
+    sides = idx < 2 * (m_o + m_i)
+    seg = np.where(sides, idx, 0)
+    n = _side_normals(o + np.nan_to_num(tn)[:, None] * d, k[seg], a[seg])
+    n[~sides] = (0, 1, 0)
     return tn, n, tf
 
 
@@ -266,7 +309,7 @@ def _first_last(cand: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.where(none, np.nan, tn), np.where(none, np.nan, tf), idx
 
 
-_CASTERS = {"ellipsoid": _ellipsoid, "box": _box, "lathe": _lathe, "torus": _torus, "prism": _prism}
+_CASTERS = {"ellipsoid": _ellipsoid, "box": _box, "lathe": _lathe, "cup": _cup, "torus": _torus, "prism": _prism}
 
 
 @dataclass
@@ -560,6 +603,21 @@ def make_part(rng, kind: str, size: float) -> Part:
     elif kind in ("vase", "bottle", "bowl", "lathe"):
         ys, rs = _profile(rng, kind, ar(0.4, 1.3), ar(0.15, 0.5))
         prims.append(Primitive("lathe", {"ys": ys, "rs": rs}))
+    elif kind in ("cup", "open bowl"):
+        r = ar(0.2, 0.5)
+        m = int(rng.integers(4, 8))
+        if kind == "cup":  # a cup, mug, pot or glass: straight or flaring walls
+            hgt = ar(0.3, 1.0)
+            s = np.linspace(0, 1, m + 1)
+            rs = r * (rng.uniform(0.6, 1.0) + (1 - rng.uniform(0.6, 1.0)) * s)
+        else:  # a bowl: round walls, wider than deep
+            hgt = r * rng.uniform(0.4, 1.0)
+            s = np.linspace(0, 1, m + 1)
+            rs = r * (rng.uniform(0.35, 0.6) + 0.5 * np.sqrt(s))
+        rs = r * rs / rs.max()
+        wall = float(rs.min() * rng.uniform(0.05, 0.25))
+        prims.append(Primitive("cup", {"ys": hgt * s, "rs": rs, "wall": wall,
+                                       "floor": float(hgt * rng.uniform(0.05, 0.25))}))
     elif kind == "mushroom":
         rs_stem, h_stem = ar(0.06, 0.18), ar(0.2, 0.7)
         prims.append(Primitive("lathe", {"ys": np.array([0, h_stem]), "rs": np.array([rs_stem * rng.uniform(1, 1.5), rs_stem])}))
@@ -598,17 +656,30 @@ def _handle(rng, body_lo, body_hi, size) -> Part:
     return place(part, rot_x(-np.pi / 2), np.array([body_hi[0] - 0.3 * R, cy, (body_lo[2] + body_hi[2]) / 2]))
 
 
-HANDLE_BODIES = ("box", "roundbox", "cylinder", "frustum", "vase", "bottle", "bowl", "capsule")
+HANDLE_BODIES = ("box", "roundbox", "cylinder", "frustum", "vase", "bottle", "bowl", "capsule", "cup")
 PART_KINDS = ["box", "box", "roundbox", "roundbox", "cylinder", "cylinder", "cone", "frustum", "sphere", "capsule",
               "torus", "extrusion", "extrusion", "plate", "vase", "bottle", "bowl", "lathe", "mushroom"]
 
 
-def random_object(seed: int) -> ProceduralObject:
-    """1-4 parts in random relative poses (base on the ground y = 0, others stacked on / beside / a handle)."""
+def random_object(seed: int, sink: float = 0.0, cups: float = 0.0) -> ProceduralObject:
+    """1-4 parts in random relative poses (base on the ground y = 0, others stacked on / beside / a handle).
+    A stacked part sinks 5% of its height into the part below; with probability ``sink`` (per object, its own
+    random stream, so the object is otherwise the same) each stacked part sinks 5-45% of the smaller of the two
+    heights instead (a snowman's head, a ball in a cup, a lid), so the overlap of stacked round parts in the
+    picture is no cue of the camera's elevation: with a fixed 5% a sphere on a sphere only overlaps its base much
+    when seen from above (shape_prior_v4 read a level snowman as seen from 29 degrees). With probability ``cups``
+    (its own stream too) the base is an open container instead, a cup or a bowl (a handle as other bodies): seen
+    from above its inside shows, the commonest cue of a high camera in photos of objects."""
     rng = np.random.default_rng(seed)
+    sinks = np.random.default_rng([seed, 5])
+    deep_sink = sinks.random() < sink
+    containers = np.random.default_rng([seed, 6])
     n = int(rng.choice([1, 1, 2, 2, 3, 4]))
     parts: list[Part] = []
-    base = make_part(rng, str(rng.choice(PART_KINDS)), 1.0)
+    base_kind = str(rng.choice(PART_KINDS))
+    if containers.random() < cups:
+        base_kind = str(containers.choice(["cup", "cup", "open bowl"]))
+    base = make_part(rng, base_kind, 1.0)
     r = rng.random()
     if r < 0.15 and base.kind in ("cylinder", "capsule", "box", "roundbox", "extrusion", "bottle", "vase", "frustum"):
         rot = rot_y(rng.uniform(0, 2 * np.pi)) @ rot_z(np.pi / 2)  # lying down
@@ -636,6 +707,8 @@ def random_object(seed: int) -> ProceduralObject:
             x = rng.uniform(tlo[0], thi[0]) * 0.6 + 0.4 * (tlo[0] + thi[0]) / 2
             z = rng.uniform(tlo[2], thi[2]) * 0.6 + 0.4 * (tlo[2] + thi[2]) / 2
             y = thi[1] - plo[1] - 0.05 * (phi[1] - plo[1])  # slightly sunk in: attached
+            if deep_sink:
+                y = thi[1] - plo[1] - sinks.uniform(0.05, 0.45) * min(phi[1] - plo[1], thi[1] - tlo[1])
             place(part, np.eye(3), np.array([x - (plo[0] + phi[0]) / 2, y, z - (plo[2] + phi[2]) / 2]))
         else:
             ang = rng.uniform(0, 2 * np.pi)
@@ -878,7 +951,8 @@ def faceon_object(rng, thick: bool = False) -> ProceduralObject:
 
 
 def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash: float = 0.0,
-                  level: float = 0.0, flat: float = 0.0, faceon: float = 0.0, faceon_thick: float = 0.0) -> Sample:
+                  level: float = 0.0, flat: float = 0.0, faceon: float = 0.0, faceon_thick: float = 0.0,
+                  sink: float = 0.0, cups: float = 0.0) -> Sample:
     """The procedural training sample number ``seed`` (deterministic).
 
     ``squash``: the probability that the object is scaled along the view direction (:func:`squash_along`, factor
@@ -889,7 +963,9 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     environment light, as in the quality benchmark's renders), so shape must come from the outline and the texture.
     ``faceon``: the probability that the object is a thin one (:func:`faceon_object`) seen within 35 degrees of
     its face; ``faceon_thick`` the fraction of those that are deep instead (a box or a cylinder end-on, the same
-    picture). Each draws from its own random stream: with all 0 the samples are the data of shape_prior_v1."""
+    picture). ``sink``: the probability that stacked parts sink deeper into each other, ``cups`` that the object
+    stands on an open container (both :func:`random_object`).
+    Each draws from its own random stream: with all 0 the samples are the data of shape_prior_v1."""
     rng = np.random.default_rng([seed, 1])
     extra = np.random.default_rng([seed, 2])
     more = np.random.default_rng([seed, 3])
@@ -900,7 +976,7 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     deep = np.random.default_rng([seed, 4]).random() < faceon_thick
     face_azimuth = float(np.pi / 2 + more.uniform(-1, 1) * math.radians(35) + np.pi * (more.random() < 0.5))
     for attempt in range(5):
-        obj = faceon_object(more, thick=deep) if thin else random_object(seed * 7 + attempt)
+        obj = faceon_object(more, thick=deep) if thin else random_object(seed * 7 + attempt, sink, cups)
         cam, fov, _elev, centre = random_camera(rng, obj, level_elevation, face_azimuth if thin else None)
         # light from the camera's side of the object, mostly above, random ambient
         toward = -cam.forward
