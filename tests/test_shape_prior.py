@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from splat4d.shape.procedural import (Camera, Primitive, ProceduralObject, Part, Material, _bounds, cast,
-                                      faceon_object, random_object, render_crop, render_sample, rot_x, PADDING)
+                                      faceon_object, figure_object, random_object, render_crop, render_sample, rot_x, PADDING)
 
 D = 3.0
 
@@ -225,6 +225,20 @@ def test_sink_lowers_stacked_parts_into_the_part_below_and_changes_nothing_else(
             sunk = (vhi[1] - blo[1]) / min(h_part, h_below)
             assert 0.05 - 1e-9 <= sunk <= 0.45 + 1e-9
     assert stacked >= 8
+
+
+def test_figures_are_stacks_of_round_parts_each_sunk_into_the_one_below():
+    sizes = set()
+    for k in range(20):
+        obj = figure_object(np.random.default_rng(k))
+        sizes.add(len(obj.parts))
+        assert obj.parts[0].prims[0].world_bounds()[0][1] == pytest.approx(0.0, abs=1e-9)  # on the ground
+        for below, part in zip(obj.parts, obj.parts[1:]):
+            (blo, bhi), (plo, phi) = below.prims[0].world_bounds(), part.prims[0].world_bounds()
+            sunk = (bhi[1] - plo[1]) / min(bhi[1] - blo[1], phi[1] - plo[1])
+            assert 0.05 - 1e-9 <= sunk <= 0.45 + 1e-9
+            assert abs((plo[0] + phi[0]) - (blo[0] + bhi[0])) / 2 < 0.2 * (bhi[0] - blo[0])  # centred on it
+    assert sizes >= {2, 3, 4}
 
 
 def test_cups_option_puts_open_containers_under_the_objects():

@@ -98,6 +98,9 @@ class Args:
     cups: float = 0.0
     """Fraction of the objects standing on an open container (a cup, a bowl), whose inside shows from above (0 in
     v4's data)."""
+    figures: float = 0.0
+    """Fraction of the samples that are a figure (a round body, a round head sunk into it, sometimes a middle ball
+    and a hat: a snowman, a toy), level a stack of overlapping round shapes (0 in v4's data)."""
     in_channels: int = 9
     """9: silhouette inflation's height is an input too and the network predicts corrections to inflation
     (shape_prior_v3); 8: the camera's elevation is an input, given on a fraction ``elevation_given`` of the
@@ -490,7 +493,7 @@ def main(args: Args) -> None:
     if args.generate_only or not args.train_alongside:
         options = {"squash": args.squash, "level": args.level, "flat": args.flat, "faceon": args.faceon,
                    "faceon_thick": args.faceon_thick, "sink": args.sink,
-                   "cups": args.cups}
+                   "cups": args.cups, "figures": args.figures}
         generate(data, args.train_shards, options, args.workers, args.first_seed_shard)
     if args.generate_only:
         return

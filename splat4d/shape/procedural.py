@@ -950,9 +950,50 @@ def faceon_object(rng, thick: bool = False) -> ProceduralObject:
     return ProceduralObject([Part([prim], mat, np.eye(3), np.zeros(3), 1.0, kind)])
 
 
+def figure_object(rng) -> ProceduralObject:
+    """A figure: a round body (a ball, an egg, a capsule, a frustum, a rounded cone), sometimes a second ball on
+    it (a snowman), a round head on top, each sunk 5-45% of the smaller height into the part below, and sometimes
+    a hat (a cone, a cylinder): toys, figurines, snowmen, bottles with a ball stopper. Level, its outline is a stack
+    of overlapping round shapes, which from above a row of round parts receding from the camera can also be."""
+    def ball(r: float, aspect: float) -> Primitive:
+        return Primitive("ellipsoid", {"radii": np.array([r, r * aspect, r])})
+
+    width = float(rng.uniform(0.3, 0.5))
+    kind = str(rng.choice(["ball", "ball", "egg", "capsule", "frustum"]))
+    if kind in ("ball", "egg"):
+        body = ball(width, 1.0 if kind == "ball" else float(rng.uniform(1.1, 1.5)))
+    elif kind == "capsule":
+        body = Primitive("lathe", {"ys": np.array([-0.6, -0.45, 0.45, 0.6]) * width * rng.uniform(1, 1.8),
+                                   "rs": np.array([0.6, 1.0, 1.0, 0.6]) * width})
+    else:
+        body = Primitive("lathe", {"ys": np.array([-1.0, 1.0]) * width * rng.uniform(0.8, 1.5),
+                                   "rs": np.array([1.0, rng.uniform(0.5, 0.9)]) * width})
+    stack = [body]
+    if rng.random() < 0.35:  # a middle ball
+        stack.append(ball(width * float(rng.uniform(0.65, 0.9)), 1.0))
+    stack.append(ball(width * float(rng.uniform(0.4, 0.8)), float(rng.uniform(0.9, 1.15))))
+    if rng.random() < 0.35:
+        r_hat = float(stack[-1].params["radii"][0] * rng.uniform(0.5, 1.1))
+        tip = 0.0 if rng.random() < 0.6 else r_hat * float(rng.uniform(0.6, 1.0))
+        stack.append(Primitive("lathe", {"ys": np.array([0.0, r_hat * rng.uniform(1.0, 2.5)]),
+                                         "rs": np.array([r_hat, tip])}))
+    parts, top = [], None
+    for prim in stack:
+        lo, hi = prim.local_bounds()
+        if top is None:
+            y = -lo[1]
+        else:
+            y = top - lo[1] - rng.uniform(0.05, 0.45) * min(hi[1] - lo[1], height)
+        prim.position = np.array([float(rng.normal(0, 0.03 * width)), y, float(rng.normal(0, 0.03 * width))])
+        top, height = y + hi[1], hi[1] - lo[1]
+        prim.part = len(parts)
+        parts.append(Part([prim], random_material(rng), np.eye(3), np.zeros(3), 1.0, "figure"))
+    return ProceduralObject(parts)
+
+
 def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash: float = 0.0,
                   level: float = 0.0, flat: float = 0.0, faceon: float = 0.0, faceon_thick: float = 0.0,
-                  sink: float = 0.0, cups: float = 0.0) -> Sample:
+                  sink: float = 0.0, cups: float = 0.0, figures: float = 0.0) -> Sample:
     """The procedural training sample number ``seed`` (deterministic).
 
     ``squash``: the probability that the object is scaled along the view direction (:func:`squash_along`, factor
@@ -964,7 +1005,7 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     ``faceon``: the probability that the object is a thin one (:func:`faceon_object`) seen within 35 degrees of
     its face; ``faceon_thick`` the fraction of those that are deep instead (a box or a cylinder end-on, the same
     picture). ``sink``: the probability that stacked parts sink deeper into each other, ``cups`` that the object
-    stands on an open container (both :func:`random_object`).
+    stands on an open container (both :func:`random_object`); ``figures`` that it is a :func:`figure_object`.
     Each draws from its own random stream: with all 0 the samples are the data of shape_prior_v1."""
     rng = np.random.default_rng([seed, 1])
     extra = np.random.default_rng([seed, 2])
@@ -974,9 +1015,14 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     flat_ambient = float(more.uniform(0.85, 1.0)) if more.random() < flat else None
     thin = more.random() < faceon
     deep = np.random.default_rng([seed, 4]).random() < faceon_thick
+    figure_rng = np.random.default_rng([seed, 7])
+    figure = figure_rng.random() < figures and not thin
     face_azimuth = float(np.pi / 2 + more.uniform(-1, 1) * math.radians(35) + np.pi * (more.random() < 0.5))
     for attempt in range(5):
-        obj = faceon_object(more, thick=deep) if thin else random_object(seed * 7 + attempt, sink, cups)
+        if thin:
+            obj = faceon_object(more, thick=deep)
+        else:
+            obj = figure_object(figure_rng) if figure else random_object(seed * 7 + attempt, sink, cups)
         cam, fov, _elev, centre = random_camera(rng, obj, level_elevation, face_azimuth if thin else None)
         # light from the camera's side of the object, mostly above, random ambient
         toward = -cam.forward
