@@ -32,7 +32,7 @@ from splat4d.load import InputError
 from splat4d.lock import RunLock
 from splat4d.render import backend_for
 from splat4d.runner import Outcome, Stage, StageCache, StageContext, log, run_stages, source_hash
-from splat4d.types import Cameras, Views
+from splat4d.types import Cameras, DepthMap, Views
 
 MODES = ("image", "multiview", "motion")
 
@@ -345,13 +345,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, device: str = "cpu") -> Reconstruction:
+def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, device: str = "cpu",
+                depth: DepthMap | None = None) -> Reconstruction:
     """The image mode's stages after segmentation on a working image (R, R, 3) over white and its mask, uncached
-    (for benchmarks that bring their own views)."""
+    (for benchmarks that bring their own views); ``depth``, when given, replaces the depth stage's estimate (e.g.
+    the true surfaces, to measure what init and fit make of them)."""
     frames = Frames(image[None].astype(np.float32), mask[None].astype(np.float32), "given", (0, 0, *mask.shape),
                     mask.shape[::-1])
+    given = {"segment": (frames, "given")}
+    if depth is not None:
+        given["depth"] = (depth, "given")
     outcome = run_stages(image_stages(), cfg, source_key="given", device=torch.device(device), quiet=True,
-                         progress=cfg.progress, given={"segment": (frames, "given")})
+                         progress=cfg.progress, given=given)
     return Reconstruction(outcome.values["init"], outcome.values["prior"], outcome.values["fit"])
 
 

@@ -145,3 +145,31 @@ def test_benchmark_one_object_tiny(tmp_path):
             assert all(np.isfinite(v) for v in result["splits"][split][method].values())
     # Closing the object pays off in silhouette from the side and the back, against the front-only warp.
     assert result["splits"]["back"]["ours"]["iou"] > result["splits"]["back"]["baseline"]["iou"]
+
+
+def test_depth_oracle_puts_the_initial_scene_on_the_meshes_true_surfaces(tmp_path):
+    """--depth-oracle truth: the depth stage is replaced by the ray-cast surfaces of the benchmark's meshes, and the
+    initial scene's front is exactly that surface (so the oracle rows measure init + fit on a perfect shape)."""
+    import json
+
+    from bench_quality import load_rgba, oracle_depth
+    from bench_shape import true_depths
+    from make_gt_objects import make_object
+
+    from splat4d.config import FitConfig, LoadConfig, PriorConfig, RunConfig
+    from splat4d.pipeline import reconstruct
+
+    folder = make_object("mug", tmp_path, res=48, spp=8)
+    meta = json.loads((folder / "cameras.json").read_text())
+    image, alpha = load_rgba(folder / meta["input"]["file"])
+    cfg = RunConfig(progress=False, load=LoadConfig(resolution=48), prior=PriorConfig(ring_views=4),
+                    fit=FitConfig(iterations=5, refine_start=10, refine_stop=25, refine_every=10))
+    depth = oracle_depth(folder, meta, image, alpha, cfg, "truth")
+    z_front, z_back = true_depths("mug", meta)
+    hit = np.isfinite(z_front) & (alpha > 0.5)
+    np.testing.assert_allclose(depth.depth.numpy()[hit], z_front[hit], rtol=1e-6)
+    np.testing.assert_allclose(depth.back.numpy()[hit], z_back[hit], rtol=1e-6)
+    assert (depth.depth.numpy()[alpha > 0.5] > 0).all()  # the mask's fringe past the mesh: the nearest hit
+    rec = reconstruct(image, alpha, cfg, depth=depth)
+    np.testing.assert_allclose(rec.init.depth.numpy()[hit], z_front[hit], rtol=1e-5)
+    assert rec.init.elevation_deg == 0.0

@@ -106,12 +106,36 @@ def split_means(rows: list[dict], methods: tuple[str, ...]) -> dict:
             for split in (*SPLITS, "all")}
 
 
-def evaluate_object(folder: Path, cfg: RunConfig) -> dict:
+def oracle_depth(folder: Path, meta: dict, image: np.ndarray, mask: np.ndarray, cfg: RunConfig, kind: str):
+    """The input view's true surfaces as a depth map (``tools/bench_shape.py`` ray-casts the meshes; where the mask
+    reaches past a mesh's outline, the nearest hit), at the true elevation (0: the input view is level). ``kind``
+    'truth': the true front and back; 'front': the true front with the configured backend's thickness behind it
+    (what its thickness is worth given the right front)."""
+    from scipy import ndimage
+
+    from bench_shape import true_depths
+    from splat4d.depth import make_depth_estimator
+    from splat4d.types import DepthMap
+
+    z_front, z_back = true_depths(folder.name, meta)
+    _, (iy, ix) = ndimage.distance_transform_edt(~np.isfinite(z_front), return_indices=True)
+    z_front, z_back = z_front[iy, ix], z_back[iy, ix]
+    if kind == "front":
+        fov = float(np.degrees(2 * np.arctan(0.5 * meta["height"] / meta["K"][1][1])))
+        est = make_depth_estimator(cfg.depth, fov, cfg.init.distance, elevation_deg=0.0)(image, mask)
+        if est.back is None:
+            raise SystemExit(f"--depth-oracle front needs a backend that predicts the back, not {cfg.depth.backend!r}")
+        z_back = z_front + (est.back - est.depth).numpy()
+    return DepthMap.on_mask(z_front, mask > 0.5, kind="metric", back=z_back, elevation_deg=0.0)
+
+
+def evaluate_object(folder: Path, cfg: RunConfig, oracle: str | None = None) -> dict:
     meta = json.loads((folder / "cameras.json").read_text())
     image, alpha = load_rgba(folder / meta["input"]["file"])
     mask = alpha.astype(np.float32)
+    depth = oracle_depth(folder, meta, image, mask, cfg, oracle) if oracle else None
     t0 = time.perf_counter()
-    rec = reconstruct(image, mask, replace(cfg, progress=False))
+    rec = reconstruct(image, mask, replace(cfg, progress=False), depth=depth)
     init, fitted = rec.init, rec.fitted
     seconds = time.perf_counter() - t0
     baseline = init.scene.select(torch.arange(init.n_front))
@@ -331,6 +355,10 @@ def main() -> None:
     ap.add_argument("--no-middlebury", action="store_true")
     ap.add_argument("--multiview", type=int, default=0, metavar="FRAMES",
                     help="also run --multiview on a FRAMES-frame, 90-degree arc video of each object (0 = off)")
+    ap.add_argument("--depth-oracle", choices=("truth", "front"), default=None,
+                    help="replace the depth stage by the true surfaces of the input view ('truth'), or by the true "
+                         "front with the configured backend's thickness behind it ('front'): what init and fit make "
+                         "of a perfect shape, and what the backend's thickness is worth")
     ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE",
                     help="override settings, e.g. --set depth.thickness=0.8 fit.iterations=300 (YAML values)")
     args = ap.parse_args()
@@ -347,7 +375,7 @@ def main() -> None:
         folder = args.gt / name
         if not (folder / "cameras.json").is_file() or json.loads((folder / "cameras.json").read_text())["width"] != args.res:
             make_object(name, args.gt, args.res, args.spp)
-        objects.append(evaluate_object(folder, cfg))
+        objects.append(evaluate_object(folder, cfg, args.depth_oracle))
         print(f"{name}: all-view PSNR {objects[-1]['splits']['all']['ours']['psnr']:.2f} dB", file=sys.stderr)
     middlebury = None if args.no_middlebury else evaluate_middlebury(cfg)
     print_table(objects, middlebury)
@@ -366,7 +394,8 @@ def main() -> None:
             print(f"| {mv['object']} | {cells} | {mv['seconds']:.1f} |")
     contact_sheet(objects, middlebury, args.out / "contact_sheet.png")
     strip = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
-    report = {"preset": args.preset, "resolution": args.res, "overrides": args.set, "objects": [strip(o) for o in objects],
+    report = {"preset": args.preset, "resolution": args.res, "overrides": args.set, "depth_oracle": args.depth_oracle,
+              "objects": [strip(o) for o in objects],
               "middlebury": strip(middlebury) if middlebury else None, "multiview": multiview}
     (args.out / "quality.json").write_text(json.dumps(report, indent=1))
     print(f"\nwrote {args.out / 'quality.json'} and {args.out / 'contact_sheet.png'}")

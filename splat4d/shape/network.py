@@ -215,11 +215,17 @@ class ShapePrior:
     """The packaged network. ``prior(image, mask)`` -> :class:`ShapeEstimate`.
 
     ``image`` (H, W, 3) float in [0, 1] (the working image, object over white), ``mask`` (H, W) in [0, 1]; any H, W
-    (resized to ``RESOLUTION`` and back; the crop convention above is assumed). Deterministic, CPU, < 1 s."""
+    (resized to ``RESOLUTION`` and back; the crop convention above is assumed). Deterministic, CPU, < 1 s.
 
-    def __init__(self, model: ShapeUNet, resolution: int = RESOLUTION):
+    A network that takes the elevation (v2 and later) and is not given one (``elevation_deg`` None) runs twice when
+    ``condition_on_estimate``: first to estimate the elevation, then for the shape seen from that elevation. Trained
+    with the elevation given on half of the samples, it shapes an object more decisively for one elevation than
+    when it hedges over all it might be seen from (measured in docs/benchmarks.md, shape_prior_v7)."""
+
+    def __init__(self, model: ShapeUNet, resolution: int = RESOLUTION, condition_on_estimate: bool = True):
         self.model = model.eval()
         self.resolution = resolution
+        self.condition_on_estimate = condition_on_estimate
 
     @property
     def takes_elevation(self) -> bool:
@@ -239,11 +245,17 @@ class ShapePrior:
         if (h, w) != (r, r):
             img = F.interpolate(img, size=(r, r), mode="area" if h > r else "bilinear", align_corners=None if h > r else False)
             msk = F.interpolate(msk, size=(r, r), mode="area" if h > r else "bilinear", align_corners=None if h > r else False)
-        given = torch.tensor([float("nan") if elevation_deg is None else float(elevation_deg)])
-        x = network_input(img.permute(0, 2, 3, 1), msk[:, 0], given, self.model.in_channels)
-        front, thickness, elevation = self.model(x)
+
+        def run(elevation: float | None):
+            given = torch.tensor([float("nan") if elevation is None else float(elevation)])
+            x = network_input(img.permute(0, 2, 3, 1), msk[:, 0], given, self.model.in_channels)
+            return self.model(x)
+
+        front, thickness, elevation = run(elevation_deg)
         if elevation_deg is not None:
-            elevation = given
+            elevation = torch.tensor([float(elevation_deg)])
+        elif self.takes_elevation and self.condition_on_estimate:
+            front, thickness, _ = run(float(elevation[0]))
         out = torch.stack([front, thickness], 1)
         if (h, w) != (r, r):
             out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
