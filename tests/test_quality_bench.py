@@ -173,3 +173,23 @@ def test_depth_oracle_puts_the_initial_scene_on_the_meshes_true_surfaces(tmp_pat
     rec = reconstruct(image, alpha, cfg, depth=depth)
     np.testing.assert_allclose(rec.init.depth.numpy()[hit], z_front[hit], rtol=1e-5)
     assert rec.init.elevation_deg == 0.0
+
+
+def test_cup_from_above_is_seen_from_30_degrees_and_orbited_about_its_own_up_axis():
+    from make_gt_objects import INPUT_ELEVATION, cameras, normalise, object_parts, posed_parts
+
+    from splat4d import paths
+
+    e = INPUT_ELEVATION["cup_from_above"]
+    up = np.array(paths.object_up(e))
+    level, posed = normalise(object_parts("cup_from_above")), posed_parts("cup_from_above")
+    # the cup's axis (its rim centre minus its floor centre, world y down) is the object's up direction
+    for (p0, *_), (p1, *_) in zip(level, posed):
+        np.testing.assert_allclose(np.linalg.norm(p1, axis=1), np.linalg.norm(p0, axis=1), atol=1e-9)  # rotated
+    tilt = posed[0][0] @ up - level[0][0] @ np.array([0.0, -1.0, 0.0])
+    np.testing.assert_allclose(tilt, 0.0, atol=1e-9)  # heights along the new up are the old heights
+    input_c2w, _, held = cameras(32, input_elevation=e)
+    elevation = lambda c2w: np.degrees(np.arcsin(c2w[:3, 3] @ up / np.linalg.norm(c2w[:3, 3])))  # noqa: E731
+    assert elevation(input_c2w) == pytest.approx(e)
+    for view in held:
+        assert elevation(view["c2w"]) == pytest.approx(view["elevation"], abs=1e-6)

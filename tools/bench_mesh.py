@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_gt_objects import BOUND, OBJECTS, make_object, normalise, object_parts  # noqa: E402
+from make_gt_objects import ALL_OBJECTS, BOUND, OBJECTS, make_object, posed_parts  # noqa: E402
 
 from splat4d.config import RunConfig, load_preset  # noqa: E402
 from splat4d.mesh import Mesh, MeshConfig, scene_to_mesh, write_mesh  # noqa: E402
@@ -50,7 +50,7 @@ SIZE = 2 * BOUND
 
 def gt_mesh(name: str):
     """(vertices, faces, face uv triangles (F, 3, 2), face part index, textures) of the normalised GT object."""
-    parts = normalise(object_parts(name))
+    parts = posed_parts(name)
     verts, faces, uvs, part_of_face, textures = [], [], [], [], []
     offset = 0
     for i, (pos, f, uv, tex) in enumerate(parts):
@@ -207,7 +207,7 @@ def main() -> None:
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--res", type=int, default=128)
     ap.add_argument("--spp", type=int, default=64)
-    ap.add_argument("--objects", nargs="+", default=list(OBJECTS), choices=OBJECTS)
+    ap.add_argument("--objects", nargs="+", default=list(OBJECTS), choices=ALL_OBJECTS)
     ap.add_argument("--gt", type=Path, default=Path("bench_results/gt_objects"))
     ap.add_argument("--out", type=Path, default=Path("bench_results/mesh"))
     ap.add_argument("--views", type=int, default=48, help="mesher views (MeshConfig.views)")

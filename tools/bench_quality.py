@@ -35,7 +35,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_gt_objects import OBJECTS, make_arc, make_object  # noqa: E402
+from make_gt_objects import ALL_OBJECTS, OBJECTS, make_arc, make_object  # noqa: E402
 
 from splat4d.config import RunConfig, apply_overrides, load_preset  # noqa: E402
 from splat4d.losses import mask_iou, psnr, ssim  # noqa: E402
@@ -108,7 +108,7 @@ def split_means(rows: list[dict], methods: tuple[str, ...]) -> dict:
 
 def oracle_depth(folder: Path, meta: dict, image: np.ndarray, mask: np.ndarray, cfg: RunConfig, kind: str):
     """The input view's true surfaces as a depth map (``tools/bench_shape.py`` ray-casts the meshes; where the mask
-    reaches past a mesh's outline, the nearest hit), at the true elevation (0: the input view is level). ``kind``
+    reaches past a mesh's outline, the nearest hit), at the true elevation of the input camera. ``kind``
     'truth': the true front and back; 'front': the true front with the configured backend's thickness behind it
     (what its thickness is worth given the right front)."""
     from scipy import ndimage
@@ -118,15 +118,16 @@ def oracle_depth(folder: Path, meta: dict, image: np.ndarray, mask: np.ndarray, 
     from splat4d.types import DepthMap
 
     z_front, z_back = true_depths(folder.name, meta)
+    elevation = float(meta["input"].get("elevation", 0.0))
     _, (iy, ix) = ndimage.distance_transform_edt(~np.isfinite(z_front), return_indices=True)
     z_front, z_back = z_front[iy, ix], z_back[iy, ix]
     if kind == "front":
         fov = float(np.degrees(2 * np.arctan(0.5 * meta["height"] / meta["K"][1][1])))
-        est = make_depth_estimator(cfg.depth, fov, cfg.init.distance, elevation_deg=0.0)(image, mask)
+        est = make_depth_estimator(cfg.depth, fov, cfg.init.distance, elevation_deg=elevation)(image, mask)
         if est.back is None:
             raise SystemExit(f"--depth-oracle front needs a backend that predicts the back, not {cfg.depth.backend!r}")
         z_back = z_front + (est.back - est.depth).numpy()
-    return DepthMap.on_mask(z_front, mask > 0.5, kind="metric", back=z_back, elevation_deg=0.0)
+    return DepthMap.on_mask(z_front, mask > 0.5, kind="metric", back=z_back, elevation_deg=elevation)
 
 
 def evaluate_object(folder: Path, cfg: RunConfig, oracle: str | None = None) -> dict:
@@ -144,6 +145,7 @@ def evaluate_object(folder: Path, cfg: RunConfig, oracle: str | None = None) -> 
                        references={"silhouette_oracle": lambda gt_alpha: silhouette_oracle(gt_alpha, colour)})
     summary = {"object": folder.name, "input_psnr": fitted.input_psnr, "seconds": seconds, "fit_steps": fitted.steps,
                "elevation_deg": None if init.elevation_deg is None else float(init.elevation_deg),
+               "true_elevation_deg": float(meta["input"].get("elevation", 0.0)),
                "splits": split_means(rows, ("ours", "baseline", "silhouette_oracle"))}
     summary["views"] = [{k: v for k, v in r.items() if k != "images"} for r in rows]
     summary["_images"] = [r["images"] for r in rows]
@@ -330,8 +332,9 @@ def print_table(objects: list[dict], middlebury: dict | None) -> None:
         print("input-view PSNR: " + ", ".join(f"{o['object']} {o['input_psnr']:.1f}" for o in objects))
         print("seconds (fit steps): " + ", ".join(f"{o['object']} {o['seconds']:.1f} ({o['fit_steps']})" for o in objects))
         if any(o["elevation_deg"] is not None for o in objects):
-            print("input elevation (truth 0): " + ", ".join(f"{o['object']} {o['elevation_deg']:.1f}" for o in objects
-                                                           if o["elevation_deg"] is not None))
+            print("input elevation (truth): " + ", ".join(f"{o['object']} {o['elevation_deg']:.1f} "
+                                                         f"({o['true_elevation_deg']:.0f})" for o in objects
+                                                         if o["elevation_deg"] is not None))
     if middlebury:
         m = middlebury
         print(f"\nMiddlebury motorcycle ({m['size'][0]}x{m['size'][1]}): depth AbsRel {m['abs_rel']:.3f}, "
@@ -349,7 +352,7 @@ def main() -> None:
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--res", type=int, default=128)
     ap.add_argument("--spp", type=int, default=64)
-    ap.add_argument("--objects", nargs="+", default=list(OBJECTS), choices=OBJECTS)
+    ap.add_argument("--objects", nargs="+", default=list(OBJECTS), choices=ALL_OBJECTS)
     ap.add_argument("--gt", type=Path, default=Path("bench_results/gt_objects"))
     ap.add_argument("--out", type=Path, default=Path("bench_results/quality"))
     ap.add_argument("--no-middlebury", action="store_true")

@@ -26,7 +26,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_gt_objects import OBJECTS, make_object, normalise, object_parts  # noqa: E402
+from make_gt_objects import ALL_OBJECTS, OBJECTS, make_object, posed_parts  # noqa: E402
 
 
 def ray_cast(tris: np.ndarray, origin: np.ndarray, dirs: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +54,7 @@ def ray_cast(tris: np.ndarray, origin: np.ndarray, dirs: np.ndarray, chunk: int 
 
 def true_depths(name: str, meta: dict) -> tuple[np.ndarray, np.ndarray]:
     """(z_front, z_back) (H, W) camera z of the input view's first entry and last exit (nan where no hit)."""
-    parts = normalise(object_parts(name))
+    parts = posed_parts(name)
     tris = np.concatenate([pos[faces] for pos, faces, _, _ in parts]).astype(np.float64)
     c2w, K = np.asarray(meta["input"]["c2w"]), np.asarray(meta["K"])
     h, w = meta["height"], meta["width"]
@@ -102,7 +102,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", type=Path, nargs="*", default=[WEIGHTS_PATH], help="shape-prior weights to score")
-    ap.add_argument("--objects", nargs="+", default=list(OBJECTS), choices=OBJECTS)
+    ap.add_argument("--objects", nargs="+", default=list(OBJECTS), choices=ALL_OBJECTS)
     ap.add_argument("--gt", type=Path, default=Path("bench_results/gt_objects"))
     ap.add_argument("--res", type=int, default=128)
     ap.add_argument("--json", type=Path, default=None)
