@@ -57,6 +57,9 @@ class DepthConfig:
     shape_front: Literal["network", "inflation"] = "network"
     """'shape-prior': where the front comes from: the network, or silhouette inflation (rim on the centre plane) with
     the network's thickness behind it."""
+    shape_two_pass: Expert[bool] = True
+    """'shape-prior' without --init.elevation-deg: shape the object for the elevation the network estimates (a
+    second pass) rather than hedged over every elevation it might be seen from (one pass)."""
     model: str | None = None
     """Hub id or folder; see `splat4d models`."""
     base_model: str | None = None

@@ -477,6 +477,13 @@ def test_without_a_given_elevation_the_shape_is_the_one_for_the_estimated_elevat
     np.testing.assert_allclose(est.front, told.front, atol=1e-6)
     assert est.elevation_deg == one_pass.elevation_deg
     assert np.abs(est.thickness - one_pass.thickness).max() > 1e-4
+    # the depth backend's --depth.shape-two-pass reaches it (framing the already framed crop changes nothing)
+    from splat4d.depth.shape_prior import framed_estimate
+
+    fg = mask > 0.5
+    for two_pass, ref, other in ((True, est, one_pass), (False, one_pass, est)):
+        framed, _ = framed_estimate(ShapePrior(model, 32), img, mask, 40.0, None, two_pass)
+        assert np.abs(framed.thickness - ref.thickness)[fg].mean() < 0.2 * np.abs(framed.thickness - other.thickness)[fg].mean()
 
 
 def test_v3_untrained_head_is_exactly_inflation_and_starts_from_v2s_trunk(tmp_path):

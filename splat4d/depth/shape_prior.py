@@ -40,7 +40,8 @@ class ShapePriorDepth:
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap:
         fg = mask > 0.5
-        estimate, crop_fov = framed_estimate(self.prior, image, mask, self.fov_deg, self.elevation_deg)
+        estimate, crop_fov = framed_estimate(self.prior, image, mask, self.fov_deg, self.elevation_deg,
+                                             self.cfg.shape_two_pass)
         if self.cfg.shape_front == "inflation":
             from splat4d.depth.geometric import GeometricDepth
 
@@ -53,11 +54,13 @@ class ShapePriorDepth:
                                 elevation_deg=float(estimate.elevation_deg))
 
 
-def framed_estimate(prior, image: np.ndarray, mask: np.ndarray, fov_deg: float, elevation_deg: float | None = None):
+def framed_estimate(prior, image: np.ndarray, mask: np.ndarray, fov_deg: float, elevation_deg: float | None = None,
+                    two_pass: bool | None = None):
     """The network's estimate for ``image`` framed as it was trained (``splat4d.segment.centre_and_pad``: the
     object's box centred in a square with a 0.12 margin, over white), mapped back onto ``image``'s pixels, and the
     vertical field of view of that square (its crop units are the square's width at the object). The pipeline's
-    working image is framed so already; benchmark views, video frames and multi-view crops need not be."""
+    working image is framed so already; benchmark views, video frames and multi-view crops need not be.
+    ``two_pass``: :class:`splat4d.shape.ShapePrior`'s ``condition_on_estimate`` (None: the prior's own)."""
     from splat4d.segment import centre_and_pad
     from splat4d.shape import ShapeEstimate
     from splat4d.shape.procedural import PADDING
@@ -66,7 +69,7 @@ def framed_estimate(prior, image: np.ndarray, mask: np.ndarray, fov_deg: float, 
     h, w = mask.shape
     framed_input = centre_and_pad(image, mask, PADDING, max(h, w), "given")
     box, side = framed_input.box, framed_input.box[2]
-    framed = prior(framed_input.image, framed_input.mask, elevation_deg)
+    framed = prior(framed_input.image, framed_input.mask, elevation_deg, two_pass)
     front, thickness = (uncrop(a, box, (h, w)) for a in (framed.front, framed.thickness))
     crop_fov = math.degrees(2 * math.atan(side / h * math.tan(math.radians(fov_deg) / 2)))
     return ShapeEstimate(np.where(fg, front, 0), np.where(fg, thickness, 0), framed.elevation_deg, mask), crop_fov

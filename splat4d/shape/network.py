@@ -233,7 +233,10 @@ class ShapePrior:
         return self.model.takes_elevation
 
     @torch.no_grad()
-    def __call__(self, image: np.ndarray, mask: np.ndarray, elevation_deg: float | None = None) -> ShapeEstimate:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, elevation_deg: float | None = None,
+                 condition_on_estimate: bool | None = None) -> ShapeEstimate:
+        """``condition_on_estimate`` None: the instance's."""
+        two_pass = self.condition_on_estimate if condition_on_estimate is None else condition_on_estimate
         image = np.asarray(image, np.float32)
         mask = np.asarray(mask, np.float32)
         if image.ndim != 3 or image.shape[2] != 3 or mask.shape != image.shape[:2]:
@@ -254,7 +257,7 @@ class ShapePrior:
         front, thickness, elevation = run(elevation_deg)
         if elevation_deg is not None:
             elevation = torch.tensor([float(elevation_deg)])
-        elif self.takes_elevation and self.condition_on_estimate:
+        elif self.takes_elevation and two_pass:
             front, thickness, _ = run(float(elevation[0]))
         out = torch.stack([front, thickness], 1)
         if (h, w) != (r, r):
