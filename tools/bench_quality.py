@@ -356,6 +356,8 @@ def main() -> None:
     ap.add_argument("--gt", type=Path, default=Path("bench_results/gt_objects"))
     ap.add_argument("--out", type=Path, default=Path("bench_results/quality"))
     ap.add_argument("--no-middlebury", action="store_true")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the runs' random seed (the spread over seeds is the benchmark's noise floor)")
     ap.add_argument("--multiview", type=int, default=0, metavar="FRAMES",
                     help="also run --multiview on a FRAMES-frame, 90-degree arc video of each object (0 = off)")
     ap.add_argument("--depth-oracle", choices=("truth", "front"), default=None,
@@ -367,7 +369,7 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = load_preset(args.preset, RunConfig())
-    cfg = replace(cfg, load=replace(cfg.load, resolution=args.res))
+    cfg = replace(cfg, load=replace(cfg.load, resolution=args.res), seed=args.seed)
     for item in args.set:
         dotted, value = item.split("=", 1)
         section, name = dotted.split(".", 1)
@@ -397,7 +399,8 @@ def main() -> None:
             print(f"| {mv['object']} | {cells} | {mv['seconds']:.1f} |")
     contact_sheet(objects, middlebury, args.out / "contact_sheet.png")
     strip = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
-    report = {"preset": args.preset, "resolution": args.res, "overrides": args.set, "depth_oracle": args.depth_oracle,
+    report = {"preset": args.preset, "resolution": args.res, "seed": args.seed, "overrides": args.set,
+              "depth_oracle": args.depth_oracle,
               "objects": [strip(o) for o in objects],
               "middlebury": strip(middlebury) if middlebury else None, "multiview": multiview}
     (args.out / "quality.json").write_text(json.dumps(report, indent=1))
