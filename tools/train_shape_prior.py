@@ -5,13 +5,27 @@
     python tools/train_shape_prior.py --export              # package the latest checkpoint's weights now
     python tools/train_shape_prior.py --generate-only --train-shards 60
 
-shape_prior_v4 (v3's network, the default) continues from v3's weights on new objects (seeds from shard 60) with
-two more kinds of data, shadeless light (``--flat``) and thin objects seen face-on (``--faceon``), on this 2-core CPU
-(generation on one core beside training on the other):
+shape_prior_v7 (v3's network, the default) continues from v4's weights in two stages on this 2-core CPU
+(generation on one core beside training on the other). First v6, 34 minutes on objects whose stacked parts sink
+deeper into each other (``--sink``; seeds from shard 300; stopped at step 3,306 of a 58-minute schedule and
+exported with ``--export``):
 
-    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 48 &
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 48 --first-seed-shard 300 \
+        --sink 0.5 --cups 0 --figures 0 --version shape_prior_v6 --out runs/shape_prior_v6 &
+    taskset -c 0 python tools/train_shape_prior.py --train-alongside --first-seed-shard 300 --sink 0.5 --cups 0 \
+        --figures 0 --version shape_prior_v6 --out runs/shape_prior_v6 \
+        --init-from splat4d/shape/weights/shape_prior_v4.pt --steps 5200 --budget-minutes 58 --lr 4e-4 --warmup 50
+
+then v7, 63 minutes (5,523 steps) from v6 on 48 shards with open containers too (``--cups 0.15``, seeds from shard
+400) and 24 more with figures (the defaults, ``--figures 0.3``; the first 48 made with ``--figures 0``):
+
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 48 --figures 0
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 72 &
     taskset -c 0 python tools/train_shape_prior.py --train-alongside \
-        --init-from splat4d/shape/weights/shape_prior_v3.pt --steps 8000 --budget-minutes 85 --lr 5e-4 --warmup 50
+        --init-from splat4d/shape/weights/shape_prior_v6.pt --steps 6000 --budget-minutes 62 --lr 4e-4 --warmup 50
+
+shape_prior_v4 came from v3's weights the same way with v4's data (``--flat 0.3 --faceon 0.06``, no sink, cups or
+figures, seeds from shard 60, 48 shards, ``--steps 8000 --budget-minutes 85 --lr 5e-4``).
 
 shape_prior_v3 (corrections to silhouette inflation, ``--in-channels 9``) was made the same way from v2's weights
 with ``--version shape_prior_v3 --out runs/shape_prior_v3 --flat 0 --faceon 0 --first-seed-shard 0``, 48 shards,
@@ -33,7 +47,7 @@ rerun resumes from it. Every ``--val-every`` steps the validation split is score
 crop units, elevation MAE in degrees) into ``<out>/log.csv``, ``<out>/metrics.json`` and ``<out>/loss_curve.png``;
 the baselines (a constant thickness, Poisson silhouette inflation as ``splat4d.depth.geometric`` does it) are scored
 once into ``<out>/baselines.json``. At the end of the schedule, or at ``--deadline-utc``, or with ``--export``, the
-weights are written to ``splat4d/shape/weights/shape_prior_v3.pt`` (v2 with ``--in-channels 8``; fp16) with a
+weights are written to ``splat4d/shape/weights/<version>.pt`` (fp16) with a
 ``.json`` manifest (version, sha256, validation metrics). For v3 each shard also gets its inflation planes at the
 training resolution (``<name>.inflation96.npy``), computed once when the shard is first used.
 """
@@ -70,11 +84,12 @@ FIELDS = ("rgb", "alpha", "front", "thickness", "elevation")
 
 @dataclass
 class Args:
-    out: Path = Path("runs/shape_prior_v4")
+    out: Path = Path("runs/shape_prior_v7")
     """Output folder: data/, checkpoints, logs."""
-    version: str = "shape_prior_v4"
+    version: str = "shape_prior_v7"
     """The version recorded in the packaged weights' manifest (v4: v3's network on data with ``flat`` and
-    ``faceon``); the default weights file is named after it."""
+    ``faceon``; v6 and v7: also ``sink``, then ``cups`` and ``figures``); the default weights file is named after
+    it."""
     squash: float = 0.5
     """Fraction of the samples scaled along the view direction (0.35-1.6x): the same silhouette over another depth,
     so thickness must come from shading and texture (``splat4d.shape.procedural.render_sample``; 0 for v1's data)."""
@@ -83,24 +98,24 @@ class Args:
     flat: float = 0.3
     """Fraction of the samples under shadeless light (ambient 0.85-1, like an overcast sky or the quality
     benchmark's environment light), so shape must come from the outline and the texture (0 up to v3's data)."""
-    first_seed_shard: int = 60
-    """Training shard i holds the objects of seeds (i + first_seed_shard) * SHARD onwards: v4 starts at 60, past the
-    seeds of v2's and v3's data (shards 0-55), so it trains on objects they never saw (0 for v1-v3)."""
+    first_seed_shard: int = 400
+    """Training shard i holds the objects of seeds (i + first_seed_shard) * SHARD onwards, so each version trains on
+    objects the earlier ones never saw: v7 from 400, v6 300, v4 60 (past v2's and v3's shards 0-55), v1-v3 0."""
     faceon: float = 0.06
     """Fraction of the samples that are a thin disc, board or dish seen within 35 degrees of its face (0 up to v3's
     data)."""
     faceon_thick: float = 0.0
     """Fraction of those face-on samples that are deep instead (a box, a cylinder end-on: the same picture), so the
     outline of a face-on object does not mean "thin" (0 in v4's data)."""
-    sink: float = 0.0
+    sink: float = 0.5
     """Fraction of the objects whose stacked parts sink 5-45% into each other instead of 5%, so the overlap of
     stacked round parts is no cue of the elevation (0 in v4's data)."""
-    cups: float = 0.0
+    cups: float = 0.15
     """Fraction of the objects standing on an open container (a cup, a bowl), whose inside shows from above (0 in
-    v4's data)."""
-    figures: float = 0.0
+    v4's and v6's data)."""
+    figures: float = 0.3
     """Fraction of the samples that are a figure (a round body, a round head sunk into it, sometimes a middle ball
-    and a hat: a snowman, a toy), level a stack of overlapping round shapes (0 in v4's data)."""
+    and a hat: a snowman, a toy), level a stack of overlapping round shapes (0 in v4's and v6's data)."""
     in_channels: int = 9
     """9: silhouette inflation's height is an input too and the network predicts corrections to inflation
     (shape_prior_v3); 8: the camera's elevation is an input, given on a fraction ``elevation_given`` of the
