@@ -218,9 +218,10 @@ class ShapePrior:
     (resized to ``RESOLUTION`` and back; the crop convention above is assumed). Deterministic, CPU, < 1 s.
 
     A network that takes the elevation (v2 and later) and is not given one (``elevation_deg`` None) runs twice when
-    ``condition_on_estimate``: first to estimate the elevation, then for the shape seen from that elevation. Trained
-    with the elevation given on half of the samples, it shapes an object more decisively for one elevation than
-    when it hedges over all it might be seen from (measured in docs/benchmarks.md, shape_prior_v7)."""
+    ``condition_on_estimate``: first to estimate the elevation, then for the shape seen from that elevation (trained
+    with the elevation given on half of the samples) rather than hedged over every elevation it might be seen from.
+    Neutral on validation, mixed by object on the quality benchmark, better for v7 on average (docs/benchmarks.md,
+    session 9)."""
 
     def __init__(self, model: ShapeUNet, resolution: int = RESOLUTION, condition_on_estimate: bool = True):
         self.model = model.eval()

@@ -605,14 +605,12 @@ def make_part(rng, kind: str, size: float) -> Part:
         prims.append(Primitive("lathe", {"ys": ys, "rs": rs}))
     elif kind in ("cup", "open bowl"):
         r = ar(0.2, 0.5)
-        m = int(rng.integers(4, 8))
+        s = np.linspace(0, 1, int(rng.integers(4, 8)) + 1)
         if kind == "cup":  # a cup, mug, pot or glass: straight or flaring walls
             hgt = ar(0.3, 1.0)
-            s = np.linspace(0, 1, m + 1)
             rs = r * (rng.uniform(0.6, 1.0) + (1 - rng.uniform(0.6, 1.0)) * s)
         else:  # a bowl: round walls, wider than deep
             hgt = r * rng.uniform(0.4, 1.0)
-            s = np.linspace(0, 1, m + 1)
             rs = r * (rng.uniform(0.35, 0.6) + 0.5 * np.sqrt(s))
         rs = r * rs / rs.max()
         wall = float(rs.min() * rng.uniform(0.05, 0.25))
