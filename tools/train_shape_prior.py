@@ -631,8 +631,6 @@ def final_eval(args: Args, val: ShardPool, n: int) -> dict:
     from splat4d.shape.network import load_shape_prior
 
     prior = load_shape_prior(args.weights)
-    one_pass = load_shape_prior(args.weights)
-    one_pass.condition_on_estimate = False
     net, net_one, net_given, infl, elev, secs = [], [], [], [], [], []
     for i in range(n):
         b = val.batch([i])
@@ -646,7 +644,7 @@ def final_eval(args: Args, val: ShardPool, n: int) -> dict:
         net.append(float(np.abs(est.thickness - t)[fg_eval].mean()))
         infl.append(float(np.abs(2 * 0.7 * poisson_height(fg) / fg.shape[0] - t)[fg_eval].mean()))
         elev.append(abs(est.elevation_deg - float(b["elevation"][0])))
-        net_one.append(float(np.abs(one_pass(rgb, alpha).thickness - t)[fg_eval].mean()))
+        net_one.append(float(np.abs(prior(rgb, alpha, condition_on_estimate=False).thickness - t)[fg_eval].mean()))
         if prior.takes_elevation:
             est = prior(rgb, alpha, elevation_deg=float(b["elevation"][0]))
             net_given.append(float(np.abs(est.thickness - t)[fg_eval].mean()))

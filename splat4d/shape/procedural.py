@@ -659,6 +659,11 @@ PART_KINDS = ["box", "box", "roundbox", "roundbox", "cylinder", "cylinder", "con
               "torus", "extrusion", "extrusion", "plate", "vase", "bottle", "bowl", "lathe", "mushroom"]
 
 
+def deep_sink_depth(rng, height: float, height_below: float) -> float:
+    """How far a part of ``height`` stacked on one of ``height_below`` sinks into it: 5-45% of the smaller."""
+    return float(rng.uniform(0.05, 0.45)) * min(height, height_below)
+
+
 def random_object(seed: int, sink: float = 0.0, cups: float = 0.0) -> ProceduralObject:
     """1-4 parts in random relative poses (base on the ground y = 0, others stacked on / beside / a handle).
     A stacked part sinks 5% of its height into the part below; with probability ``sink`` (per object, its own
@@ -706,7 +711,7 @@ def random_object(seed: int, sink: float = 0.0, cups: float = 0.0) -> Procedural
             z = rng.uniform(tlo[2], thi[2]) * 0.6 + 0.4 * (tlo[2] + thi[2]) / 2
             y = thi[1] - plo[1] - 0.05 * (phi[1] - plo[1])  # slightly sunk in: attached
             if deep_sink:
-                y = thi[1] - plo[1] - sinks.uniform(0.05, 0.45) * min(phi[1] - plo[1], thi[1] - tlo[1])
+                y = thi[1] - plo[1] - deep_sink_depth(sinks, phi[1] - plo[1], thi[1] - tlo[1])
             place(part, np.eye(3), np.array([x - (plo[0] + phi[0]) / 2, y, z - (plo[2] + phi[2]) / 2]))
         else:
             ang = rng.uniform(0, 2 * np.pi)
@@ -949,7 +954,7 @@ def faceon_object(rng, thick: bool = False) -> ProceduralObject:
 
 
 def figure_object(rng) -> ProceduralObject:
-    """A figure: a round body (a ball, an egg, a capsule, a frustum, a rounded cone), sometimes a second ball on
+    """A figure: a round body (a ball, an egg, a chamfered drum, a frustum), sometimes a second ball on
     it (a snowman), a round head on top, each sunk 5-45% of the smaller height into the part below, and sometimes
     a hat (a cone, a cylinder): toys, figurines, snowmen, bottles with a ball stopper. Level, its outline is a stack
     of overlapping round shapes, which from above a row of round parts receding from the camera can also be."""
@@ -981,7 +986,7 @@ def figure_object(rng) -> ProceduralObject:
         if top is None:
             y = -lo[1]
         else:
-            y = top - lo[1] - rng.uniform(0.05, 0.45) * min(hi[1] - lo[1], height)
+            y = top - lo[1] - deep_sink_depth(rng, hi[1] - lo[1], height)
         prim.position = np.array([float(rng.normal(0, 0.03 * width)), y, float(rng.normal(0, 0.03 * width))])
         top, height = y + hi[1], hi[1] - lo[1]
         prim.part = len(parts)
