@@ -194,6 +194,19 @@ def test_faceon_thin_objects_have_their_thickness_at_the_centre_and_face_the_cam
         assert on.mean() > 0.2 and np.nanmedian(s.thickness[on]) < 0.1
 
 
+def test_faceon_boxes_make_face_on_samples_deep_boxes_and_leave_the_rest_alone():
+    for seed in range(4):
+        thin = render_sample(seed, 48, faceon=1.0)
+        box = render_sample(seed, 48, faceon=1.0, faceon_boxes=1.0)
+        on = box.alpha >= 0.5
+        assert on.mean() > 0.2 and np.nanmedian(box.thickness[on]) > 0.2  # 0.5-1.5x as deep as high
+        assert np.nanmedian(thin.thickness[thin.alpha >= 0.5]) < 0.1
+        plain = render_sample(seed, 48)  # not face-on: the option changes nothing
+        np.testing.assert_array_equal(plain.rgb, render_sample(seed, 48, faceon_boxes=1.0).rgb)
+    obj = faceon_object(np.random.default_rng(0), thick=True, kind="deep box")
+    assert obj.parts[0].kind == "deep box" and obj.parts[0].prims[0].kind == "box"
+
+
 def test_flat_light_changes_the_colours_only():
     for seed in (3, 5):
         a, b = render_sample(seed, 48), render_sample(seed, 48, flat=1.0)
@@ -350,6 +363,30 @@ def test_loss_is_shift_invariant_in_front_only():
     assert parts["elev"] == pytest.approx(9.0 / 2 / 45.0)
     perfect, p = shape_loss((batch["front"] + 1.0, batch["thickness"], batch["elevation"]), batch)
     assert float(perfect) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_loss_weights_and_coarse_gradient_scales_of_a_tilted_front():
+    """A front off by a ramp of slope s along x (thickness and elevation right), mask everywhere: shift-invariant L1
+    = s * mean|x - mean x|; the gradient terms see |dx| = s at full resolution, 2s at half, 4s at a quarter, 8s at
+    an eighth (the average pools of a ramp are a ramp over half as many pixels), so 2 scales cost 3s and 4 cost
+    15s; ``front_weight`` multiplies both front terms."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from train_shape_prior import shape_loss
+
+    n, s = 32, 0.01
+    x = torch.arange(n, dtype=torch.float32).view(1, 1, n).expand(1, n, n)
+    batch = {"mask": torch.ones(1, n, n, dtype=torch.bool), "front": torch.zeros(1, n, n),
+             "thickness": torch.full((1, n, n), 0.3), "elevation": torch.tensor([5.0])}
+    pred = (s * x, batch["thickness"].clone(), batch["elevation"].clone())
+    l1 = s * float((x[0, 0] - x[0, 0].mean()).abs().mean())
+    for weight, scales, grad in ((1.0, 2, 3 * s), (1.0, 4, 15 * s), (2.0, 4, 15 * s)):
+        loss, parts = shape_loss(pred, batch, weight, scales)
+        assert parts["front"] == pytest.approx(l1, rel=1e-5)
+        assert parts["grad"] == pytest.approx(weight * grad, rel=1e-4)
+        assert float(loss) == pytest.approx(weight * l1 + 0.5 * weight * grad, rel=1e-4)
 
 
 @pytest.mark.skipif(not WEIGHTS_PATH.is_file(), reason="packaged weights not exported yet")

@@ -107,6 +107,10 @@ class Args:
     faceon_thick: float = 0.0
     """Fraction of those face-on samples that are deep instead (a box, a cylinder end-on: the same picture), so the
     outline of a face-on object does not mean "thin" (0 in v4's data)."""
+    faceon_boxes: float = 0.0
+    """Fraction of the face-on samples that are a deep box (``faceon_thick`` aside), so that a face-on rectangle
+    is mostly a box and a face-on disc mostly thin (0 up to v7's data; v8's last 24 shards 0.5 with ``--faceon
+    0.15``)."""
     sink: float = 0.5
     """Fraction of the objects whose stacked parts sink 5-45% into each other instead of 5%, so the overlap of
     stacked round parts is no cue of the elevation (0 in v4's data)."""
@@ -121,6 +125,12 @@ class Args:
     (shape_prior_v3); 8: the camera's elevation is an input, given on a fraction ``elevation_given`` of the
     training samples and unknown on the rest (shape_prior_v2, and v3); 6: image, mask and pixel coordinates only
     (shape_prior_v1)."""
+    front_weight: float = 1.0
+    """Weight of the front's L1 and gradient terms in the training loss (thickness 1; 1 up to v7). Validation
+    scores the default loss whatever this is."""
+    grad_scales: int = 2
+    """Resolutions of the gradient-matching loss (2: full and half, up to v7; 4 adds a quarter and an eighth, where
+    a tilted or bulging front costs more)."""
     elevation_given: float = 0.5
     """Fraction of the training samples whose true elevation the network is given (with ``in_channels`` 8 or 9)."""
     workers: int = 1
@@ -296,10 +306,12 @@ def _masked_mean(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return ((x * m).sum((1, 2)) / m.sum((1, 2)).clamp_min(1))[:, None, None]
 
 
-def _grad_l1(err: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Mean |finite differences| of ``err`` where both pixels are inside ``m``, at full and half resolution."""
+def _grad_l1(err: torch.Tensor, m: torch.Tensor, scales: int = 2) -> torch.Tensor:
+    """Mean |finite differences| of ``err`` where both pixels are inside ``m``, at ``scales`` resolutions (full,
+    half, quarter, ...: each halving makes a slow error -- a tilt, a bulge over a flat face -- count twice as much
+    per pixel step)."""
     total = err.new_zeros(())
-    for scale in range(2):
+    for scale in range(scales):
         if scale:
             mf = F.avg_pool2d(m.float()[:, None], 2)[:, 0]
             err = F.avg_pool2d((err * m)[:, None], 2)[:, 0] / mf.clamp_min(1e-6)
@@ -310,8 +322,10 @@ def _grad_l1(err: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def shape_loss(pred, batch) -> tuple[torch.Tensor, dict[str, float]]:
-    """Front (shift-invariant) + thickness L1 inside the mask, gradient matching, elevation L1 / 45 degrees."""
+def shape_loss(pred, batch, front_weight: float = 1.0, grad_scales: int = 2) -> tuple[torch.Tensor, dict[str, float]]:
+    """Front (shift-invariant, times ``front_weight``) + thickness L1 inside the mask, gradient matching of both at
+    ``grad_scales`` resolutions (the front's times ``front_weight`` too), elevation L1 / 45 degrees. The defaults
+    are the loss up to v7 (and validation's, so that its loss compares across versions)."""
     front, thick, elev = pred
     m = batch["mask"]
     fe = (front - _masked_mean(front, m)) - (batch["front"] - _masked_mean(batch["front"], m))
@@ -319,9 +333,9 @@ def shape_loss(pred, batch) -> tuple[torch.Tensor, dict[str, float]]:
     mf = m.float()
     l_front = ((fe.abs() * mf).sum((1, 2)) / mf.sum((1, 2)).clamp_min(1)).mean()
     l_thick = ((te.abs() * mf).sum((1, 2)) / mf.sum((1, 2)).clamp_min(1)).mean()
-    l_grad = _grad_l1(fe, m) + _grad_l1(te, m)
+    l_grad = front_weight * _grad_l1(fe, m, grad_scales) + _grad_l1(te, m, grad_scales)
     l_elev = (elev - batch["elevation"]).abs().mean() / 45.0
-    loss = l_front + l_thick + 0.5 * l_grad + 0.5 * l_elev
+    loss = front_weight * l_front + l_thick + 0.5 * l_grad + 0.5 * l_elev
     parts = {"loss": loss, "front": l_front, "thick": l_thick, "grad": l_grad, "elev": l_elev}
     return loss, {k: float(v.detach()) for k, v in parts.items()}
 
@@ -507,7 +521,7 @@ def main(args: Args) -> None:
         return
     if args.generate_only or not args.train_alongside:
         options = {"squash": args.squash, "level": args.level, "flat": args.flat, "faceon": args.faceon,
-                   "faceon_thick": args.faceon_thick, "sink": args.sink,
+                   "faceon_thick": args.faceon_thick, "faceon_boxes": args.faceon_boxes, "sink": args.sink,
                    "cups": args.cups, "figures": args.figures}
         generate(data, args.train_shards, options, args.workers, args.first_seed_shard)
     if args.generate_only:
@@ -573,7 +587,7 @@ def main(args: Args) -> None:
             g["lr"] = lr
         batch = train.batch(rng.integers(0, len(train), args.batch), rng, args.resolution, args.in_channels,
                             args.elevation_given)
-        loss, parts = shape_loss(model(batch["x"]), batch)
+        loss, parts = shape_loss(model(batch["x"]), batch, args.front_weight, args.grad_scales)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -927,15 +927,15 @@ def _facing_lathe(ys: np.ndarray, rs: np.ndarray, r: float) -> Primitive:
     return Primitive("lathe", {"ys": ys - ys[-1] / 2, "rs": rs}, rot_x(np.pi / 2), np.array([0, r, 0]))
 
 
-def faceon_object(rng, thick: bool = False) -> ProceduralObject:
+def faceon_object(rng, thick: bool = False, kind: str | None = None) -> ProceduralObject:
     """An object standing upright with its face towards +z: thin (``thick`` False: a disc -- a plate, a coin, a
     clock --, a thin board -- a sign, a book, a picture -- or a shallow dish, thickness 2-8 % of its height) or one
     that looks the same face-on but is deep (``thick``: a box or a cylinder seen end-on, 0.5-1.5x as deep as high),
-    so the outline alone does not say which."""
+    so the outline alone does not say which. ``kind`` ("deep box" or "can", with ``thick``) fixes which deep one."""
     if thick:
         mat = random_material(rng)
         r = float(rng.uniform(0.35, 0.7))
-        kind = str(rng.choice(["deep box", "can"]))
+        kind = str(rng.choice(["deep box", "can"])) if kind is None else kind
         t = float(2 * r * rng.uniform(0.5, 1.5))
         box = kind == "deep box"
     else:
@@ -996,7 +996,7 @@ def figure_object(rng) -> ProceduralObject:
 
 def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash: float = 0.0,
                   level: float = 0.0, flat: float = 0.0, faceon: float = 0.0, faceon_thick: float = 0.0,
-                  sink: float = 0.0, cups: float = 0.0, figures: float = 0.0) -> Sample:
+                  sink: float = 0.0, cups: float = 0.0, figures: float = 0.0, faceon_boxes: float = 0.0) -> Sample:
     """The procedural training sample number ``seed`` (deterministic).
 
     ``squash``: the probability that the object is scaled along the view direction (:func:`squash_along`, factor
@@ -1007,7 +1007,8 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     environment light, as in the quality benchmark's renders), so shape must come from the outline and the texture.
     ``faceon``: the probability that the object is a thin one (:func:`faceon_object`) seen within 35 degrees of
     its face; ``faceon_thick`` the fraction of those that are deep instead (a box or a cylinder end-on, the same
-    picture). ``sink``: the probability that stacked parts sink deeper into each other, ``cups`` that the object
+    picture); ``faceon_boxes`` the fraction of them that are a deep box whatever ``faceon_thick`` says, so that a
+    rectangle seen face-on is mostly a box (a package, a book) while a disc stays mostly thin (a plate). ``sink``: the probability that stacked parts sink deeper into each other, ``cups`` that the object
     stands on an open container (both :func:`random_object`); ``figures`` that it is a :func:`figure_object`.
     Each draws from its own random stream: with all 0 the samples are the data of shape_prior_v1."""
     rng = np.random.default_rng([seed, 1])
@@ -1018,12 +1019,13 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     flat_ambient = float(more.uniform(0.85, 1.0)) if more.random() < flat else None
     thin = more.random() < faceon
     deep = np.random.default_rng([seed, 4]).random() < faceon_thick
+    deep_box = np.random.default_rng([seed, 8]).random() < faceon_boxes
     figure_rng = np.random.default_rng([seed, 7])
     figure = figure_rng.random() < figures and not thin
     face_azimuth = float(np.pi / 2 + more.uniform(-1, 1) * math.radians(35) + np.pi * (more.random() < 0.5))
     for attempt in range(5):
         if thin:
-            obj = faceon_object(more, thick=deep)
+            obj = faceon_object(more, thick=True, kind="deep box") if deep_box else faceon_object(more, thick=deep)
         else:
             obj = figure_object(figure_rng) if figure else random_object(seed * 7 + attempt, sink, cups)
         cam, fov, _elev, centre = random_camera(rng, obj, level_elevation, face_azimuth if thin else None)
