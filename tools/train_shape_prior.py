@@ -5,7 +5,21 @@
     python tools/train_shape_prior.py --export              # package the latest checkpoint's weights now
     python tools/train_shape_prior.py --generate-only --train-shards 60
 
-shape_prior_v7 (v3's network, the default) continues from v4's weights in two stages on this 2-core CPU
+shape_prior_v8 (the default) continues from v7's weights, 71 minutes (7,000 steps) on one core, with the front
+weighed twice and gradient matching at 4 scales, on 48 new shards of v7's recipe (seeds from shard 500) and 24 more
+with face-on boxes (``--faceon 0.15 --faceon-boxes 0.5``), made beside it on the other core:
+
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 48 --first-seed-shard 500 \
+        --version shape_prior_v8 --out runs/shape_prior_v8
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 72 --first-seed-shard 500 \
+        --faceon 0.15 --faceon-boxes 0.5 --version shape_prior_v8 --out runs/shape_prior_v8 &
+    taskset -c 0 python tools/train_shape_prior.py --train-alongside --first-seed-shard 500 \
+        --version shape_prior_v8 --out runs/shape_prior_v8 --init-from splat4d/shape/weights/shape_prior_v7.pt \
+        --steps 7000 --budget-minutes 80 --lr 4e-4 --warmup 50 --front-weight 2 --grad-scales 4
+
+(the same run with the default loss, 5,000 steps, scored worse than v7: docs/benchmarks.md, session 10).
+
+shape_prior_v7 (v3's network) continues from v4's weights in two stages on this 2-core CPU
 (generation on one core beside training on the other). First v6, 34 minutes on objects whose stacked parts sink
 deeper into each other (``--sink``; seeds from shard 300; stopped at step 3,306 of a 58-minute schedule and
 exported with ``--export``):
