@@ -5,7 +5,7 @@
     python tools/train_shape_prior.py --export              # package the latest checkpoint's weights now
     python tools/train_shape_prior.py --generate-only --train-shards 60
 
-shape_prior_v8 (the default) continues from v7's weights, 71 minutes (7,000 steps) on one core, with the front
+shape_prior_v8 (the packaged default) continues from v7's weights, 71 minutes (7,000 steps) on one core, with the front
 weighed twice and gradient matching at 4 scales, on 48 new shards of v7's recipe (seeds from shard 500) and 24 more
 with face-on boxes (``--faceon 0.15 --faceon-boxes 0.5``), made beside it on the other core:
 

@@ -1008,8 +1008,9 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     ``faceon``: the probability that the object is a thin one (:func:`faceon_object`) seen within 35 degrees of
     its face; ``faceon_thick`` the fraction of those that are deep instead (a box or a cylinder end-on, the same
     picture); ``faceon_boxes`` the fraction of them that are a deep box whatever ``faceon_thick`` says, so that a
-    rectangle seen face-on is mostly a box (a package, a book) while a disc stays mostly thin (a plate). ``sink``: the probability that stacked parts sink deeper into each other, ``cups`` that the object
-    stands on an open container (both :func:`random_object`); ``figures`` that it is a :func:`figure_object`.
+    rectangle seen face-on is mostly a box (a package, a book) while a disc stays mostly thin (a plate).
+    ``sink``: the probability that stacked parts sink deeper into each other, ``cups`` that the object stands on an
+    open container (both :func:`random_object`); ``figures`` that it is a :func:`figure_object`.
     Each draws from its own random stream: with all 0 the samples are the data of shape_prior_v1."""
     rng = np.random.default_rng([seed, 1])
     extra = np.random.default_rng([seed, 2])
@@ -1025,7 +1026,7 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     face_azimuth = float(np.pi / 2 + more.uniform(-1, 1) * math.radians(35) + np.pi * (more.random() < 0.5))
     for attempt in range(5):
         if thin:
-            obj = faceon_object(more, thick=True, kind="deep box") if deep_box else faceon_object(more, thick=deep)
+            obj = faceon_object(more, thick=deep or deep_box, kind="deep box" if deep_box else None)
         else:
             obj = figure_object(figure_rng) if figure else random_object(seed * 7 + attempt, sink, cups)
         cam, fov, _elev, centre = random_camera(rng, obj, level_elevation, face_azimuth if thin else None)
