@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from splat4d.shape.procedural import (Camera, Primitive, ProceduralObject, Part, Material, _bounds, cast,
-                                      faceon_object, figure_object, random_object, render_crop, render_sample, rot_x, PADDING)
+                                      faceon_object, figure_object, random_object, render_crop, render_sample, rot_x,
+                                      saucer_object, PADDING)
 
 D = 3.0
 
@@ -258,6 +259,38 @@ def test_cups_option_puts_open_containers_under_the_objects():
     kinds = [random_object(seed, cups=1.0).parts[0].kind for seed in range(20)]
     assert set(kinds) == {"cup", "open bowl"}
     assert not any(random_object(seed).parts[0].kind in ("cup", "open bowl") for seed in range(200))
+
+
+def test_saucers_put_a_cup_on_a_wider_saucer_seen_from_above_and_leave_the_rest_alone():
+    kinds, handles = set(), 0
+    for k in range(60):
+        obj = saucer_object(np.random.default_rng(k))
+        saucer, item = obj.parts[0], obj.parts[1]
+        kinds.add(item.kind)
+        handles += any(p.kind == "handle" for p in obj.parts)
+        assert item.kind == "cup" or len(obj.parts) == 2  # a handle only on a cup
+        prim = saucer.prims[0]
+        radius, top = float(prim.params["rs"].max()), float(prim.params["ys"].max())
+        seat = float(prim.params.get("floor", top))
+        assert saucer.kind == "saucer" and _bounds([saucer])[0][1] == pytest.approx(0.0, abs=1e-9)
+        assert 0.05 * radius - 1e-9 <= top <= 0.14 * radius + 1e-9  # a thin disc
+        lo, hi = _bounds(obj.parts[1:])
+        assert lo[1] == pytest.approx(seat, abs=1e-9)  # standing on its top, or on a dish's floor
+        footprint = 0.5 * max(hi[0] - lo[0], hi[2] - lo[2])
+        assert 1.3 - 1e-6 <= radius / footprint <= 2.2 + 1e-6
+        centre = np.hypot((lo[0] + hi[0]) / 2, (lo[2] + hi[2]) / 2)
+        assert centre < 0.2 * radius
+    assert {"cup", "open bowl"} <= kinds and len(kinds) >= 4 and handles >= 3
+    for seed in range(6):
+        s = render_sample(seed, 48, saucers=1.0)
+        assert 10 <= s.elevation_deg <= 45
+        # seen from above the saucer shows in front of and behind the object: a wide, low outline
+        rows, cols = np.nonzero(s.alpha >= 0.5)
+        assert cols.max() - cols.min() > 0.5 * 48
+        plain = render_sample(seed, 48)
+        np.testing.assert_array_equal(plain.rgb, render_sample(seed, 48, saucers=0.0).rgb)
+    level = render_sample(3, 48, saucers=1.0, level=1.0)
+    assert -4 <= level.elevation_deg <= 6  # ``level`` still wins
 
 
 # ----------------------------------------------------------------------------------------------------- network

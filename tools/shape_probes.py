@@ -15,7 +15,8 @@ Thickness in crop units (the crop's width at the object), measured over the cent
 And the elevation each model reads off every probe, against the truth (0 for the face-on views, 20 from above),
 with three more: a snowman (a sphere of radius 0.3 on one of 0.45) seen level, its head sunk 5%, 25% and 45% of
 its height into the body; the overlap of the two discs is no cue of the elevation, as it was for shape_prior_v4,
-whose data always sank stacked parts 5%.
+whose data always sank stacked parts 5%; and an open cup on a saucer seen from 40 degrees above, the way the
+bundled coffee photo is shot (the elevation each model reads off that photo is printed after the table).
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ def probes(resolution: int = 128) -> dict:
         return _object([Primitive("ellipsoid", {"radii": np.full(3, body)}, position=np.array([0.0, -0.3, 0.0])),
                         Primitive("ellipsoid", {"radii": np.full(3, head)}, position=np.array([0.0, y - 0.3, 0.0]))])
 
+    e40 = math.radians(40.0)
+    above40 = Camera.look_at([0, dist * math.sin(e40), -dist * math.cos(e40)], [0, 0, 0])
+    cup = Primitive("cup", {"ys": np.array([0.0, 0.5]), "rs": np.array([0.3, 0.36]), "wall": 0.03, "floor": 0.06},
+                    position=np.array([0.0, -0.22, 0.0]))
+    saucer = Primitive("lathe", {"ys": np.array([0.0, 0.03, 0.05, 0.06]), "rs": np.array([0.35, 0.4, 0.62, 0.66])},
+                       position=np.array([0.0, -0.28, 0.0]))
     return {
         "sphere": crop(sphere, face_on),
         "sphere squashed 0.4": crop(sphere, face_on, squash_along(view, 0.4, np.zeros(3))),
@@ -67,6 +74,7 @@ def probes(resolution: int = 128) -> dict:
         "cube from 20 deg": crop(cube, above),
         "cube squashed 0.3 from 20 deg": crop(cube, above, squash_along(view_above, 0.3, np.zeros(3))),
         **{f"snowman level, head sunk {sunk:.2f}": crop(snowman(sunk), face_on) for sunk in (0.05, 0.25, 0.45)},
+        "cup on a saucer from 40 deg": crop(_object([saucer, cup]), above40),
     }
 
 
@@ -99,6 +107,20 @@ def measure(models: dict, resolution: int = 128) -> dict:
     return out
 
 
+def photo_elevations(models: dict, resolution: int = 256) -> dict:
+    """{model name: the elevation it reads off the bundled coffee photo}, cut out and framed as ``splat4d run``
+    does (GrabCut, the default padding)."""
+    from splat4d.config import SegmentConfig
+    from splat4d.depth.shape_prior import framed_estimate
+    from splat4d.load import load_image
+    from splat4d.segment import segment
+
+    photo = Path(splat4d.__file__).resolve().parent / "assets" / "coffee.jpg"
+    seg = segment(load_image(photo), SegmentConfig(), resolution)
+    return {label: round(float(framed_estimate(prior, seg.image, seg.mask, 40.0)[0].elevation_deg), 1)
+            for label, prior in models.items()}
+
+
 def main() -> None:
     from splat4d.shape.network import WEIGHTS_DIR, load_shape_prior
 
@@ -116,8 +138,11 @@ def main() -> None:
     for name, row in result.items():
         for m in ("centre", "ring_over_centre", "elevation"):
             print(f"| {name} | {m} | " + " | ".join(f"{row[c][m]:.3f}" for c in cols) + " |")
+    photo = photo_elevations(models)
+    print("\nelevation read off splat4d/assets/coffee.jpg (shot from about 45 degrees): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in photo.items()))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        args.json.write_text(json.dumps({**result, "coffee photo elevation": photo}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,10 @@ class Args:
     figures: float = 0.3
     """Fraction of the samples that are a figure (a round body, a round head sunk into it, sometimes a middle ball
     and a hat: a snowman, a toy), level a stack of overlapping round shapes (0 in v4's and v6's data)."""
+    saucers: float = 0.0
+    """Fraction of the samples that are something (mostly a cup or a bowl) standing on a saucer or a plate, seen
+    from 10-45 degrees above (``splat4d.shape.procedural.saucer_object``), the way cups are photographed (0 up to
+    v8's data)."""
     in_channels: int = 9
     """9: silhouette inflation's height is an input too and the network predicts corrections to inflation
     (shape_prior_v3); 8: the camera's elevation is an input, given on a fraction ``elevation_given`` of the
@@ -536,7 +540,7 @@ def main(args: Args) -> None:
     if args.generate_only or not args.train_alongside:
         options = {"squash": args.squash, "level": args.level, "flat": args.flat, "faceon": args.faceon,
                    "faceon_thick": args.faceon_thick, "faceon_boxes": args.faceon_boxes, "sink": args.sink,
-                   "cups": args.cups, "figures": args.figures}
+                   "cups": args.cups, "figures": args.figures, "saucers": args.saucers}
         generate(data, args.train_shards, options, args.workers, args.first_seed_shard)
     if args.generate_only:
         return

@@ -994,9 +994,49 @@ def figure_object(rng) -> ProceduralObject:
     return ProceduralObject(parts)
 
 
+def saucer_object(rng) -> ProceduralObject:
+    """Something standing on a saucer or a plate, most often a cup or a bowl (a cup with a handle half the time),
+    else any other part (food on a plate, a pot on a stand): a wide disc under a smaller object, the way a coffee
+    cup is photographed, from above. The saucer (1.3-2.2x as wide as the object's footprint) is either solid (a
+    flat base rising to a lip) or a shallow dish whose inside shows; the object stands centred on its top or
+    floor."""
+    if rng.random() < 0.7:
+        item = make_part(rng, str(rng.choice(["cup", "cup", "open bowl"])), 1.0)
+    else:
+        item = make_part(rng, str(rng.choice([k for k in PART_KINDS if k != "plate"])), float(rng.uniform(0.5, 1.0)))
+    place(item, rot_y(rng.uniform(0, 2 * np.pi)), np.zeros(3))
+    parts = [item]
+    lo, hi = _bounds(parts)
+    if item.kind == "cup" and rng.random() < 0.5:
+        parts.append(_handle(rng, lo, hi, 1.0))
+        lo, hi = _bounds(parts)
+    footprint = 0.5 * max(hi[0] - lo[0], hi[2] - lo[2])
+    radius = footprint * float(rng.uniform(1.3, 2.2))
+    height = radius * float(rng.uniform(0.05, 0.14))
+    ys = np.array([0.0, 0.45, 0.8, 1.0]) * height
+    rs = np.array([0.55, 0.6, 0.93, 1.0]) * radius
+    if rng.random() < 0.5:  # solid: a base rising to a lip
+        saucer, seat = Primitive("lathe", {"ys": ys, "rs": rs}), height
+    else:  # a shallow dish, its inside showing
+        floor = 0.35 * height
+        saucer = Primitive("cup", {"ys": ys, "rs": rs, "wall": float(0.05 * radius), "floor": float(floor)})
+        seat = floor
+    base = Part([saucer], random_material(rng), np.eye(3), np.zeros(3), 1.0, "saucer")
+    shift = np.array([rng.normal(0, 0.04 * radius) - (lo[0] + hi[0]) / 2, seat - lo[1],
+                      rng.normal(0, 0.04 * radius) - (lo[2] + hi[2]) / 2])
+    for part in parts:
+        place(part, np.eye(3), shift)
+    parts = [base] + parts
+    for i, part in enumerate(parts):
+        for prim in part.prims:
+            prim.part = i
+    return ProceduralObject(parts)
+
+
 def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash: float = 0.0,
                   level: float = 0.0, flat: float = 0.0, faceon: float = 0.0, faceon_thick: float = 0.0,
-                  sink: float = 0.0, cups: float = 0.0, figures: float = 0.0, faceon_boxes: float = 0.0) -> Sample:
+                  sink: float = 0.0, cups: float = 0.0, figures: float = 0.0, faceon_boxes: float = 0.0,
+                  saucers: float = 0.0) -> Sample:
     """The procedural training sample number ``seed`` (deterministic).
 
     ``squash``: the probability that the object is scaled along the view direction (:func:`squash_along`, factor
@@ -1010,7 +1050,8 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     picture); ``faceon_boxes`` the fraction of them that are a deep box whatever ``faceon_thick`` says, so that a
     rectangle seen face-on is mostly a box (a package, a book) while a disc stays mostly thin (a plate).
     ``sink``: the probability that stacked parts sink deeper into each other, ``cups`` that the object stands on an
-    open container (both :func:`random_object`); ``figures`` that it is a :func:`figure_object`.
+    open container (both :func:`random_object`); ``figures`` that it is a :func:`figure_object`; ``saucers`` that
+    it is a :func:`saucer_object` (a cup on a saucer), seen from 10-45 degrees above unless ``level`` says level.
     Each draws from its own random stream: with all 0 the samples are the data of shape_prior_v1."""
     rng = np.random.default_rng([seed, 1])
     extra = np.random.default_rng([seed, 2])
@@ -1023,10 +1064,16 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     deep_box = np.random.default_rng([seed, 8]).random() < faceon_boxes
     figure_rng = np.random.default_rng([seed, 7])
     figure = figure_rng.random() < figures and not thin
+    saucer_rng = np.random.default_rng([seed, 9])
+    saucer = saucer_rng.random() < saucers and not (thin or figure)
+    if saucer and level_elevation is None:
+        level_elevation = float(saucer_rng.uniform(10.0, 45.0))
     face_azimuth = float(np.pi / 2 + more.uniform(-1, 1) * math.radians(35) + np.pi * (more.random() < 0.5))
     for attempt in range(5):
         if thin:
             obj = faceon_object(more, thick=deep or deep_box, kind="deep box" if deep_box else None)
+        elif saucer:
+            obj = saucer_object(saucer_rng)
         else:
             obj = figure_object(figure_rng) if figure else random_object(seed * 7 + attempt, sink, cups)
         cam, fov, _elev, centre = random_camera(rng, obj, level_elevation, face_azimuth if thin else None)
