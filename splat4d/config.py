@@ -49,9 +49,10 @@ class SegmentConfig:
 
 @dataclass
 class DepthConfig:
-    backend: Literal["geometric", "shape-prior", "transformers", "marigold", "depthcrafter", "stereo"] = "geometric"
-    """Depth estimator. 'geometric': offline silhouette inflation (a Poisson height field).
-    'shape-prior': a small network trained in this repo on procedural objects (front + back depth, elevation).
+    backend: Literal["auto", "geometric", "shape-prior", "transformers", "marigold", "depthcrafter",
+                     "stereo"] = "auto"
+    """Depth estimator. 'auto': 'shape-prior' for a photo of an object, else 'geometric' (offline silhouette
+    inflation). 'shape-prior': a small network trained in this repo on procedural objects (front, back, elevation).
     'transformers' (Depth Anything V2, Depth Pro), 'marigold', 'depthcrafter' (video): need weights.
     'stereo': SGBM on a rectified pair (--right)."""
     shape_front: Literal["network", "inflation"] = "network"

@@ -259,6 +259,7 @@ def run(cfg: RunConfig) -> RunResult:
     """Run ``cfg.input`` through its mode's stages into ``cfg.out``; returns the files written and the metrics."""
     # 1. Resolve the inputs: mode, device, memory, input hash. Bad input stops here, before anything is written.
     mode = resolve_mode(cfg)
+    cfg = resolve_depth_backend(cfg, mode)
     device = resolve_device(cfg.device)
     budget.check(cfg, mode)  # a run that would not fit in the memory free is refused now, not by the OOM killer
     source = source_hash(Path(cfg.input), cfg.right)
@@ -337,6 +338,17 @@ def resolve_mode(cfg: RunConfig) -> str:
     return "motion" if cfg.motion_mode else "multiview" if cfg.multiview else "image"
 
 
+def resolve_depth_backend(cfg: RunConfig, mode: str) -> RunConfig:
+    """``cfg`` with ``--depth.backend auto`` made concrete for ``mode``: the learned shape prior for one photo of an
+    object (it beats silhouette inflation on tools/bench_quality.py: docs/benchmarks.md), 'geometric' for a
+    whole-frame scene (``--segment.method none``: its ground plane), a clip (a shape per frame would flicker) and
+    multi-view (untested with the prior). Metrics, the stage cache and config.yaml record the concrete one."""
+    if cfg.depth.backend != "auto":
+        return cfg
+    backend = "shape-prior" if mode == "image" and cfg.segment.method != "none" else "geometric"
+    return dataclasses.replace(cfg, depth=dataclasses.replace(cfg.depth, backend=backend))
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -350,6 +362,7 @@ def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, device: str
     """The image mode's stages after segmentation on a working image (R, R, 3) over white and its mask, uncached
     (for benchmarks that bring their own views); ``depth``, when given, replaces the depth stage's estimate (e.g.
     the true surfaces, to measure what init and fit make of them)."""
+    cfg = resolve_depth_backend(cfg, "image")
     frames = Frames(image[None].astype(np.float32), mask[None].astype(np.float32), "given", (0, 0, *mask.shape),
                     mask.shape[::-1])
     given = {"segment": (frames, "given")}

@@ -55,9 +55,10 @@ def test_outputs_are_valid(first_run):
     assert metrics["loss_decreased"] is True
     assert metrics["fit_steps"] == 40  # fewer than plateau_after: every step runs
     # The init re-renders the input away from its silhouette (test_stages) but leaves the 2 px rim band unsolved,
-    # about a tenth of the object at 64 px (measured: 24.4 dB on the whole image); the fit must sharpen it (28.3 dB
-    # after these 40 steps; at the fast preset's 128 px and 150 steps 42 dB).
-    assert metrics["input_psnr"] > 26.0 and metrics["input_psnr"] >= metrics["input_psnr_init"] + 2.0
+    # about a tenth of the object at 64 px; the fit must sharpen it. Measured with the default depth (the shape
+    # prior; its back on the pixel rays shows a little at the rim): 22.4 dB on the whole image, 24.7 dB after these
+    # 40 steps (geometric 24.1 and 27.7; at the fast preset's 128 px and 150 steps 42 dB).
+    assert metrics["input_psnr"] > 24.0 and metrics["input_psnr"] >= metrics["input_psnr_init"] + 2.0
     assert len(list((out / "views").glob("view_*.png"))) == 1 + 4 + 1  # input + ring + top
     assert len(list((out / "views").glob("mask_*.png"))) == 1 + 4 + 1
     assert (out / "views" / "cameras.json").is_file() and (out / "nerfstudio" / "transforms.json").is_file()

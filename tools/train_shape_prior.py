@@ -5,7 +5,23 @@
     python tools/train_shape_prior.py --export              # package the latest checkpoint's weights now
     python tools/train_shape_prior.py --generate-only --train-shards 60
 
-shape_prior_v8 (the packaged default) continues from v7's weights, 71 minutes (7,000 steps) on one core, with the front
+shape_prior_v9 (the packaged default, and so ``splat4d run``'s depth for a photo of an object) continues from v8's
+weights with v8's loss, 6,000 steps (52 minutes) on one core, on 60 new shards (seeds from shard 600): the first of v7's recipe,
+59 with more level cameras and face-on boxes (``--level 0.5 --faceon 0.15 --faceon-boxes 0.6``), then 24 more with
+cups on saucers too (``--saucers 0.3``), made beside it on the other core and picked up as they came:
+
+    O="--version shape_prior_v9 --out runs/shape_prior_v9 --first-seed-shard 600"
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 1 $O
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 60 --level 0.5 --faceon 0.15 \
+        --faceon-boxes 0.6 $O &
+    taskset -c 0 python tools/train_shape_prior.py --train-alongside $O \
+        --init-from splat4d/shape/weights/shape_prior_v8.pt --steps 6000 --budget-minutes 68 --lr 3e-4 --warmup 50 \
+        --front-weight 2 --grad-scales 4
+    # once the first 60 are done:
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 84 --level 0.5 --faceon 0.15 \
+        --faceon-boxes 0.6 --saucers 0.3 $O
+
+shape_prior_v8 continues from v7's weights, 71 minutes (7,000 steps) on one core, with the front
 weighed twice and gradient matching at 4 scales, on 48 new shards of v7's recipe (seeds from shard 500) and 24 more
 with face-on boxes (``--faceon 0.15 --faceon-boxes 0.5``), made beside it on the other core:
 

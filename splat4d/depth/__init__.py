@@ -30,13 +30,14 @@ def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: floa
     """The configured backend for splat4d's input camera (vertical FoV ``fov_deg``, object at ``distance``).
 
     Stereo input (``rights``: (T, H, W, 3) right views of a rectified pair or clip; ``lefts`` the raw left views,
-    else the images passed in) always gives the 'stereo' estimator: the pair fixes the depth. ``elevation_deg``: the
+    else the images passed in) always gives the 'stereo' estimator: the pair fixes the depth. 'auto' is the shape
+    prior here (one image of an object). ``elevation_deg``: the
     input camera's elevation when the user gave it (``--init.elevation-deg``); the shape prior conditions on it."""
     if rights is not None:
         from splat4d.depth.stereo import StereoDepth
 
         return StereoDepth(rights, num_disparities=cfg.max_disparity, distance=distance, left=lefts)
-    if cfg.backend == "shape-prior":
+    if cfg.backend in ("shape-prior", "auto"):  # a run resolves 'auto' by its mode (pipeline.resolve_depth_backend)
         from splat4d.depth.shape_prior import ShapePriorDepth
 
         return ShapePriorDepth(cfg, fov_deg, distance, elevation_deg)

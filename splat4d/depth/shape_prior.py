@@ -30,7 +30,8 @@ class ShapePriorDepth:
     ``front``: 'network' takes both surfaces from the network; 'inflation' keeps silhouette inflation's front
     (``splat4d.depth.geometric``, rim on the centre plane) and puts the back the predicted thickness behind it.
     ``ShapePriorUnavailable`` (one line naming ``--depth.backend geometric``) when the weights are missing or
-    corrupt. ``elevation_deg`` (the user's ``--init.elevation-deg``) is given to a network that takes it
+    corrupt. A mask covering the whole frame (``scene_coverage``) is a scene, not an object: it gets geometric's
+    ground-plane depth. ``elevation_deg`` (the user's ``--init.elevation-deg``) is given to a network that takes it
     (shape_prior_v2), which then predicts the shape for that view rather than guessing the elevation too."""
 
     def __init__(self, cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5,
@@ -40,6 +41,10 @@ class ShapePriorDepth:
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap:
         fg = mask > 0.5
+        if fg.mean() >= self.cfg.scene_coverage:  # a whole-frame scene, not an object: geometric's ground plane
+            from splat4d.depth.geometric import GeometricDepth
+
+            return GeometricDepth(self.cfg, self.fov_deg, self.distance)(image, mask)
         estimate, crop_fov = framed_estimate(self.prior, image, mask, self.fov_deg, self.elevation_deg,
                                              self.cfg.shape_two_pass)
         if self.cfg.shape_front == "inflation":

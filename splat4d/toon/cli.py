@@ -35,8 +35,8 @@ class ToonArgs:
     depth: DepthConfig = field(default_factory=lambda: DepthConfig(relief=0.0))
     """Per-image depth when DIR/depths/ has none (offline: 'geometric'; learned backends when weights exist)."""
     learned_depth: bool = True
-    """With --depth.backend left at 'geometric' and no DIR/depths/: use a learned depth model whose weights are
-    already here (Depth Anything V2 via transformers, else Marigold; nothing is downloaded)."""
+    """With --depth.backend left at 'auto' (for drawings 'geometric') and no DIR/depths/: use a learned depth model
+    whose weights are already here (Depth Anything V2 via transformers, else Marigold; nothing is downloaded)."""
     edge_threshold: float = 0.05
     """Pixels where the depth jumps by more than this (per pixel, relative to the largest depth) are left out."""
     align: AlignConfig = field(default_factory=AlignConfig)

@@ -154,6 +154,8 @@ def depth_config(cfg, learned: bool):
 
     from splat4d.hub import weights_present
 
+    if cfg.backend == "auto":  # drawings, not photos of objects: the shape prior was not made for them
+        cfg = dataclasses.replace(cfg, backend="geometric")
     if not learned or cfg.backend != "geometric":
         return cfg
     from splat4d.depth.marigold import DEFAULT_MODEL as MARIGOLD
