@@ -31,8 +31,8 @@ def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: floa
 
     Stereo input (``rights``: (T, H, W, 3) right views of a rectified pair or clip; ``lefts`` the raw left views,
     else the images passed in) always gives the 'stereo' estimator: the pair fixes the depth. 'auto' is the shape
-    prior here (one image of an object). ``elevation_deg``: the
-    input camera's elevation when the user gave it (``--init.elevation-deg``); the shape prior conditions on it."""
+    prior here (one image of an object). ``elevation_deg``: the input camera's elevation when the user gave it
+    (``--init.elevation-deg``); the shape prior conditions on it."""
     if rights is not None:
         from splat4d.depth.stereo import StereoDepth
 
