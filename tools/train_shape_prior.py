@@ -5,8 +5,19 @@
     python tools/train_shape_prior.py --export              # package the latest checkpoint's weights now
     python tools/train_shape_prior.py --generate-only --train-shards 60
 
-shape_prior_v9 (the packaged default, and so ``splat4d run``'s depth for a photo of an object) continues from
-v8's weights with v8's loss, 6,000 steps (52 minutes) on one core, on 60 new shards (seeds from shard 600): the
+shape_prior_v10 (the packaged default, and so ``splat4d run``'s depth for a photo of an object) continues from
+v9's weights with the same loss, 6,000 steps (48 minutes) on one core, Adam 2e-4, on 48 new shards (seeds from shard
+700) of v9's last recipe with fewer saucers, made beside it (the validation shard first, with v7's recipe):
+
+    O="--version shape_prior_v10 --out runs/shape_prior_v10 --first-seed-shard 700"
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 0 $O
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 48 --level 0.5 --faceon 0.15 \
+        --faceon-boxes 0.6 --saucers 0.15 $O &
+    taskset -c 0 python tools/train_shape_prior.py --train-alongside $O \
+        --init-from splat4d/shape/weights/shape_prior_v9.pt --steps 6000 --budget-minutes 58 --lr 2e-4 --warmup 50 \
+        --front-weight 2 --grad-scales 4
+
+shape_prior_v9 continues from v8's weights with v8's loss, 6,000 steps (52 minutes) on one core, on 60 new shards (seeds from shard 600): the
 first of v7's recipe, 59 with more level cameras and face-on boxes (``--level 0.5 --faceon 0.15 --faceon-boxes
 0.6``), then 24 more with cups on saucers too (``--saucers 0.3``), made beside it on the other core and picked
 up as they came:

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-VERSION = "shape_prior_v9"  # the packaged default (v2, v3, v4, v6, v7 and v8, v9's starting point, ship beside it)
+VERSION = "shape_prior_v10"  # the packaged default (v2, v3, v4, v6, v7, v8 and v9, v10's starting point, ship beside it)
 # v2: the camera's elevation may be given as two more channels; v3: silhouette inflation's height is a ninth input
 # plane and the outputs are corrections to inflation (so an untrained head is exactly ``--depth.backend geometric``)
 VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3", "shape_prior_v4", "shape_prior_v5",
@@ -294,7 +294,7 @@ def save_packaged(model: ShapeUNet, path: Path = WEIGHTS_PATH, manifest: Path | 
 
 
 def load_shape_prior(path: str | Path | None = None, manifest: str | Path | None = None) -> ShapePrior:
-    """The packaged shape prior (``splat4d/shape/weights/shape_prior_v9.pt`` by default), checked against its
+    """The packaged shape prior (``splat4d/shape/weights/shape_prior_v10.pt`` by default), checked against its
     manifest's version and sha256. Raises :class:`ShapePriorUnavailable` when missing or corrupt."""
     path = Path(path) if path is not None else WEIGHTS_PATH
     manifest = Path(manifest) if manifest is not None else path.with_suffix(".json")
