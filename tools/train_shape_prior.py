@@ -17,10 +17,10 @@ v9's weights with the same loss, 6,000 steps (48 minutes) on one core, Adam 2e-4
         --init-from splat4d/shape/weights/shape_prior_v9.pt --steps 6000 --budget-minutes 58 --lr 2e-4 --warmup 50 \
         --front-weight 2 --grad-scales 4
 
-shape_prior_v9 continues from v8's weights with v8's loss, 6,000 steps (52 minutes) on one core, on 60 new shards (seeds from shard 600): the
-first of v7's recipe, 59 with more level cameras and face-on boxes (``--level 0.5 --faceon 0.15 --faceon-boxes
-0.6``), then 24 more with cups on saucers too (``--saucers 0.3``), made beside it on the other core and picked
-up as they came:
+shape_prior_v9 continues from v8's weights with v8's loss, 6,000 steps (52 minutes) on one core, on 60 new shards
+(seeds from shard 600): the first of v7's recipe, 59 with more level cameras and face-on boxes (``--level 0.5
+--faceon 0.15 --faceon-boxes 0.6``), then 24 more with cups on saucers too (``--saucers 0.3``), made beside it on
+the other core and picked up as they came:
 
     O="--version shape_prior_v9 --out runs/shape_prior_v9 --first-seed-shard 600"
     taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 1 $O

@@ -721,9 +721,15 @@ def random_object(seed: int, sink: float = 0.0, cups: float = 0.0) -> Procedural
             c = (lo + hi) / 2 + dirv * (ext_self + ext_new) * rng.uniform(0.75, 0.98)
             place(part, np.eye(3), np.array([c[0] - (plo[0] + phi[0]) / 2, -plo[1], c[2] - (plo[2] + phi[2]) / 2]))
         parts.append(part)
+    return numbered(parts)
+
+
+def numbered(parts: list[Part]) -> ProceduralObject:
+    """The object of ``parts``, each primitive labelled with the index of its part (the shading's per-part
+    materials)."""
     for i, part in enumerate(parts):
-        for p in part.prims:
-            p.part = i
+        for prim in part.prims:
+            prim.part = i
     return ProceduralObject(parts)
 
 
@@ -989,9 +995,8 @@ def figure_object(rng) -> ProceduralObject:
             y = top - lo[1] - deep_sink_depth(rng, hi[1] - lo[1], height)
         prim.position = np.array([float(rng.normal(0, 0.03 * width)), y, float(rng.normal(0, 0.03 * width))])
         top, height = y + hi[1], hi[1] - lo[1]
-        prim.part = len(parts)
         parts.append(Part([prim], random_material(rng), np.eye(3), np.zeros(3), 1.0, "figure"))
-    return ProceduralObject(parts)
+    return numbered(parts)
 
 
 def saucer_object(rng) -> ProceduralObject:
@@ -1026,11 +1031,7 @@ def saucer_object(rng) -> ProceduralObject:
                       rng.normal(0, 0.04 * radius) - (lo[2] + hi[2]) / 2])
     for part in parts:
         place(part, np.eye(3), shift)
-    parts = [base] + parts
-    for i, part in enumerate(parts):
-        for prim in part.prims:
-            prim.part = i
-    return ProceduralObject(parts)
+    return numbered([base] + parts)
 
 
 def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash: float = 0.0,
