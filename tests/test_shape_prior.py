@@ -293,6 +293,42 @@ def test_saucers_put_a_cup_on_a_wider_saucer_seen_from_above_and_leave_the_rest_
     assert -4 <= level.elevation_deg <= 6  # ``level`` still wins
 
 
+def test_attached_parts_stand_out_of_the_body_front_and_are_seen_from_the_front():
+    from splat4d.shape.procedural import attached_object
+
+    heights = []
+    for k in range(30):
+        obj = attached_object(np.random.default_rng(k))
+        body, parts = obj.parts[0], obj.parts[1:]
+        assert 1 <= len(parts) <= 2
+        blo, bhi = _bounds([body])
+        for part in parts:
+            plo, phi = _bounds([part])
+            depth = phi[2] - plo[2]
+            sunk = (bhi[2] - plo[2]) / depth
+            assert -1e-9 <= sunk <= 0.3 + 1e-9  # fixed to the front face, 0-30% of its depth in it
+            assert blo[0] <= (plo[0] + phi[0]) / 2 <= bhi[0]  # in front of the body, not beside it
+            heights.append(plo[1] - blo[1])
+    assert max(heights) > 0.1  # not always on the ground
+    for seed in range(4):
+        s = render_sample(seed, 48, attached=1.0)
+        on = s.alpha >= 0.5
+        t = s.thickness[on]
+        assert on.mean() > 0.15 and np.nanmax(t) - np.nanmin(t) > 0.05  # a step in depth
+        np.testing.assert_array_equal(render_sample(seed, 48).rgb, render_sample(seed, 48, attached=0.0).rgb)
+
+
+def test_faceon_wide_widens_face_on_boxes_only():
+    for k in range(10):
+        wide = faceon_object(np.random.default_rng(k), thick=True, kind="deep box", wide=True).parts[0].prims[0]
+        half = wide.params["half"]
+        assert 1.2 - 1e-9 <= half[0] / half[1] <= 2.4 + 1e-9
+        narrow = faceon_object(np.random.default_rng(k), thick=True, kind="deep box").parts[0].prims[0]
+        assert narrow.params["half"][0] / narrow.params["half"][1] <= 1.2 + 1e-9
+    for seed in range(3):  # not face-on: the option changes nothing
+        np.testing.assert_array_equal(render_sample(seed, 48).rgb, render_sample(seed, 48, faceon_wide=1.0).rgb)
+
+
 # ----------------------------------------------------------------------------------------------------- network
 from splat4d.shape.network import (WEIGHTS_PATH, ShapePrior, ShapePriorUnavailable, ShapeUNet,  # noqa: E402
                                    load_shape_prior, network_input, param_count, save_packaged)

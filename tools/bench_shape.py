@@ -107,7 +107,7 @@ def main() -> None:
     ap.add_argument("--res", type=int, default=128)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    backends = {"geometric": lambda fov, d: make_depth_estimator(DepthConfig(), fov, d)}
+    backends = {"geometric": lambda fov, d: make_depth_estimator(DepthConfig(backend="geometric"), fov, d)}
     stems = [p.stem for p in args.weights]
     for p in args.weights:
         backends[p.stem if stems.count(p.stem) == 1 else f"{p.parent.name}/{p.stem}"] = (

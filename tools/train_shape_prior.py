@@ -166,6 +166,13 @@ class Args:
     """Fraction of the samples that are something (mostly a cup or a bowl) standing on a saucer or a plate, seen
     from 10-45 degrees above (``splat4d.shape.procedural.saucer_object``), the way cups are photographed (0 up to
     v8's data)."""
+    attached: float = 0.0
+    """Fraction of the samples that are a body with parts fixed to its front face (a lens on a camera, a block in
+    front of a taller one; ``splat4d.shape.procedural.attached_object``), seen from the front (0 up to v10's
+    data)."""
+    faceon_wide: float = 0.0
+    """Fraction of the face-on boxes and boards whose face is 1.2-2.4x as wide as high (a shoebox, a book lying;
+    up to v10's data at most 1.2x)."""
     in_channels: int = 9
     """9: silhouette inflation's height is an input too and the network predicts corrections to inflation
     (shape_prior_v3); 8: the camera's elevation is an input, given on a fraction ``elevation_given`` of the
@@ -568,7 +575,8 @@ def main(args: Args) -> None:
     if args.generate_only or not args.train_alongside:
         options = {"squash": args.squash, "level": args.level, "flat": args.flat, "faceon": args.faceon,
                    "faceon_thick": args.faceon_thick, "faceon_boxes": args.faceon_boxes, "sink": args.sink,
-                   "cups": args.cups, "figures": args.figures, "saucers": args.saucers}
+                   "cups": args.cups, "figures": args.figures, "saucers": args.saucers,
+                   "attached": args.attached, "faceon_wide": args.faceon_wide}
         generate(data, args.train_shards, options, args.workers, args.first_seed_shard)
     if args.generate_only:
         return

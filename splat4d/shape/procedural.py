@@ -921,9 +921,10 @@ def _unit_rows(v):
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
-def _facing_box(rng, r: float, t: float) -> Primitive:
-    """A box r high (half-height), 0.5-1.2 r wide, t deep along z, standing on y = 0."""
-    h = np.array([r * rng.uniform(0.5, 1.2), r, t / 2])
+def _facing_box(rng, r: float, t: float, wide: bool = False) -> Primitive:
+    """A box r high (half-height), 0.5-1.2 r wide (``wide``: 1.2-2.4 r, a landscape face), t deep along z,
+    standing on y = 0."""
+    h = np.array([r * (rng.uniform(1.2, 2.4) if wide else rng.uniform(0.5, 1.2)), r, t / 2])
     return Primitive("box", {"half": h}, np.eye(3), np.array([0, h[1], 0]))
 
 
@@ -933,11 +934,12 @@ def _facing_lathe(ys: np.ndarray, rs: np.ndarray, r: float) -> Primitive:
     return Primitive("lathe", {"ys": ys - ys[-1] / 2, "rs": rs}, rot_x(np.pi / 2), np.array([0, r, 0]))
 
 
-def faceon_object(rng, thick: bool = False, kind: str | None = None) -> ProceduralObject:
+def faceon_object(rng, thick: bool = False, kind: str | None = None, wide: bool = False) -> ProceduralObject:
     """An object standing upright with its face towards +z: thin (``thick`` False: a disc -- a plate, a coin, a
     clock --, a thin board -- a sign, a book, a picture -- or a shallow dish, thickness 2-8 % of its height) or one
     that looks the same face-on but is deep (``thick``: a box or a cylinder seen end-on, 0.5-1.5x as deep as high),
-    so the outline alone does not say which. ``kind`` ("deep box" or "can", with ``thick``) fixes which deep one."""
+    so the outline alone does not say which. ``kind`` ("deep box" or "can", with ``thick``) fixes which deep one;
+    ``wide`` makes a box's (a board's, a deep box's) face 1.2-2.4x as wide as high (a shoebox, a book lying)."""
     if thick:
         mat = random_material(rng)
         r = float(rng.uniform(0.35, 0.7))
@@ -951,7 +953,7 @@ def faceon_object(rng, thick: bool = False, kind: str | None = None) -> Procedur
         t = float(r * rng.uniform(0.03, 0.12))
         box = kind == "board"
     if box:
-        prim = _facing_box(rng, r, t)
+        prim = _facing_box(rng, r, t, wide)
     elif kind == "dish":  # a thin base, a sloped wall, a lip
         prim = _facing_lathe(np.array([0.0, t, 1.8 * t, 2.2 * t]), np.array([0.55 * r, 0.6 * r, 0.95 * r, r]), r)
     else:  # a disc, or a can end-on
@@ -1034,10 +1036,45 @@ def saucer_object(rng) -> ProceduralObject:
     return numbered([base] + parts)
 
 
+ATTACHED_BODIES = ("box", "box", "roundbox", "cylinder", "extrusion")
+ATTACHED_PARTS = ("box", "box", "roundbox", "lens", "sphere")
+
+
+def attached_object(rng) -> ProceduralObject:
+    """A body (a box, a cylinder, a prism) with 1-2 parts fixed to its front face (+z) at any height: a lens on
+    a camera, a drawer, a knob, a block in front of a taller one. An attached part is 0.4-1.3x the body's width
+    (it may overhang the sides), sinks 0-30% of its depth into the face and need not touch the ground, so that
+    neither the ground contact nor the outline says how far it stands out: the occlusion and the texture do. Seen
+    from the front (within 45 degrees of +z)."""
+    body = make_part(rng, str(rng.choice(ATTACHED_BODIES)), 1.0)
+    place(body, np.eye(3), np.zeros(3))
+    parts = [body]
+    lo, hi = _bounds(parts)
+    size = hi - lo
+    for _ in range(int(rng.choice([1, 1, 2]))):
+        kind = str(rng.choice(ATTACHED_PARTS))
+        scale = float(rng.uniform(0.4, 1.3)) * max(size[0], 0.5 * size[1])
+        if kind == "lens":  # a cylinder along z
+            r, depth = 0.5 * scale * rng.uniform(0.4, 0.9), scale * rng.uniform(0.2, 0.9)
+            barrel = Primitive("lathe", {"ys": np.array([0.0, depth]), "rs": np.array([r, r * rng.uniform(0.8, 1.1)])})
+            part = Part([barrel], random_material(rng), np.eye(3), np.zeros(3), scale, "lens")
+            place(part, rot_x(np.pi / 2), np.zeros(3))
+        else:
+            part = make_part(rng, kind, scale)
+        plo, phi = _bounds([part])
+        psize = phi - plo
+        x = lo[0] + size[0] * rng.uniform(0.2, 0.8)
+        y = lo[1] + psize[1] / 2 + max(size[1] - psize[1], 0.0) * rng.uniform(0, 1)
+        z = hi[2] + psize[2] * (0.5 - rng.uniform(0.0, 0.3))
+        place(part, np.eye(3), np.array([x, y, z]) - (plo + phi) / 2)
+        parts.append(part)
+    return numbered(parts)
+
+
 def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash: float = 0.0,
                   level: float = 0.0, flat: float = 0.0, faceon: float = 0.0, faceon_thick: float = 0.0,
                   sink: float = 0.0, cups: float = 0.0, figures: float = 0.0, faceon_boxes: float = 0.0,
-                  saucers: float = 0.0) -> Sample:
+                  saucers: float = 0.0, attached: float = 0.0, faceon_wide: float = 0.0) -> Sample:
     """The procedural training sample number ``seed`` (deterministic).
 
     ``squash``: the probability that the object is scaled along the view direction (:func:`squash_along`, factor
@@ -1052,7 +1089,9 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     rectangle seen face-on is mostly a box (a package, a book) while a disc stays mostly thin (a plate).
     ``sink``: the probability that stacked parts sink deeper into each other, ``cups`` that the object stands on an
     open container (both :func:`random_object`); ``figures`` that it is a :func:`figure_object`; ``saucers`` that
-    it is a :func:`saucer_object` (a cup on a saucer), seen from 10-45 degrees above unless ``level`` says level.
+    it is a :func:`saucer_object` (a cup on a saucer), seen from 10-45 degrees above unless ``level`` says level;
+    ``attached`` that it is an :func:`attached_object` (parts fixed to a body's front face) seen from the front;
+    ``faceon_wide`` the fraction of the face-on boxes and boards whose face is wider than high.
     Each draws from its own random stream: with all 0 the samples are the data of shape_prior_v1."""
     rng = np.random.default_rng([seed, 1])
     extra = np.random.default_rng([seed, 2])
@@ -1069,15 +1108,21 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     saucer = saucer_rng.random() < saucers and not (thin or figure)
     if saucer and level_elevation is None:
         level_elevation = float(saucer_rng.uniform(10.0, 45.0))
+    attached_rng = np.random.default_rng([seed, 10])
+    attach = attached_rng.random() < attached and not (thin or figure or saucer)
+    wide = np.random.default_rng([seed, 11]).random() < faceon_wide
     face_azimuth = float(np.pi / 2 + more.uniform(-1, 1) * math.radians(35) + np.pi * (more.random() < 0.5))
     for attempt in range(5):
         if thin:
-            obj = faceon_object(more, thick=deep or deep_box, kind="deep box" if deep_box else None)
+            obj = faceon_object(more, thick=deep or deep_box, kind="deep box" if deep_box else None, wide=wide)
         elif saucer:
             obj = saucer_object(saucer_rng)
+        elif attach:
+            obj = attached_object(attached_rng)
         else:
             obj = figure_object(figure_rng) if figure else random_object(seed * 7 + attempt, sink, cups)
-        cam, fov, _elev, centre = random_camera(rng, obj, level_elevation, face_azimuth if thin else None)
+        front_azimuth = float(np.pi / 2 + attached_rng.uniform(-1, 1) * math.radians(45)) if attach else None
+        cam, fov, _elev, centre = random_camera(rng, obj, level_elevation, face_azimuth if thin else front_azimuth)
         # light from the camera's side of the object, mostly above, random ambient
         toward = -cam.forward
         light = _unit(toward * rng.uniform(0.2, 1.0) + np.array([0, rng.uniform(0.2, 1.2), 0]) + rng.normal(0, 0.6, 3))
