@@ -240,6 +240,8 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
     thin = 0.3  # normal-direction std as a fraction of the footprint: surfels, not blobs
     front = surface_gaussians(surfaces.front_all, fg | partial, camera, 1, cfg.scale_factor, thin)
     back = closing_gaussians(surfaces, fg, camera, cfg, thin)
+    if surfaces.back_lateral is None and cfg.back_color_source == "mirror":
+        back = (*back[:3], mirrored_pixels(back[0][:len(back[3])], surfaces.front, fg, camera, back[3]), back[4])
     scene = initial_scene(image, mask, front, back, cfg)
     px_f, n_f = front[3], len(front[0])
     scene = match_coverage(scene, camera, mask, px_f, rounds=3, backend=rasterize_backend, max_opacity=cfg.opacity)
@@ -306,6 +308,28 @@ def closing_gaussians(surfaces: SurfaceDepths, fg: np.ndarray, camera: Cameras, 
                                             lateral_z=surfaces.back_lateral)
     m_w, s_w, q_w, px_w = rim_wall_gaussians(surfaces.front, surfaces.back, fg, camera, cfg.scale_factor)
     return torch.cat([m_b, m_w]), torch.cat([s_b, s_w]), torch.cat([q_b, q_w]), px_b, px_w
+
+
+def mirrored_pixels(means: Tensor, z_front: np.ndarray, fg: np.ndarray, camera: Cameras, pixels: np.ndarray,
+                    steps: int = 3) -> np.ndarray:
+    """The input-view pixels (N, 2) (row, col) of the front points that have the x, y of the back points ``means``
+    (N, 3, world), where a texture symmetric about the object's centre plane puts their colour: each ray meets the
+    back farther out than the front (perspective), so its own pixel's colour would stretch the texture over the
+    back. Found by ``steps`` fixed-point steps on the front depth ``z_front`` (H, W); a point whose step leaves the
+    object ``fg`` keeps its last pixel on it (at first its own, ``pixels``)."""
+    h, w = fg.shape
+    cam = camera.world_to_camera(means.double())[0].numpy()
+    K = camera.K[0].double().numpy()
+    rows, cols = pixels[:, 0].copy(), pixels[:, 1].copy()
+    for _ in range(steps):
+        z = z_front[rows, cols]
+        c = np.floor(K[0, 0] * cam[:, 0] / z + K[0, 2]).astype(np.int64)
+        r = np.floor(K[1, 1] * cam[:, 1] / z + K[1, 2]).astype(np.int64)
+        inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+        ok = inside.copy()
+        ok[inside] = fg[r[inside], c[inside]]
+        rows, cols = np.where(ok, r, rows), np.where(ok, c, cols)
+    return np.stack([rows, cols], 1)
 
 
 def initial_scene(image: np.ndarray, mask: np.ndarray, front: tuple, back: tuple, cfg: InitConfig) -> GaussianScene:

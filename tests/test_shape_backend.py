@@ -95,6 +95,30 @@ def test_back_placement_ray_follows_the_pixel_rays_mirror_keeps_the_front_points
     assert radius(out["mirror"][1]) == pytest.approx(front_r, rel=0.03)
 
 
+def test_a_back_on_the_pixel_rays_takes_the_colour_of_the_front_point_with_its_x_y():
+    """A slab 0.6 deep whose face is red within 13 px of the centre and blue outside: on the pixel rays the back
+    spreads out by z_back / z_front = 1.26, so its own pixels' colours would make a red disc 1.26x as wide on the
+    back; the mirrored colours (a texture symmetric about the centre plane) keep the red within the front's radius."""
+    image, mask = disc()
+    fg = mask > 0.5
+    yy, xx = np.mgrid[:RES, :RES]
+    red = np.hypot(xx + 0.5 - RES / 2, yy + 0.5 - RES / 2) < 13
+    image[fg & red], image[fg & ~red] = (0.9, 0.1, 0.1), (0.1, 0.1, 0.9)
+    depth = DepthMap.on_mask(np.full(mask.shape, DIST - 0.2), fg, back=np.full(mask.shape, DIST + 0.4))
+    n_back = int(fg[::2, ::2].sum())
+    red_radius = 13 * (DIST - 0.2) / input_camera(RES, FOV, DIST).K[0, 0, 0].item()  # world radius of the red disc
+    wrong = {}
+    for source in ("mirror", "pixel"):
+        cfg = InitConfig(back_color_source=source, back_blur=0.0, back_blur_horizontal=0.0, solve_colors=0)
+        init = init_scene(image, mask, depth, cfg)
+        means = init.scene.means[init.n_front:init.n_front + n_back].numpy()
+        colours = init.scene.rgb_dc()[init.n_front:init.n_front + n_back].numpy()
+        is_red = colours[:, 0] > colours[:, 2]
+        r = np.hypot(means[:, 0], means[:, 1])
+        wrong[source] = float(np.mean(is_red != (r < red_radius)))
+    assert wrong["mirror"] < 0.03 and wrong["pixel"] > 0.15, wrong
+
+
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     from splat4d.shape.network import ShapeUNet, save_packaged
