@@ -5,6 +5,10 @@
     python tools/train_shape_prior.py --export              # package the latest checkpoint's weights now
     python tools/train_shape_prior.py --generate-only --train-shards 60
 
+A v11 from v10's weights (55 minutes, 3,338 steps, Adam 2e-4, v10's loss) on 40 shards from seed shard 800 of
+v10's recipe plus the two newest data options (``--faceon-wide 0.5 --attached 0.15``) scored below v10 on the quality
+benchmark (20.65 against 20.97 dB) and was not shipped (docs/benchmarks.md, session 12).
+
 shape_prior_v10 (the packaged default, and so ``splat4d run``'s depth for a photo of an object) continues from
 v9's weights with the same loss, 6,000 steps (48 minutes) on one core, Adam 2e-4, on 48 new shards (seeds from shard
 700) of v9's last recipe with fewer saucers, made beside it (the validation shard first, with v7's recipe):
