@@ -1042,10 +1042,10 @@ ATTACHED_PARTS = ("box", "box", "roundbox", "lens", "sphere")
 
 def attached_object(rng) -> ProceduralObject:
     """A body (a box, a cylinder, a prism) with 1-2 parts fixed to its front face (+z) at any height: a lens on
-    a camera, a drawer, a knob, a block in front of a taller one. An attached part is 0.4-1.3x the body's width
-    (it may overhang the sides), sinks 0-30% of its depth into the face and need not touch the ground, so that
-    neither the ground contact nor the outline says how far it stands out: the occlusion and the texture do. Seen
-    from the front (within 45 degrees of +z)."""
+    a camera, a drawer, a knob, a block in front of a taller one. An attached part is about 0.4-1.3x the body's
+    width (it may overhang the sides), sinks 0-30% of its depth into the face and need not touch the ground, so
+    that neither the ground contact nor the outline says how far it stands out: the occlusion and the texture do.
+    Seen from the front (within 45 degrees of +z)."""
     body = make_part(rng, str(rng.choice(ATTACHED_BODIES)), 1.0)
     place(body, np.eye(3), np.zeros(3))
     parts = [body]
