@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,8 +241,10 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
     thin = 0.3  # normal-direction std as a fraction of the footprint: surfels, not blobs
     front = surface_gaussians(surfaces.front_all, fg | partial, camera, 1, cfg.scale_factor, thin)
     back = closing_gaussians(surfaces, fg, camera, cfg, thin)
+    elevation = cfg.elevation_deg if cfg.elevation_deg is not None else depth.elevation_deg
     if surfaces.back_lateral is None and cfg.back_color_source == "mirror":
-        back = (*back[:3], mirrored_pixels(back[0][:len(back[3])], surfaces.front, fg, camera, back[3]), back[4])
+        back = (*back[:3], mirrored_pixels(back[0][:len(back[3])], surfaces.front, fg, camera, back[3], elevation),
+                back[4])
     scene = initial_scene(image, mask, front, back, cfg)
     px_f, n_f = front[3], len(front[0])
     scene = match_coverage(scene, camera, mask, px_f, rounds=3, backend=rasterize_backend, max_opacity=cfg.opacity)
@@ -249,7 +252,6 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
         free = torch.zeros(len(scene), dtype=torch.bool)
         free[:n_f] = torch.from_numpy(solvable(fg, partial, cfg.solve_rim)[px_f[:, 0], px_f[:, 1]])
         scene = solve_colors(scene, camera, image, cfg.solve_colors, rasterize_backend, free=free)
-    elevation = cfg.elevation_deg if cfg.elevation_deg is not None else depth.elevation_deg
     return InitResult(scene.validate(), camera, torch.from_numpy(surfaces.front.astype(np.float32)), n_f, elevation)
 
 
@@ -311,20 +313,25 @@ def closing_gaussians(surfaces: SurfaceDepths, fg: np.ndarray, camera: Cameras, 
 
 
 def mirrored_pixels(means: Tensor, z_front: np.ndarray, fg: np.ndarray, camera: Cameras, pixels: np.ndarray,
-                    steps: int = 3) -> np.ndarray:
-    """The input-view pixels (N, 2) (row, col) of the front points that have the x, y of the back points ``means``
-    (N, 3, world), where a texture symmetric about the object's centre plane puts their colour: each ray meets the
-    back farther out than the front (perspective), so its own pixel's colour would stretch the texture over the
-    back. Found by ``steps`` fixed-point steps on the front depth ``z_front`` (H, W); a point whose step leaves the
-    object ``fg`` keeps its last pixel on it (at first its own, ``pixels``)."""
+                    elevation_deg: float | None = None, steps: int = 3) -> np.ndarray:
+    """The input-view pixels (N, 2) (row, col) of the front points that mirror the back points ``means`` (N, 3,
+    world) across the object's upright plane facing the camera (the line through a back point along the object's
+    horizontal forward direction, which the input camera sees from ``elevation_deg`` above: level, the camera's z),
+    where a texture symmetric about that plane puts their colour: each ray meets the back farther out than the front
+    (perspective), so its own pixel's colour would stretch the texture over the back. Found by ``steps``
+    fixed-point steps on the front depth ``z_front`` (H, W); a point whose step leaves the object ``fg`` keeps its
+    last pixel on it (at first its own, ``pixels``)."""
     h, w = fg.shape
     cam = camera.world_to_camera(means.double())[0].numpy()
     K = camera.K[0].double().numpy()
+    e = math.radians(elevation_deg or 0.0)
+    forward = np.array([0.0, -math.sin(e), math.cos(e)])  # perpendicular to splat4d.paths.object_up(elevation_deg)
     rows, cols = pixels[:, 0].copy(), pixels[:, 1].copy()
     for _ in range(steps):
-        z = z_front[rows, cols]
-        c = np.floor(K[0, 0] * cam[:, 0] / z + K[0, 2]).astype(np.int64)
-        r = np.floor(K[1, 1] * cam[:, 1] / z + K[1, 2]).astype(np.int64)
+        along = (cam[:, 2] - z_front[rows, cols]) / forward[2]  # back along ``forward`` to the front depth there
+        q = cam - along[:, None] * forward
+        c = np.floor(K[0, 0] * q[:, 0] / q[:, 2] + K[0, 2]).astype(np.int64)
+        r = np.floor(K[1, 1] * q[:, 1] / q[:, 2] + K[1, 2]).astype(np.int64)
         inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
         ok = inside.copy()
         ok[inside] = fg[r[inside], c[inside]]

@@ -16,7 +16,7 @@ from splat4d.config import DepthConfig, InitConfig
 from splat4d.depth import make_depth_estimator
 from splat4d.init import init_scene, input_camera
 from splat4d.render import rasterize
-from splat4d.types import DepthMap
+from splat4d.types import Cameras, DepthMap
 
 ASSETS = Path(__file__).resolve().parents[1] / "splat4d" / "assets"
 RES, FOV, DIST = 64, 40.0, 2.5
@@ -117,6 +117,32 @@ def test_a_back_on_the_pixel_rays_takes_the_colour_of_the_front_point_with_its_x
         r = np.hypot(means[:, 0], means[:, 1])
         wrong[source] = float(np.mean(is_red != (r < red_radius)))
     assert wrong["mirror"] < 0.03 and wrong["pixel"] > 0.15, wrong
+
+
+def test_mirrored_colours_of_an_object_seen_from_above_come_from_across_its_upright_plane():
+    """Seen from 30 degrees above, the front point mirroring a back point across the object's upright plane lies
+    along the object's horizontal forward direction (0, -sin 30, cos 30) from it, not at its camera x, y: a far
+    wall's outside takes the near wall's colour, not that of the inside above it in the picture."""
+    from splat4d.init import mirrored_pixels
+
+    camera = input_camera(RES, FOV, DIST)
+    fg = np.ones((RES, RES), bool)
+    z_front = np.full((RES, RES), DIST - 0.3)  # a flat front
+    rng = np.random.default_rng(0)
+    back = torch.from_numpy(np.column_stack([rng.uniform(-0.3, 0.3, 50), rng.uniform(-0.3, 0.3, 50),
+                                             rng.uniform(0.1, 0.4, 50)]))  # world: camera z - DIST
+    own = torch.floor(camera.project(back)[0][0]).long().numpy()[:, ::-1].copy()  # (row, col)
+    forward = np.array([0.0, -0.5, math.sqrt(3) / 2])
+    for elevation, direction in ((30.0, forward), (None, np.array([0.0, 0.0, 1.0]))):
+        px = mirrored_pixels(back, z_front, fg, camera, own, elevation)
+        front = camera.pixels_to_camera(Cameras.pixel_centers(px[:, 0], px[:, 1]),
+                                        torch.from_numpy(z_front[px[:, 0], px[:, 1]]))[0].numpy()
+        offset = back.numpy() + np.array([0.0, 0.0, DIST]) - front  # camera frame
+        off_line = np.linalg.norm(np.cross(offset, direction), axis=1)
+        footprint = (DIST - 0.3) / camera.K[0, 0, 0].item()
+        assert off_line.max() < 1.5 * footprint
+    level = mirrored_pixels(back, z_front, fg, camera, own, None)
+    assert np.abs(mirrored_pixels(back, z_front, fg, camera, own, 30.0)[:, 0] - level[:, 0]).mean() > 2
 
 
 @pytest.fixture(scope="module")
