@@ -105,8 +105,8 @@ class InitConfig:
     """A predicted back surface (shape-prior): 'ray' on each pixel's ray, 'mirror' behind the front point."""
     back_color_source: Expert[Literal["mirror", "pixel"]] = "mirror"
     """Where a back point on a pixel's ray (back_placement 'ray') takes its colour: 'mirror' from the front point
-    with its x, y (a texture symmetric about the centre plane, as a mirrored back has it), 'pixel' from its own
-    pixel."""
+    mirroring it across the object's upright plane facing the camera (a texture symmetric about it, as a mirrored
+    back has it; the plane tipped by the input camera's elevation), 'pixel' from its own pixel."""
     scale_factor: float = 0.4
     """Gaussian size as a fraction of its pixel footprint."""
     back_scale_factor: float = 0.75

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,11 +239,8 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
     surfaces = surface_depths(depth, mask, partial, float(camera.K[0, 0, 0]), cfg)
     thin = 0.3  # normal-direction std as a fraction of the footprint: surfels, not blobs
     front = surface_gaussians(surfaces.front_all, fg | partial, camera, 1, cfg.scale_factor, thin)
-    back = closing_gaussians(surfaces, fg, camera, cfg, thin)
     elevation = cfg.elevation_deg if cfg.elevation_deg is not None else depth.elevation_deg
-    if surfaces.back_lateral is None and cfg.back_color_source == "mirror":
-        back = (*back[:3], mirrored_pixels(back[0][:len(back[3])], surfaces.front, fg, camera, back[3], elevation),
-                back[4])
+    back = closing_gaussians(surfaces, fg, camera, cfg, thin, elevation)
     scene = initial_scene(image, mask, front, back, cfg)
     px_f, n_f = front[3], len(front[0])
     scene = match_coverage(scene, camera, mask, px_f, rounds=3, backend=rasterize_backend, max_opacity=cfg.opacity)
@@ -290,9 +286,11 @@ def surface_depths(depth: DepthMap, mask: np.ndarray, partial: np.ndarray, focal
 
 
 def closing_gaussians(surfaces: SurfaceDepths, fg: np.ndarray, camera: Cameras, cfg: InitConfig,
-                      thin: float) -> tuple:
+                      thin: float, elevation_deg: float | None = None) -> tuple:
     """The back surface (every ``back_stride`` pixels) and the rim walls: (means, log-scales, quats, back pixels,
-    wall pixels); empty when ``cfg.closed`` is off."""
+    wall pixels), the pixels being those whose colours they copy (a back on the pixel rays: the mirrored front
+    point's, :func:`mirrored_pixels`, for the object seen from ``elevation_deg``, unless
+    ``cfg.back_color_source`` is 'pixel'); empty when ``cfg.closed`` is off."""
     if not cfg.closed:
         none = np.zeros((0, 2), np.int64)
         return torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 4), none, none
@@ -308,6 +306,8 @@ def closing_gaussians(surfaces: SurfaceDepths, fg: np.ndarray, camera: Cameras, 
     back_sf = np.clip(edge_distance / (3.0 * stride), floor, cfg.back_scale_factor)
     m_b, s_b, q_b, px_b = surface_gaussians(surfaces.back, back_sample, camera, stride, back_sf, thin,
                                             lateral_z=surfaces.back_lateral)
+    if surfaces.back_lateral is None and cfg.back_color_source == "mirror":
+        px_b = mirrored_pixels(m_b, surfaces.front, fg, camera, px_b, elevation_deg)
     m_w, s_w, q_w, px_w = rim_wall_gaussians(surfaces.front, surfaces.back, fg, camera, cfg.scale_factor)
     return torch.cat([m_b, m_w]), torch.cat([s_b, s_w]), torch.cat([q_b, q_w]), px_b, px_w
 
@@ -321,17 +321,17 @@ def mirrored_pixels(means: Tensor, z_front: np.ndarray, fg: np.ndarray, camera: 
     (perspective), so its own pixel's colour would stretch the texture over the back. Found by ``steps``
     fixed-point steps on the front depth ``z_front`` (H, W); a point whose step leaves the object ``fg`` keeps its
     last pixel on it (at first its own, ``pixels``)."""
+    from splat4d.paths import object_up
+
     h, w = fg.shape
-    cam = camera.world_to_camera(means.double())[0].numpy()
-    K = camera.K[0].double().numpy()
-    e = math.radians(elevation_deg or 0.0)
-    forward = np.array([0.0, -math.sin(e), math.cos(e)])  # perpendicular to splat4d.paths.object_up(elevation_deg)
+    cam = camera.world_to_camera(means.double())[0]
+    forward = torch.linalg.cross(torch.tensor(object_up(elevation_deg), dtype=cam.dtype),
+                                 torch.tensor([1.0, 0.0, 0.0], dtype=cam.dtype))  # level: the camera's z
     rows, cols = pixels[:, 0].copy(), pixels[:, 1].copy()
     for _ in range(steps):
-        along = (cam[:, 2] - z_front[rows, cols]) / forward[2]  # back along ``forward`` to the front depth there
-        q = cam - along[:, None] * forward
-        c = np.floor(K[0, 0] * q[:, 0] / q[:, 2] + K[0, 2]).astype(np.int64)
-        r = np.floor(K[1, 1] * q[:, 1] / q[:, 2] + K[1, 2]).astype(np.int64)
+        along = (cam[:, 2] - torch.from_numpy(z_front[rows, cols])) / forward[2]  # back to the front depth there
+        uv = torch.floor(camera.camera_to_pixels(cam - along[:, None] * forward)[0][0]).long().numpy()
+        c, r = uv[:, 0], uv[:, 1]
         inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
         ok = inside.copy()
         ok[inside] = fg[r[inside], c[inside]]

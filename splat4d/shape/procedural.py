@@ -1047,7 +1047,6 @@ def attached_object(rng) -> ProceduralObject:
     that neither the ground contact nor the outline says how far it stands out: the occlusion and the texture do.
     Seen from the front (within 45 degrees of +z)."""
     body = make_part(rng, str(rng.choice(ATTACHED_BODIES)), 1.0)
-    place(body, np.eye(3), np.zeros(3))
     parts = [body]
     lo, hi = _bounds(parts)
     size = hi - lo
