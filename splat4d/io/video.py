@@ -40,13 +40,11 @@ PRESET = "veryfast"
 class VideoWriter:
     """Streaming writer: ``with VideoWriter(path, fps) as v: v.write(frame)``.
 
-    ``.mp4`` is H.264 (libx264, yuv420p, constant quality ``crf`` at x264's ``preset``, one encoder thread: x264's
-    own threads made the bytes differ between runs in the test suite, and on these 2 cores one thread encoded 90
-    frames of noise at 512 px in 1.2 s against 1.7 s; ``splat4d render`` of a 120-frame 512 px orbit, two
-    alternating runs each: 29.2 s against 29.7 s); ``.gif`` is written with Pillow. Frames go to a temporary
-    file that replaces ``path`` only when the video is complete. With ``background`` (the default) an mp4's frames
-    are encoded by a worker thread while the caller renders the next ones (the numba kernels and libx264 both
-    release the GIL); an encoding error is raised by the next ``write`` or by ``close``.
+    ``.mp4`` is H.264 (libx264, yuv420p, constant quality ``crf`` at x264's ``preset``); ``.gif`` is written with
+    Pillow. Frames go to a temporary file that replaces ``path`` only when the video is complete. With
+    ``background`` (the default) an mp4's frames are encoded by a worker thread while the caller renders the next
+    ones (the numba kernels and libx264 both release the GIL); an encoding error is raised by the next ``write`` or
+    by ``close``.
     """
 
     def __init__(self, path: str | Path, fps: float = 30.0, crf: int = CRF, background: bool = True,
@@ -125,7 +123,7 @@ class VideoWriter:
                 self._stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
                 self._stream.height, self._stream.width = rgb.shape[:2]
                 self._stream.pix_fmt = "yuv420p"
-                self._stream.options = {"crf": str(self.crf), "preset": self.preset, "threads": "1"}
+                self._stream.options = {"crf": str(self.crf), "preset": self.preset}
             for packet in self._stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 self._container.mux(packet)
 
