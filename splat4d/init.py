@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from splat4d.config import InitConfig
+from splat4d.paths import object_up
 from splat4d.transform import rotmat_to_quat
 from splat4d.types import Cameras, DepthMap, GaussianScene, rgb_to_sh0
 
@@ -321,8 +322,6 @@ def mirrored_pixels(means: Tensor, z_front: np.ndarray, fg: np.ndarray, camera: 
     (perspective), so its own pixel's colour would stretch the texture over the back. Found by ``steps``
     fixed-point steps on the front depth ``z_front`` (H, W); a point whose step leaves the object ``fg`` keeps its
     last pixel on it (at first its own, ``pixels``)."""
-    from splat4d.paths import object_up
-
     h, w = fg.shape
     cam = camera.world_to_camera(means.double())[0]
     forward = torch.linalg.cross(torch.tensor(object_up(elevation_deg), dtype=cam.dtype),
