@@ -686,3 +686,47 @@ def test_shipped_prior_reads_a_level_snowman_as_level_and_still_reads_a_cube_fro
         assert abs(result[f"snowman level, head sunk {sunk}"]["net"]["elevation"]) < 6.0
     assert result["cube from 20 deg"]["net"]["elevation"] > 15.0
     assert abs(result["sphere"]["net"]["elevation"]) < 6.0
+
+
+def test_weight_moving_average_matches_its_closed_form_and_exports_beside_the_raw_weights(tmp_path):
+    """``--ema``: after k updates towards a fixed model the average is d^k e0 + (1 - d^k) m in every floating entry
+    (BatchNorm's running statistics too) and integer entries are copied; export from a checkpoint that holds an
+    average packages the average and writes the raw weights to ``<out>/raw.pt``, both loadable and different."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from train_shape_prior import Args, export, save_checkpoint, update_ema
+
+    torch.manual_seed(0)
+    ema, live = ShapeUNet((4, 8, 8), in_channels=9), ShapeUNet((4, 8, 8), in_channels=9)
+    with torch.no_grad():
+        for name, v in live.state_dict().items():
+            if v.is_floating_point():
+                v.add_(torch.randn_like(v))  # running means/vars too
+            else:
+                v.fill_(7)
+    e0 = {k: v.clone() for k, v in ema.state_dict().items()}
+    d, k = 0.9, 5
+    for _ in range(k):
+        update_ema(ema, live, d)
+    for name, v in ema.state_dict().items():
+        m = live.state_dict()[name]
+        if v.is_floating_point():
+            torch.testing.assert_close(v, d ** k * e0[name] + (1 - d ** k) * m, rtol=1e-5, atol=1e-6)
+        else:
+            assert torch.equal(v, m)
+
+    out = tmp_path / "run"
+    out.mkdir()
+    opt = torch.optim.Adam(live.parameters())
+    save_checkpoint(out / "ckpt_latest.pt", live, opt, 12, np.random.default_rng(0), 1.0, 64, ema)
+    args = Args(out=out, weights=tmp_path / "shape_prior_v12.pt", version="shape_prior_v12", ema=d, resolution=64)
+    export(args)
+    packaged, raw = load_shape_prior(args.weights), load_shape_prior(out / "raw.pt")
+    for name, v in packaged.model.state_dict().items():
+        if v.is_floating_point():  # fp16 in the package
+            torch.testing.assert_close(v, ema.state_dict()[name].half().float())
+            torch.testing.assert_close(raw.model.state_dict()[name], live.state_dict()[name].half().float())
+    assert '"ema": 0.9' in args.weights.with_suffix(".json").read_text()
+    assert not torch.equal(packaged.model.head.weight, raw.model.head.weight)

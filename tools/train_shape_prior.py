@@ -228,6 +228,11 @@ class Args:
     """torch threads (1: a second thread is slower when another process shares the CPU)."""
     seed: int = 0
     """Seed of the sampling order and initialisation."""
+    ema: float = 0.0
+    """Decay per step of an exponential moving average of the weights (0: none; 0.998 averages about the last 500
+    steps). With it, validation scores and the export take the average (every floating entry of the state dict,
+    BatchNorm's running statistics too), and the last raw weights are exported beside the run as ``<out>/raw.pt``
+    (with its manifest) to compare."""
     export: bool = False
     """Only export the latest checkpoint's weights to the package and exit."""
     generate_only: bool = False
@@ -502,9 +507,10 @@ def write_curve(rows: list[dict], path: Path) -> None:
 
 # ----------------------------------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, model, opt, step: int, rng: np.random.Generator, elapsed: float,
-                    resolution: int) -> None:
+                    resolution: int, ema: ShapeUNet | None = None) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "widths": list(model.widths),
+                "ema": None if ema is None else ema.state_dict(),
                 "in_channels": model.in_channels,
                 "elapsed": elapsed, "resolution": resolution,
                 "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state,
@@ -512,19 +518,41 @@ def save_checkpoint(path: Path, model, opt, step: int, rng: np.random.Generator,
     os.replace(tmp, path)
 
 
-def export(args: Args, model: ShapeUNet | None = None, step: int | None = None) -> None:
+def export(args: Args, model: ShapeUNet | None = None, step: int | None = None, ema: ShapeUNet | None = None) -> None:
+    """The weights to the package (the moving average when the run keeps one; the raw ones then go to
+    ``<out>/raw.pt``), from ``model`` / ``ema`` or the latest checkpoint."""
     ckpt_path = args.out / "ckpt_latest.pt"
     resolution = args.resolution
     if model is None:
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model = ShapeUNet(tuple(ck["widths"]), ck.get("in_channels", 6))
         model.load_state_dict(ck["model"])
+        if ck.get("ema") is not None:
+            ema = ShapeUNet(tuple(ck["widths"]), ck.get("in_channels", 6))
+            ema.load_state_dict(ck["ema"])
         step, resolution = ck["step"], ck.get("resolution", resolution)
     metrics = json.loads((args.out / "metrics.json").read_text()) if (args.out / "metrics.json").exists() else {}
     base = json.loads((args.out / "baselines.json").read_text()) if (args.out / "baselines.json").exists() else {}
-    sha = save_packaged(model.eval(), args.weights, resolution=resolution, version=args.version or None,
-                        extra={"step": step, "val": metrics.get("last_val", {}), "baselines": base})
-    print(f"exported step {step} to {args.weights} (sha256 {sha[:16]}...)", flush=True)
+    extra = {"step": step, "val": metrics.get("last_val", {}), "baselines": base}
+    if ema is not None:
+        save_packaged(model.eval(), args.out / "raw.pt", resolution=resolution, version=args.version or None,
+                      extra={**extra, "val": metrics.get("last_val_raw", {})})
+        extra["ema"] = args.ema
+    sha = save_packaged((model if ema is None else ema).eval(), args.weights, resolution=resolution,
+                        version=args.version or None, extra=extra)
+    print(f"exported step {step}{' (moving average)' if ema is not None else ''} to {args.weights} "
+          f"(sha256 {sha[:16]}...)", flush=True)
+
+
+@torch.no_grad()
+def update_ema(ema: ShapeUNet, model: ShapeUNet, decay: float) -> None:
+    """``ema`` <- decay ``ema`` + (1 - decay) ``model``, entry by entry of the state dict (integer entries copied)."""
+    live = model.state_dict()
+    for name, value in ema.state_dict().items():
+        if value.is_floating_point():
+            value.mul_(decay).add_(live[name], alpha=1.0 - decay)
+        else:
+            value.copy_(live[name])
 
 
 # ----------------------------------------------------------------------------------------------------------- train
@@ -596,6 +624,7 @@ def main(args: Args) -> None:
     model = ShapeUNet(tuple(args.widths), args.in_channels)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     step, elapsed = 0, 0.0
+    ema_state = None
     ckpt = args.out / "ckpt_latest.pt"
     if ckpt.exists():
         ck = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -609,12 +638,19 @@ def main(args: Args) -> None:
         torch.set_rng_state(ck["torch_rng"])
         rng.bit_generator.state = ck["np_rng"]
         random.setstate(ck["py_rng"])
+        if args.ema and ck.get("ema") is not None:
+            ema_state = ck["ema"]
         print(f"resumed from {ckpt} at step {step}, {elapsed / 60:.1f} of {args.budget_minutes} minutes", flush=True)
     elif args.init_from is not None:
         init_weights(model, args.init_from)
         print(f"starting from the weights in {args.init_from}", flush=True)
     print(f"ShapeUNet{tuple(args.widths)}: {param_count(model) / 1e6:.2f}M parameters, {args.resolution} px",
           flush=True)
+    ema = None
+    if args.ema:
+        ema = ShapeUNet(tuple(args.widths), args.in_channels)
+        ema.load_state_dict(ema_state if ema_state is not None else model.state_dict())
+        ema.eval()
 
     if not (args.out / "baselines.json").exists():
         t = time.time()
@@ -650,6 +686,8 @@ def main(args: Args) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if ema is not None:
+            update_ema(ema, model, args.ema)
         step += 1
         running.append(parts["loss"])
         bar.update(1)
@@ -667,15 +705,19 @@ def main(args: Args) -> None:
             if added:
                 tqdm.write(f"{added} new shard(s): {len(train)} training samples")
             t1 = time.time()
-            ev = evaluate(model, val, n_val, args.resolution)
+            ev = evaluate(model if ema is None else ema, val, n_val, args.resolution)
+            raw = {} if ema is None else {"last_val_raw": {"step": step, **evaluate(model, val, n_val, args.resolution)}}
             elapsed += time.time() - t1
             row = row or {"step": step, "lr": lr, "train_loss": float(np.mean(running[-25:]))}
             row.update(val_loss=ev["val_loss"], val_thickness_mae=ev["val_thickness_mae"],
                        val_front_mae=ev["val_front_mae"], val_elevation_mae_deg=ev["val_elevation_mae_deg"],
                        val_thickness_mae_given=ev.get("val_thickness_mae_given"))
-            metrics_path.write_text(json.dumps({"last_val": {"step": step, "minutes": elapsed / 60, **ev}},
+            metrics_path.write_text(json.dumps({"last_val": {"step": step, "minutes": elapsed / 60, **ev}, **raw},
                                                indent=2) + "\n")
             tqdm.write(f"step {step} ({elapsed / 60:.1f} min): " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items()))
+            if raw:
+                tqdm.write("  raw weights: " + ", ".join(f"{k} {raw['last_val_raw'][k]:.4f}" for k in
+                                                        ("val_thickness_mae", "val_front_mae", "val_elevation_mae_deg")))
         if row is not None:
             row["minutes"] = elapsed / 60
             rows.append(row)
@@ -685,12 +727,12 @@ def main(args: Args) -> None:
                 wr.writerows([{k: r.get(k) for k in keys} for r in rows])
             write_curve(rows, args.out / "loss_curve.png")
         if time.time() - last_ckpt > 60 * args.ckpt_minutes or p >= 1.0 or hard_stop:
-            save_checkpoint(ckpt, model, opt, step, rng, elapsed, args.resolution)
+            save_checkpoint(ckpt, model, opt, step, rng, elapsed, args.resolution, ema)
             last_ckpt = time.time()
         if hard_stop:
             break
     bar.close()
-    export(args, model, step)
+    export(args, model, step, ema)
     final_eval(args, val, n_val)
 
 
