@@ -9,6 +9,10 @@ A v11 from v10's weights (55 minutes, 3,338 steps, Adam 2e-4, v10's loss) on 40 
 v10's recipe plus the two newest data options (``--faceon-wide 0.5 --attached 0.15``) scored below v10 on the quality
 benchmark (20.65 against 20.97 dB) and was not shipped (docs/benchmarks.md, session 12).
 
+A v12 from v10's weights (85 minutes, 2,838 steps on one core, Adam 1.5e-4, v10's loss, ``--ema 0.998``) on 48 new
+shards from seed shard 900 of v10's recipe, made beside it, scored below v10 too (20.79 against 20.95 dB; validation
+thickness MAE 0.0707 against 0.0712) and was not shipped (docs/benchmarks.md, session 14).
+
 shape_prior_v10 (the packaged default, and so ``splat4d run``'s depth for a photo of an object) continues from
 v9's weights with the same loss, 6,000 steps (48 minutes) on one core, Adam 2e-4, on 48 new shards (seeds from shard
 700) of v9's last recipe with fewer saucers, made beside it (the validation shard first, with v7's recipe):

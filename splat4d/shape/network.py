@@ -47,6 +47,7 @@ VERSION = "shape_prior_v10"  # the packaged default (v2, v3, v4, v6, v7, v8 and 
 # plane and the outputs are corrections to inflation (so an untrained head is exactly ``--depth.backend geometric``)
 # (v11, trained in session 12 with --attached and --faceon-wide, scored below v10 and is not shipped; its name stays
 # known so that its recipe exports as it was run: docs/benchmarks.md, session 12)
+# (v12, v10's recipe with a moving average of the weights in session 14, likewise: docs/benchmarks.md, session 14)
 VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3", "shape_prior_v4", "shape_prior_v5",
             "shape_prior_v6", "shape_prior_v7", "shape_prior_v8", "shape_prior_v9", "shape_prior_v10",
             "shape_prior_v11", "shape_prior_v12")
