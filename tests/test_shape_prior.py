@@ -691,7 +691,8 @@ def test_shipped_prior_reads_a_level_snowman_as_level_and_still_reads_a_cube_fro
 def test_weight_moving_average_matches_its_closed_form_and_exports_beside_the_raw_weights(tmp_path):
     """``--ema``: after k updates towards a fixed model the average is d^k e0 + (1 - d^k) m in every floating entry
     (BatchNorm's running statistics too) and integer entries are copied; export from a checkpoint that holds an
-    average packages the average and writes the raw weights to ``<out>/raw.pt``, both loadable and different."""
+    average packages the average and writes the raw weights to ``<out>/raw.pt``, both loadable and different, and
+    records the run's decay."""
     import sys
     from pathlib import Path
 
@@ -720,8 +721,9 @@ def test_weight_moving_average_matches_its_closed_form_and_exports_beside_the_ra
     out = tmp_path / "run"
     out.mkdir()
     opt = torch.optim.Adam(live.parameters())
-    save_checkpoint(out / "ckpt_latest.pt", live, opt, 12, np.random.default_rng(0), 1.0, 64, ema)
-    args = Args(out=out, weights=tmp_path / "shape_prior_v12.pt", version="shape_prior_v12", ema=d, resolution=64)
+    save_checkpoint(out / "ckpt_latest.pt", live, opt, 12, np.random.default_rng(0), 1.0, 64, ema, d)
+    # `--export` alone (no --ema on its command line): the manifest records the run's decay, from the checkpoint
+    args = Args(out=out, weights=tmp_path / "shape_prior_v12.pt", version="shape_prior_v12", resolution=64)
     export(args)
     packaged, raw = load_shape_prior(args.weights), load_shape_prior(out / "raw.pt")
     for name, v in packaged.model.state_dict().items():

@@ -511,10 +511,10 @@ def write_curve(rows: list[dict], path: Path) -> None:
 
 # ----------------------------------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, model, opt, step: int, rng: np.random.Generator, elapsed: float,
-                    resolution: int, ema: ShapeUNet | None = None) -> None:
+                    resolution: int, ema: ShapeUNet | None = None, ema_decay: float = 0.0) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "widths": list(model.widths),
-                "ema": None if ema is None else ema.state_dict(),
+                "ema": None if ema is None else ema.state_dict(), "ema_decay": ema_decay,
                 "in_channels": model.in_channels,
                 "elapsed": elapsed, "resolution": resolution,
                 "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state,
@@ -526,7 +526,7 @@ def export(args: Args, model: ShapeUNet | None = None, step: int | None = None, 
     """The weights to the package (the moving average when the run keeps one; the raw ones then go to
     ``<out>/raw.pt``), from ``model`` / ``ema`` or the latest checkpoint."""
     ckpt_path = args.out / "ckpt_latest.pt"
-    resolution = args.resolution
+    resolution, decay = args.resolution, args.ema
     if model is None:
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model = ShapeUNet(tuple(ck["widths"]), ck.get("in_channels", 6))
@@ -534,6 +534,7 @@ def export(args: Args, model: ShapeUNet | None = None, step: int | None = None, 
         if ck.get("ema") is not None:
             ema = ShapeUNet(tuple(ck["widths"]), ck.get("in_channels", 6))
             ema.load_state_dict(ck["ema"])
+            decay = ck.get("ema_decay", decay)  # the run's, whatever this command line says
         step, resolution = ck["step"], ck.get("resolution", resolution)
     metrics = json.loads((args.out / "metrics.json").read_text()) if (args.out / "metrics.json").exists() else {}
     base = json.loads((args.out / "baselines.json").read_text()) if (args.out / "baselines.json").exists() else {}
@@ -541,7 +542,7 @@ def export(args: Args, model: ShapeUNet | None = None, step: int | None = None, 
     if ema is not None:
         save_packaged(model.eval(), args.out / "raw.pt", resolution=resolution, version=args.version or None,
                       extra={**extra, "val": metrics.get("last_val_raw", {})})
-        extra["ema"] = args.ema
+        extra["ema"] = decay
     sha = save_packaged((model if ema is None else ema).eval(), args.weights, resolution=resolution,
                         version=args.version or None, extra=extra)
     print(f"exported step {step}{' (moving average)' if ema is not None else ''} to {args.weights} "
@@ -731,7 +732,7 @@ def main(args: Args) -> None:
                 wr.writerows([{k: r.get(k) for k in keys} for r in rows])
             write_curve(rows, args.out / "loss_curve.png")
         if time.time() - last_ckpt > 60 * args.ckpt_minutes or p >= 1.0 or hard_stop:
-            save_checkpoint(ckpt, model, opt, step, rng, elapsed, args.resolution, ema)
+            save_checkpoint(ckpt, model, opt, step, rng, elapsed, args.resolution, ema, args.ema)
             last_ckpt = time.time()
         if hard_stop:
             break
