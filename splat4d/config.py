@@ -119,6 +119,10 @@ class InitConfig:
     """Horizontal blur of the back colours (sigma / height)."""
     back_stride: int = 2
     """Sample the back surface every this many pixels."""
+    surface_inset: Expert[float | None] = None
+    """Move the front and back surfaces into the object by this many pixel footprints (along their normals, moving
+    each point along its own ray), as much as a layer of Gaussians renders outside its centres seen edge-on. None:
+    1.5 for a predicted back (shape-prior), 0 for the mirrored back."""
     solve_colors: int = 12
     """Iterations of the front colour solve (0: pixel colours)."""
     solve_rim: int = 2

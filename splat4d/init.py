@@ -11,6 +11,11 @@
   the depth offset; points beyond the plane have no mirror), sampled every ``back_stride`` pixels, carrying the
   same pixel's colour, blurred around the object. Boundary
   pixels get a Gaussian stretched along their ray between the two, so front and back meet at the rim.
+* Inset: a layer of Gaussians renders about 1.5 px outside its centres wherever it is seen edge-on (each splat's
+  thickness plus the renderer's 0.3 px^2 low-pass, summed over the splats along the line of sight), so a sphere
+  built on its true surfaces looked 1.5-2 px too large from the side and from behind. A predicted front and back
+  are therefore moved into the object along their pixel rays (which leaves the input view as it is) by
+  ``surface_inset`` pixel footprints measured along the surface normal, at most a quarter of the local thickness.
 * Colours: optionally corrected for a few rounds so that rendering the front view reproduces the input (each
   Gaussian dominates its own pixel, so adding the residual is a Jacobi step of the linear colour solve).
 """
@@ -36,6 +41,14 @@ MAX_WALL_BEADS = 8
 # the shape prior's back showed 1-3 px around the rim in the input view: coffee's initial input view 26.5 dB against
 # 27.9 with 0.1, 42.1 against 43.2 dB after the fit; tools/bench_quality.py unchanged (within 0.05 dB per object).
 BACK_RIM_MIN_SCALE = 0.1
+# The inset (see the module docstring) moves a point along its ray by inset / cos(ray, normal) footprints, the cosine
+# floored here (a surface within 6 degrees of grazing moves as one at 6 degrees), and by at most this fraction of the
+# front-to-back gap at its pixel (a thin plate keeps half its thickness).
+INSET_MIN_COS = 0.1
+INSET_MAX_GAP = 0.25
+# ``InitConfig.surface_inset``'s default for a predicted back: an exact sphere's outline from the side and from behind
+# comes within 0.4 px of the truth (tests/test_shape_backend.py); docs/benchmarks.md, session 15.
+PREDICTED_BACK_INSET = 1.5
 
 
 @dataclass
@@ -274,16 +287,68 @@ def surface_depths(depth: DepthMap, mask: np.ndarray, partial: np.ndarray, focal
         # Only parts in front of the plane have a mirror image behind them: the mirror of a point beyond it would
         # land in front of it (beyond twice the distance: at or behind the camera), so those stay one surface.
         z_back = np.where(fg, z_front + 2.0 * np.maximum(cfg.distance - z_front, 0.0) * cfg.back_thickness, 0.0)
+        if cfg.surface_inset:
+            z_front, z_back = inset_surfaces(z_front, z_back, fg, focal, cfg.surface_inset)
         # Rim pixels on the centre plane, where inflation puts the silhouette; the mirror keeps the front's x, y.
         return SurfaceDepths(z_front, np.where(partial, cfg.distance, z_front), z_back, z_front)
     from scipy import ndimage
 
     back = depth.back.detach().cpu().numpy().astype(np.float64)  # where each pixel's ray last leaves the object
     z_back = np.where(fg, z_front + np.maximum(back - z_front, 0.0) * cfg.back_thickness, 0.0)
+    inset = PREDICTED_BACK_INSET if cfg.surface_inset is None else cfg.surface_inset
+    if inset > 0:
+        z_front, z_back = inset_surfaces(z_front, z_back, fg, focal, inset)
     # Rim pixels at the nearest object pixel's front depth (a step in depth there would stretch them along z).
     nearest = ndimage.distance_transform_edt(~fg, return_distances=False, return_indices=True)
     lateral = z_front if cfg.back_placement == "mirror" else None
     return SurfaceDepths(z_front, np.where(partial, z_front[nearest[0], nearest[1]], z_front), z_back, lateral)
+
+
+def pixel_rays(shape: tuple[int, int], focal: float) -> np.ndarray:
+    """(H, W, 3) camera-space rays through the pixel centres of an image of ``shape`` seen by the pinhole of
+    ``focal`` px centred on it (``Cameras.from_fov``), scaled to camera z = 1."""
+    h, w = shape
+    vs, us = np.mgrid[0:h, 0:w]
+    return np.stack([(us + 0.5 - w / 2) / focal, (vs + 0.5 - h / 2) / focal, np.ones((h, w))], -1)
+
+
+def ray_normal_cosine(z: np.ndarray, valid: np.ndarray, focal: float) -> np.ndarray:
+    """|cos| of the angle between each pixel's ray and the normal of the surface ``z`` (H, W camera z, pinhole of
+    ``focal`` px centred on the image), from the 3D steps to the neighbouring pixels (one-sided at the edge of
+    ``valid``; 1 where a pixel has no neighbour along an axis). A step in depth counts as a steep surface there, as
+    it does for the Gaussians' own steps."""
+    rays = pixel_rays(z.shape, focal)
+    pts = rays * z[..., None]
+
+    def step(p: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Steps to the next column (central where both neighbours are on ``v``), and where there is one."""
+        d, ok = p[:, 1:] - p[:, :-1], v[:, 1:] & v[:, :-1]
+        fwd, bwd = np.zeros_like(p), np.zeros_like(p)
+        ok_f, ok_b = np.zeros_like(v), np.zeros_like(v)
+        fwd[:, :-1], ok_f[:, :-1], bwd[:, 1:], ok_b[:, 1:] = d, ok, d, ok
+        out = np.where((ok_f & ok_b)[..., None], 0.5 * (fwd + bwd), np.where(ok_f[..., None], fwd, bwd))
+        return np.where((ok_f | ok_b)[..., None], out, 0.0), ok_f | ok_b
+
+    tu, has_u = step(pts, valid)
+    tv, has_v = (a.swapaxes(0, 1) for a in step(pts.swapaxes(0, 1), valid.T))
+    normal = np.cross(tu, tv)
+    norm = np.linalg.norm(normal, axis=-1) * np.linalg.norm(rays, axis=-1)
+    cos = np.abs((normal * rays).sum(-1)) / np.maximum(norm, 1e-300)
+    return np.where(has_u & has_v & (norm > 0), cos, 1.0)
+
+
+def inset_surfaces(z_front: np.ndarray, z_back: np.ndarray, fg: np.ndarray, focal: float,
+                   inset: float) -> tuple[np.ndarray, np.ndarray]:
+    """The front moved back and the back moved forward along their pixel rays (camera z maps, 0 off ``fg``), each
+    by ``inset`` footprints measured along its normal: ``inset / cos`` along the ray (``cos`` floored at
+    ``INSET_MIN_COS``), at most ``INSET_MAX_GAP`` of the pixel's front-to-back gap."""
+    gap = np.maximum(z_back - z_front, 0.0)
+    ray_length = np.linalg.norm(pixel_rays(fg.shape, focal), axis=-1)  # per unit of camera z
+    moved = []
+    for z in (z_front, z_back):
+        cos = np.maximum(ray_normal_cosine(z, fg, focal), INSET_MIN_COS)
+        moved.append(np.minimum(inset * z / focal / (cos * ray_length), INSET_MAX_GAP * gap))
+    return np.where(fg, z_front + moved[0], 0.0), np.where(fg, z_back - moved[1], 0.0)
 
 
 def closing_gaussians(surfaces: SurfaceDepths, fg: np.ndarray, camera: Cameras, cfg: InitConfig,

@@ -149,14 +149,18 @@ def test_benchmark_one_object_tiny(tmp_path):
 
 def test_depth_oracle_puts_the_initial_scene_on_the_meshes_true_surfaces(tmp_path):
     """--depth-oracle truth: the depth stage is replaced by the ray-cast surfaces of the benchmark's meshes, and the
-    initial scene's front is exactly that surface (so the oracle rows measure init + fit on a perfect shape)."""
+    initial scene's front is exactly that surface (so the oracle rows measure init + fit on a perfect shape), or,
+    with the default ``init.surface_inset``, that surface moved back along the rays by at most a quarter of the
+    object's thickness there."""
     import json
 
     from bench_quality import load_rgba, oracle_depth
     from bench_shape import true_depths
     from make_gt_objects import make_object
 
-    from splat4d.config import FitConfig, LoadConfig, PriorConfig, RunConfig
+    import dataclasses
+
+    from splat4d.config import FitConfig, InitConfig, LoadConfig, PriorConfig, RunConfig
     from splat4d.pipeline import reconstruct
 
     folder = make_object("mug", tmp_path, res=48, spp=8)
@@ -170,9 +174,12 @@ def test_depth_oracle_puts_the_initial_scene_on_the_meshes_true_surfaces(tmp_pat
     np.testing.assert_allclose(depth.depth.numpy()[hit], z_front[hit], rtol=1e-6)
     np.testing.assert_allclose(depth.back.numpy()[hit], z_back[hit], rtol=1e-6)
     assert (depth.depth.numpy()[alpha > 0.5] > 0).all()  # the mask's fringe past the mesh: the nearest hit
-    rec = reconstruct(image, alpha, cfg, depth=depth)
-    np.testing.assert_allclose(rec.init.depth.numpy()[hit], z_front[hit], rtol=1e-5)
-    assert rec.init.elevation_deg == 0.0
+    exact = reconstruct(image, alpha, dataclasses.replace(cfg, init=InitConfig(surface_inset=0.0)), depth=depth)
+    np.testing.assert_allclose(exact.init.depth.numpy()[hit], z_front[hit], rtol=1e-5)
+    assert exact.init.elevation_deg == 0.0
+    behind = reconstruct(image, alpha, cfg, depth=depth).init.depth.numpy()[hit] - z_front[hit]
+    assert (behind >= -1e-5).all() and (behind <= 0.25 * (z_back[hit] - z_front[hit]) + 1e-5).all()
+    assert np.median(behind) > 0
 
 
 def test_cup_from_above_is_seen_from_30_degrees_and_orbited_about_its_own_up_axis():
