@@ -152,13 +152,12 @@ def test_depth_oracle_puts_the_initial_scene_on_the_meshes_true_surfaces(tmp_pat
     initial scene's front is exactly that surface (so the oracle rows measure init + fit on a perfect shape), or,
     with the default ``init.surface_inset``, that surface moved back along the rays by at most a quarter of the
     object's thickness there."""
+    import dataclasses
     import json
 
     from bench_quality import load_rgba, oracle_depth
     from bench_shape import true_depths
     from make_gt_objects import make_object
-
-    import dataclasses
 
     from splat4d.config import FitConfig, InitConfig, LoadConfig, PriorConfig, RunConfig
     from splat4d.pipeline import reconstruct
