@@ -126,6 +126,29 @@ def covariance_to_scale_quat(cov: Tensor, min_std: float) -> tuple[Tensor, Tenso
     return torch.log(std).float(), rotmat_to_quat(evecs).float()
 
 
+def neighbour_steps(pts: np.ndarray, valid: np.ndarray, axis: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The 3D step from each point of ``pts`` (H, W, 3) to its neighbour ``stride`` pixels away along ``axis`` (1:
+    columns, 0: rows): the mean of the steps to both sides where both neighbours are on ``valid`` (H, W), the one
+    step where one is, 0 where none is; and where there is one (H, W bool)."""
+    fwd = np.zeros_like(pts)
+    bwd = np.zeros_like(pts)
+    ok_f = np.zeros(valid.shape, bool)
+    ok_b = np.zeros(valid.shape, bool)
+    if axis == 1:
+        fwd[:, :-stride] = pts[:, stride:] - pts[:, :-stride]
+        ok_f[:, :-stride] = valid[:, stride:] & valid[:, :-stride]
+        bwd[:, stride:] = pts[:, stride:] - pts[:, :-stride]
+        ok_b[:, stride:] = ok_f[:, :-stride]
+    else:
+        fwd[:-stride] = pts[stride:] - pts[:-stride]
+        ok_f[:-stride] = valid[stride:] & valid[:-stride]
+        bwd[stride:] = pts[stride:] - pts[:-stride]
+        ok_b[stride:] = ok_f[:-stride]
+    has = ok_f | ok_b
+    out = np.where((ok_f & ok_b)[..., None], 0.5 * (fwd + bwd), np.where(ok_f[..., None], fwd, bwd))
+    return np.where(has[..., None], out, 0.0), has
+
+
 def surface_gaussians(z: np.ndarray, sample: np.ndarray, camera: Cameras, stride: int,
                       scale_factor: float | np.ndarray, thickness: float,
                       lateral_z: np.ndarray | None = None) -> tuple[Tensor, Tensor, Tensor, np.ndarray]:
@@ -145,28 +168,11 @@ def surface_gaussians(z: np.ndarray, sample: np.ndarray, camera: Cameras, stride
     rows, cols = np.nonzero(sample)
 
     def step(axis: int) -> np.ndarray:
-        """3D step to the neighbour `stride` pixels away along axis (one-sided where the other side is empty)."""
-        fwd = np.zeros_like(pts)
-        bwd = np.zeros_like(pts)
-        ok_f = np.zeros(valid.shape, bool)
-        ok_b = np.zeros(valid.shape, bool)
-        if axis == 1:
-            fwd[:, :-stride] = pts[:, stride:] - pts[:, :-stride]
-            ok_f[:, :-stride] = valid[:, stride:] & valid[:, :-stride]
-            bwd[:, stride:] = pts[:, stride:] - pts[:, :-stride]
-            ok_b[:, stride:] = ok_f[:, :-stride]
-        else:
-            fwd[:-stride] = pts[stride:] - pts[:-stride]
-            ok_f[:-stride] = valid[stride:] & valid[:-stride]
-            bwd[stride:] = pts[stride:] - pts[:-stride]
-            ok_b[stride:] = ok_f[:-stride]
-        both = ok_f & ok_b
-        out = np.where(both[..., None], 0.5 * (fwd + bwd), np.where(ok_f[..., None], fwd, bwd))
+        out, has = neighbour_steps(pts, valid, axis, stride)
         # No neighbour on either side: a flat step of one footprint.
-        lone = ~(ok_f | ok_b)
         flat = np.zeros_like(pts)
         flat[..., 0 if axis == 1 else 1] = stride * pixel_size  # along camera x for u steps, y for v steps
-        return np.where(lone[..., None], flat, out)
+        return np.where(has[..., None], out, flat)
 
     tu = step(1)[rows, cols]
     tv = step(0)[rows, cols]
@@ -250,7 +256,7 @@ def init_scene(image: np.ndarray, mask: np.ndarray, depth: DepthMap, cfg: InitCo
         raise ValueError("empty mask: nothing to initialise")
     # Anti-aliased rim pixels (0 < mask <= 0.5) get front Gaussians too, with opacity ~ mask.
     partial = (mask > 0.02) & ~fg
-    surfaces = surface_depths(depth, mask, partial, float(camera.K[0, 0, 0]), cfg)
+    surfaces = surface_depths(depth, mask, partial, camera, cfg)
     thin = 0.3  # normal-direction std as a fraction of the footprint: surfels, not blobs
     front = surface_gaussians(surfaces.front_all, fg | partial, camera, 1, cfg.scale_factor, thin)
     elevation = cfg.elevation_deg if cfg.elevation_deg is not None else depth.elevation_deg
@@ -277,77 +283,69 @@ class SurfaceDepths:
     """Depth whose pixel-ray x, y the back points keep (the mirrored front's), or None: on their own rays."""
 
 
-def surface_depths(depth: DepthMap, mask: np.ndarray, partial: np.ndarray, focal: float,
+def surface_depths(depth: DepthMap, mask: np.ndarray, partial: np.ndarray, camera: Cameras,
                    cfg: InitConfig) -> SurfaceDepths:
     """The front from ``depth`` (aligned to the input camera) and the back: the estimator's far side when it has one,
     else the front mirrored about the centre plane (a symmetry prior)."""
     fg = mask > 0.5
-    z_front = align_depth(depth, mask, focal, cfg.distance)
+    z_front = align_depth(depth, mask, float(camera.K[0, 0, 0]), cfg.distance)
+    inset = cfg.surface_inset
+    if inset is None:
+        inset = 0.0 if depth.back is None else PREDICTED_BACK_INSET
     if depth.back is None:
         # Only parts in front of the plane have a mirror image behind them: the mirror of a point beyond it would
         # land in front of it (beyond twice the distance: at or behind the camera), so those stay one surface.
         z_back = np.where(fg, z_front + 2.0 * np.maximum(cfg.distance - z_front, 0.0) * cfg.back_thickness, 0.0)
-        if cfg.surface_inset:
-            z_front, z_back = inset_surfaces(z_front, z_back, fg, focal, cfg.surface_inset)
+        if inset > 0:
+            z_front, z_back = inset_surfaces(z_front, z_back, fg, camera, inset)
         # Rim pixels on the centre plane, where inflation puts the silhouette; the mirror keeps the front's x, y.
         return SurfaceDepths(z_front, np.where(partial, cfg.distance, z_front), z_back, z_front)
     from scipy import ndimage
 
     back = depth.back.detach().cpu().numpy().astype(np.float64)  # where each pixel's ray last leaves the object
     z_back = np.where(fg, z_front + np.maximum(back - z_front, 0.0) * cfg.back_thickness, 0.0)
-    inset = PREDICTED_BACK_INSET if cfg.surface_inset is None else cfg.surface_inset
     if inset > 0:
-        z_front, z_back = inset_surfaces(z_front, z_back, fg, focal, inset)
+        z_front, z_back = inset_surfaces(z_front, z_back, fg, camera, inset)
     # Rim pixels at the nearest object pixel's front depth (a step in depth there would stretch them along z).
     nearest = ndimage.distance_transform_edt(~fg, return_distances=False, return_indices=True)
     lateral = z_front if cfg.back_placement == "mirror" else None
     return SurfaceDepths(z_front, np.where(partial, z_front[nearest[0], nearest[1]], z_front), z_back, lateral)
 
 
-def pixel_rays(shape: tuple[int, int], focal: float) -> np.ndarray:
-    """(H, W, 3) camera-space rays through the pixel centres of an image of ``shape`` seen by the pinhole of
-    ``focal`` px centred on it (``Cameras.from_fov``), scaled to camera z = 1."""
-    h, w = shape
+def pixel_rays(camera: Cameras) -> np.ndarray:
+    """(H, W, 3) camera-space rays through the pixel centres of ``camera`` (1 camera), scaled to camera z = 1."""
+    h, w = camera.height, camera.width
     vs, us = np.mgrid[0:h, 0:w]
-    return np.stack([(us + 0.5 - w / 2) / focal, (vs + 0.5 - h / 2) / focal, np.ones((h, w))], -1)
+    ones = torch.ones(h * w, dtype=torch.float64)
+    return camera.pixels_to_camera(Cameras.pixel_centers(vs, us).reshape(-1, 2), ones)[0].numpy().reshape(h, w, 3)
 
 
-def ray_normal_cosine(z: np.ndarray, valid: np.ndarray, focal: float) -> np.ndarray:
-    """|cos| of the angle between each pixel's ray and the normal of the surface ``z`` (H, W camera z, pinhole of
-    ``focal`` px centred on the image), from the 3D steps to the neighbouring pixels (one-sided at the edge of
+def ray_normal_cosine(z: np.ndarray, valid: np.ndarray, rays: np.ndarray) -> np.ndarray:
+    """|cos| of the angle between each pixel's ray (``rays`` (H, W, 3), :func:`pixel_rays`) and the normal of the
+    surface ``z`` (H, W camera z), from the 3D steps to the neighbouring pixels (:func:`neighbour_steps` on
     ``valid``; 1 where a pixel has no neighbour along an axis). A step in depth counts as a steep surface there, as
     it does for the Gaussians' own steps."""
-    rays = pixel_rays(z.shape, focal)
     pts = rays * z[..., None]
-
-    def step(p: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Steps to the next column (central where both neighbours are on ``v``), and where there is one."""
-        d, ok = p[:, 1:] - p[:, :-1], v[:, 1:] & v[:, :-1]
-        fwd, bwd = np.zeros_like(p), np.zeros_like(p)
-        ok_f, ok_b = np.zeros_like(v), np.zeros_like(v)
-        fwd[:, :-1], ok_f[:, :-1], bwd[:, 1:], ok_b[:, 1:] = d, ok, d, ok
-        out = np.where((ok_f & ok_b)[..., None], 0.5 * (fwd + bwd), np.where(ok_f[..., None], fwd, bwd))
-        return np.where((ok_f | ok_b)[..., None], out, 0.0), ok_f | ok_b
-
-    tu, has_u = step(pts, valid)
-    tv, has_v = (a.swapaxes(0, 1) for a in step(pts.swapaxes(0, 1), valid.T))
+    (tu, has_u), (tv, has_v) = neighbour_steps(pts, valid, 1), neighbour_steps(pts, valid, 0)
     normal = np.cross(tu, tv)
     norm = np.linalg.norm(normal, axis=-1) * np.linalg.norm(rays, axis=-1)
     cos = np.abs((normal * rays).sum(-1)) / np.maximum(norm, 1e-300)
     return np.where(has_u & has_v & (norm > 0), cos, 1.0)
 
 
-def inset_surfaces(z_front: np.ndarray, z_back: np.ndarray, fg: np.ndarray, focal: float,
+def inset_surfaces(z_front: np.ndarray, z_back: np.ndarray, fg: np.ndarray, camera: Cameras,
                    inset: float) -> tuple[np.ndarray, np.ndarray]:
-    """The front moved back and the back moved forward along their pixel rays (camera z maps, 0 off ``fg``), each
-    by ``inset`` footprints measured along its normal: ``inset / cos`` along the ray (``cos`` floored at
+    """The front moved back and the back moved forward along the pixel rays of ``camera`` (camera z maps, 0 off
+    ``fg``), each by ``inset`` footprints measured along its normal: ``inset / cos`` along the ray (``cos`` floored at
     ``INSET_MIN_COS``), at most ``INSET_MAX_GAP`` of the pixel's front-to-back gap."""
     gap = np.maximum(z_back - z_front, 0.0)
-    ray_length = np.linalg.norm(pixel_rays(fg.shape, focal), axis=-1)  # per unit of camera z
+    rays = pixel_rays(camera)
+    ray_length = np.linalg.norm(rays, axis=-1)  # per unit of camera z
+    focal = float(camera.K[0, 0, 0])
     moved = []
     for z in (z_front, z_back):
-        cos = np.maximum(ray_normal_cosine(z, fg, focal), INSET_MIN_COS)
-        moved.append(np.minimum(inset * z / focal / (cos * ray_length), INSET_MAX_GAP * gap))
+        cos = np.maximum(ray_normal_cosine(z, fg, rays), INSET_MIN_COS)
+        moved.append(np.minimum(inset * z / focal / (cos * ray_length), INSET_MAX_GAP * gap))  # z / focal: footprint
     return np.where(fg, z_front + moved[0], 0.0), np.where(fg, z_back - moved[1], 0.0)
 
 

@@ -124,15 +124,14 @@ def test_a_back_on_the_pixel_rays_takes_the_colour_of_the_front_point_with_its_x
 def test_ray_normal_cosine_of_a_tilted_plane_is_the_analytic_one():
     from splat4d.init import pixel_rays, ray_normal_cosine
 
-    focal = input_camera(RES, FOV, DIST).K[0, 0, 0].item()
-    rays = pixel_rays((RES, RES), focal)
+    rays = pixel_rays(input_camera(RES, FOV, DIST))
     a = 0.8  # the plane z = DIST + a * x (camera space), tipped about the camera's y axis
     z = DIST / (1 - a * rays[..., 0])
     normal = np.array([-a, 0.0, 1.0]) / math.hypot(a, 1.0)
     truth = np.abs(rays @ normal) / np.linalg.norm(rays, axis=-1)
     valid = np.zeros((RES, RES), bool)
     valid[8:-8, 8:-8] = True
-    cos = ray_normal_cosine(np.where(valid, z, 0.0), valid, focal)
+    cos = ray_normal_cosine(np.where(valid, z, 0.0), valid, rays)
     assert np.allclose(cos[valid], truth[valid], atol=1e-9)  # edge pixels too: one-sided steps on a plane are exact
     assert truth[valid].min() < 0.65 and (cos[~valid] == 1.0).all()
 
@@ -176,7 +175,7 @@ def sphere_depths(res: int, radius: float) -> tuple[np.ndarray, np.ndarray, np.n
     rays (their centres), and its mask."""
     from splat4d.init import pixel_rays
 
-    rays = pixel_rays((res, res), input_camera(res, FOV, DIST).K[0, 0, 0].item())
+    rays = pixel_rays(input_camera(res, FOV, DIST))
     a, b, c = (rays**2).sum(-1), -2 * DIST, DIST**2 - radius**2  # |t r - (0, 0, DIST)|^2 = radius^2, z = t
     disc_ = b * b - 4 * a * c
     hit = disc_ > 0
