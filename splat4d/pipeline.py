@@ -98,7 +98,8 @@ def _estimator(ctx: StageContext, segment: Frames, fov: float):
     from splat4d.depth import make_depth_estimator
 
     return make_depth_estimator(ctx.cfg.depth, fov, ctx.cfg.init.distance, device=str(ctx.device),
-                                lefts=segment.lefts, rights=segment.rights, elevation_deg=ctx.cfg.init.elevation_deg)
+                                lefts=segment.lefts, rights=segment.rights, elevation_deg=ctx.cfg.init.elevation_deg,
+                                outside=segment.outside)
 
 
 def estimate_depth(ctx: StageContext, segment: Frames, fov: float):

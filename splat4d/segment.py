@@ -26,6 +26,8 @@ class Segmented:
     """Which mask source was used."""
     box: tuple[int, int, int, int]
     """(x0, y0, side, side): the square of the original image that became the working image (may extend outside)."""
+    outside: np.ndarray | None = None
+    """(R, R) float32: the fraction of each working pixel outside the original image (:func:`outside_of_frame`)."""
 
 
 def has_useful_alpha(alpha: np.ndarray | None, max_fraction: float = 0.98) -> bool:
@@ -35,19 +37,30 @@ def has_useful_alpha(alpha: np.ndarray | None, max_fraction: float = 0.98) -> bo
             and float((alpha > 0.5).mean()) <= max_fraction)
 
 
+SIDE_SHARE = 0.1  # a border colour is background when it holds this much of two sides' strips (or is the commonest)
+
+
 def border_colour_seed(rgb: np.ndarray, border: int) -> np.ndarray:
-    """Colour distance of every pixel to its nearest border colour cluster (the background model), in [0, ~1.7]."""
+    """Colour distance of every pixel to its nearest border colour cluster (the background model), in [0, ~1.7].
+    A cluster is background when it holds ``SIDE_SHARE`` of the strip along at least two of the image's four sides
+    (or is the commonest): the background runs around the object, while an object the frame cuts off shows in the
+    strip of that one side only. With it in the model, on a plain background k-means gave the object's colour a
+    cluster of its own and every pixel of the object was "background" (no object found)."""
     import cv2
 
     h, w = rgb.shape[:2]
     b = max(1, min(border, h // 4, w // 4))
-    strip = np.concatenate([rgb[:b].reshape(-1, 3), rgb[-b:].reshape(-1, 3), rgb[:, :b].reshape(-1, 3),
-                            rgb[:, -b:].reshape(-1, 3)]).astype(np.float32)
+    sides = [rgb[:b].reshape(-1, 3), rgb[-b:].reshape(-1, 3), rgb[:, :b].reshape(-1, 3), rgb[:, -b:].reshape(-1, 3)]
+    strip = np.concatenate(sides).astype(np.float32)
     k = min(5, len(strip))
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1e-3)
     cv2.setRNGSeed(0)
-    _, _, centers = cv2.kmeans(strip, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
-    dist = np.linalg.norm(rgb[:, :, None, :] - centers[None, None], axis=-1).min(axis=-1)
+    _, labels, centers = cv2.kmeans(strip, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    labels = labels.ravel()
+    bounds = np.cumsum([0] + [len(p) for p in sides])
+    shares = np.stack([np.bincount(labels[a:z], minlength=k) / (z - a) for a, z in zip(bounds[:-1], bounds[1:])])
+    keep = ((shares >= SIDE_SHARE).sum(0) >= 2) | (np.bincount(labels, minlength=k) == np.bincount(labels).max())
+    dist = np.linalg.norm(rgb[:, :, None, :] - centers[keep][None, None], axis=-1).min(axis=-1)
     return dist
 
 
@@ -132,7 +145,17 @@ def centre_and_pad(rgb: np.ndarray, mask: np.ndarray, padding: float, resolution
     comp = rgb * mask[..., None] + (1.0 - mask[..., None])  # over white
     image = crop_square(comp, box, resolution, fill=1.0)
     mask_r = np.clip(crop_square(mask[..., None], box, resolution, fill=0.0)[..., 0], 0.0, 1.0)
-    return Segmented(np.clip(image, 0, 1).astype(np.float32), mask_r.astype(np.float32), method, box)
+    return Segmented(np.clip(image, 0, 1).astype(np.float32), mask_r.astype(np.float32), method, box,
+                     outside_of_frame(box, rgb.shape[1::-1], resolution))
+
+
+def outside_of_frame(box: tuple[int, int, int, int], size: tuple[int, int], resolution: int) -> np.ndarray:
+    """(R, R) float32: the fraction of each pixel of the working image cut from ``box`` = (x0, y0, side, side) of
+    an image of ``size`` = (width, height) (:func:`crop_square`'s geometry) that lies outside that image: where the
+    photo ended, not background (the shape prior, v13, reads an object cut by the frame as going on there)."""
+    w, h = size
+    inside = crop_square(np.ones((h, w, 1), np.float32), box, resolution, fill=0.0)[..., 0]
+    return np.clip(1.0 - inside, 0.0, 1.0).astype(np.float32)
 
 
 def crop_square(image: np.ndarray, box: tuple[int, int, int, int], resolution: int, fill: float) -> np.ndarray:

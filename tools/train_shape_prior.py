@@ -123,12 +123,14 @@ import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from splat4d.shape.framing import cut_by_frame, random_cut  # noqa: E402
 from splat4d.shape.network import (INFLATION_CHANNELS, RESOLUTION, VERSION_OF_CHANNELS, WEIGHTS_DIR,  # noqa: E402
                                    ShapeUNet, inflation_plane, network_input, param_count, save_packaged)
 from splat4d.shape.procedural import write_shard  # noqa: E402
 
 SHARD = 500
 VAL_SEED0 = 10_000_000
+VAL_CUT_SEED = 13  # the frame edges of the cut validation split (sample i: np.random.default_rng([13, i]))
 FIELDS = ("rgb", "alpha", "front", "thickness", "elevation")
 
 
@@ -182,10 +184,16 @@ class Args:
     """Fraction of the face-on boxes and boards whose face is 1.2-2.4x as wide as high (a shoebox, a book lying;
     up to v10's data at most 1.2x)."""
     in_channels: int = 9
-    """9: silhouette inflation's height is an input too and the network predicts corrections to inflation
+    """10: also a plane marking the pixels outside the photo's frame (shape_prior_v13, with ``truncate``); 9: silhouette inflation's height is an input too and the network predicts corrections to inflation
     (shape_prior_v3); 8: the camera's elevation is an input, given on a fraction ``elevation_given`` of the
     training samples and unknown on the rest (shape_prior_v2, and v3); 6: image, mask and pixel coordinates only
     (shape_prior_v1)."""
+    truncate: float = 0.0
+    """Fraction of the training samples cut by a frame edge as they are drawn (``splat4d.shape.framing.cut_by_frame``,
+    ``random_cut``: a side, 5-45% of the silhouette cut off, or the edge just beyond it, the mask sometimes stopping
+    short of it) and re-framed, the
+    outside plane marking where the photo ended (needs ``in_channels`` 10; 0 up to v12). With it, validation also
+    scores the validation split cut by fixed random frame edges (``val_cut_*``)."""
     front_weight: float = 1.0
     """Weight of the front's L1 and gradient terms in the training loss (thickness 1; 1 up to v7). Validation
     scores the default loss whatever this is."""
@@ -308,9 +316,11 @@ class ShardPool:
         return len(self.index)
 
     def batch(self, idx, rng: np.random.Generator | None = None, resolution: int = RESOLUTION, channels: int = 6,
-              given: float = 0.0) -> dict[str, torch.Tensor]:
+              given: float = 0.0, cut: float = 0.0) -> dict[str, torch.Tensor]:
         """Samples ``idx``; ``rng`` turns augmentation on; with ``channels`` 8 a fraction ``given`` of them (random
-        with ``rng``, else all when ``given`` >= 1) carry their true elevation in the input."""
+        with ``rng``, else all when ``given`` >= 1) carry their true elevation in the input. A fraction ``cut`` of
+        them is cut by a frame edge (:func:`~splat4d.shape.framing.cut_by_frame`; drawn with ``rng``, or without it
+        the edge of sample i from ``VAL_CUT_SEED``, so a validation batch is the same every time)."""
         items = [self.index[i] for i in idx]
         get = lambda k: np.stack([self.arrays[s][k][j] for s, j in items])  # noqa: E731
         rgb = get("rgb").astype(np.float32) / 255
@@ -318,10 +328,20 @@ class ShardPool:
         front = get("front").astype(np.float32)
         thick = get("thickness").astype(np.float32)
         elev = get("elevation").astype(np.float32)
-        inflation = get("inflation").astype(np.float32) if channels == INFLATION_CHANNELS else None
+        inflation = get("inflation").astype(np.float32) if channels >= INFLATION_CHANNELS else None
+        outside = np.zeros_like(alpha)
+        cut_rows = []
+        for b, i in enumerate(idx) if cut > 0 else ():
+            r = rng if rng is not None else np.random.default_rng([VAL_CUT_SEED, int(i)])
+            if r.random() < cut:
+                side, fraction, gap = random_cut(r)
+                c = cut_by_frame(rgb[b], alpha[b], front[b], thick[b], side, fraction, gap)
+                rgb[b], alpha[b], front[b], thick[b], outside[b] = (c[k] for k in (
+                    "rgb", "alpha", "front", "thickness", "outside"))
+                cut_rows.append(b)
         if rng is not None:
             flip = rng.random(len(idx)) < 0.5
-            for arr in (rgb, alpha, front, thick) + ((inflation,) if inflation is not None else ()):
+            for arr in (rgb, alpha, front, thick, outside) + ((inflation,) if inflation is not None else ()):
                 arr[flip] = arr[flip][:, :, ::-1]
             # colour jitter on the object only (the background stays white, as centre_and_pad makes it)
             a = alpha[..., None]
@@ -331,13 +351,13 @@ class ShardPool:
             hard = rng.random(len(idx)) < 0.3  # some segmenters return hard masks
             alpha[hard] = (alpha[hard] >= 0.5).astype(np.float32)
         valid = torch.from_numpy(np.isfinite(thick).astype(np.float32))
-        rgb_t, alpha_t = torch.from_numpy(rgb), torch.from_numpy(alpha)
+        rgb_t, alpha_t, outside_t = torch.from_numpy(rgb), torch.from_numpy(alpha), torch.from_numpy(outside)
         front_t, thick_t = torch.from_numpy(np.nan_to_num(front)), torch.from_numpy(np.nan_to_num(thick))
         if resolution != rgb.shape[1]:
             area = lambda x: F.interpolate(x[:, None], size=(resolution, resolution), mode="area")[:, 0]  # noqa: E731
             rgb_t = F.interpolate(rgb_t.permute(0, 3, 1, 2), size=(resolution, resolution), mode="area")
             rgb_t = rgb_t.permute(0, 2, 3, 1).contiguous()
-            alpha_t = area(alpha_t)
+            alpha_t, outside_t = area(alpha_t), area(outside_t)
             v = area(valid)
             front_t, thick_t = area(front_t * valid) / v.clamp_min(1e-6), area(thick_t * valid) / v.clamp_min(1e-6)
             valid = (v > 0.99).float()
@@ -345,7 +365,10 @@ class ShardPool:
         shown = torch.from_numpy(np.where(known, elev, np.nan).astype(np.float32))
         if inflation is not None and inflation.shape[1] != resolution:
             raise ValueError(f"inflation planes at {inflation.shape[1]} px, the batch at {resolution} px")
-        x = network_input(rgb_t, alpha_t, shown, channels, None if inflation is None else torch.from_numpy(inflation))
+        for b in cut_rows if inflation is not None else ():  # the cut mask's own inflation, as the engine has it
+            inflation[b] = inflation_plane(alpha_t[b].numpy())
+        x = network_input(rgb_t, alpha_t, shown, channels, None if inflation is None else torch.from_numpy(inflation),
+                          outside_t)
         return {"x": x, "mask": (alpha_t >= 0.5) & (valid > 0),
                 "front": front_t, "thickness": thick_t, "elevation": torch.from_numpy(elev)}
 
@@ -408,23 +431,31 @@ def shape_loss(pred, batch, front_weight: float = 1.0, grad_scales: int = 2) -> 
 
 # ----------------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def evaluate(model: ShapeUNet, val: ShardPool, n: int, resolution: int = RESOLUTION) -> dict[str, float]:
+def evaluate(model: ShapeUNet, val: ShardPool, n: int, resolution: int = RESOLUTION,
+             cut: bool = False) -> dict[str, float]:
     """Validation loss parts and MAEs with the elevation unknown; with an 8-channel model also the thickness and
-    front MAE with the true elevation given (``*_given``)."""
+    front MAE with the true elevation given (``*_given``); with ``cut`` also the MAEs of the split cut by its fixed
+    frame edges (``val_cut_*``, every sample cut or bordered by the frame)."""
     out = _evaluate(model, val, n, resolution, 0.0)
     if model.takes_elevation:
         given = _evaluate(model, val, n, resolution, 1.0)
         out.update(val_thickness_mae_given=given["val_thickness_mae"], val_front_mae_given=given["val_front_mae"])
+    if cut:
+        cuts = _evaluate(model, val, n, resolution, 0.0, cut=1.0)
+        out.update({f"val_cut_{k[4:]}": cuts[k] for k in ("val_thickness_mae", "val_front_mae",
+                                                            "val_elevation_mae_deg")})
     return out
 
 
 @torch.no_grad()
-def _evaluate(model: ShapeUNet, val: ShardPool, n: int, resolution: int, given: float) -> dict[str, float]:
+def _evaluate(model: ShapeUNet, val: ShardPool, n: int, resolution: int, given: float,
+              cut: float = 0.0) -> dict[str, float]:
     model.eval()
     sums: dict[str, float] = {}
     per_thick, per_front, per_elev = [], [], []
     for s in range(0, n, 50):
-        b = val.batch(range(s, min(n, s + 50)), resolution=resolution, channels=model.in_channels, given=given)
+        b = val.batch(range(s, min(n, s + 50)), resolution=resolution, channels=model.in_channels, given=given,
+                      cut=cut)
         pred = model(b["x"])
         _, parts = shape_loss(pred, b)
         for k, v in parts.items():
@@ -620,7 +651,7 @@ def main(args: Args) -> None:
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    planes = args.resolution if args.in_channels == INFLATION_CHANNELS else None
+    planes = args.resolution if args.in_channels >= INFLATION_CHANNELS else None
     val = ShardPool(data, ["val_0000"], planes)
     train = ShardPool(data, shard_names(data, "train"), planes)
     n_val = min(args.val_samples, len(val))
@@ -665,7 +696,7 @@ def main(args: Args) -> None:
 
     log_path = args.out / "log.csv"
     keys = ["step", "minutes", "lr", "train_loss", "val_loss", "val_thickness_mae", "val_front_mae",
-            "val_elevation_mae_deg", "val_thickness_mae_given"]
+            "val_elevation_mae_deg", "val_thickness_mae_given", "val_cut_thickness_mae", "val_cut_elevation_mae_deg"]
     rows = list(csv.DictReader(log_path.open())) if log_path.exists() else []
     rows = [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
     rows = [r for r in rows if r["step"] <= step]
@@ -685,7 +716,7 @@ def main(args: Args) -> None:
         for g in opt.param_groups:
             g["lr"] = lr
         batch = train.batch(rng.integers(0, len(train), args.batch), rng, args.resolution, args.in_channels,
-                            args.elevation_given)
+                            args.elevation_given, args.truncate)
         loss, parts = shape_loss(model(batch["x"]), batch, args.front_weight, args.grad_scales)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -710,13 +741,16 @@ def main(args: Args) -> None:
             if added:
                 tqdm.write(f"{added} new shard(s): {len(train)} training samples")
             t1 = time.time()
-            ev = evaluate(model if ema is None else ema, val, n_val, args.resolution)
-            raw = {} if ema is None else {"last_val_raw": {"step": step, **evaluate(model, val, n_val, args.resolution)}}
+            ev = evaluate(model if ema is None else ema, val, n_val, args.resolution, args.truncate > 0)
+            raw = {} if ema is None else {"last_val_raw": {"step": step, **evaluate(model, val, n_val, args.resolution,
+                                                                                    args.truncate > 0)}}
             elapsed += time.time() - t1
             row = row or {"step": step, "lr": lr, "train_loss": float(np.mean(running[-25:]))}
             row.update(val_loss=ev["val_loss"], val_thickness_mae=ev["val_thickness_mae"],
                        val_front_mae=ev["val_front_mae"], val_elevation_mae_deg=ev["val_elevation_mae_deg"],
-                       val_thickness_mae_given=ev.get("val_thickness_mae_given"))
+                       val_thickness_mae_given=ev.get("val_thickness_mae_given"),
+                       val_cut_thickness_mae=ev.get("val_cut_thickness_mae"),
+                       val_cut_elevation_mae_deg=ev.get("val_cut_elevation_mae_deg"))
             metrics_path.write_text(json.dumps({"last_val": {"step": step, "minutes": elapsed / 60, **ev}, **raw},
                                                indent=2) + "\n")
             tqdm.write(f"step {step} ({elapsed / 60:.1f} min): " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items()))

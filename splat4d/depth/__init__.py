@@ -26,13 +26,14 @@ class VideoDepthEstimator(DepthEstimator, Protocol):
 
 def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5, device: str = "auto",
                          lefts: np.ndarray | None = None, rights: np.ndarray | None = None,
-                         elevation_deg: float | None = None) -> DepthEstimator:
+                         elevation_deg: float | None = None, outside: np.ndarray | None = None) -> DepthEstimator:
     """The configured backend for splat4d's input camera (vertical FoV ``fov_deg``, object at ``distance``).
 
     Stereo input (``rights``: (T, H, W, 3) right views of a rectified pair or clip; ``lefts`` the raw left views,
     else the images passed in) always gives the 'stereo' estimator: the pair fixes the depth. 'auto' is the shape
     prior here (one image of an object). ``elevation_deg``: the input camera's elevation when the user gave it
-    (``--init.elevation-deg``); the shape prior conditions on it."""
+    (``--init.elevation-deg``); the shape prior conditions on it. ``outside``: (H, W) where the working images lie
+    outside the photo's frame (``splat4d.io.frames.Frames.outside``), which the shape prior (v13) reads."""
     if rights is not None:
         from splat4d.depth.stereo import StereoDepth
 
@@ -40,7 +41,7 @@ def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: floa
     if cfg.backend in ("shape-prior", "auto"):  # a run resolves 'auto' by its mode (pipeline.resolve_depth_backend)
         from splat4d.depth.shape_prior import ShapePriorDepth
 
-        return ShapePriorDepth(cfg, fov_deg, distance, elevation_deg)
+        return ShapePriorDepth(cfg, fov_deg, distance, elevation_deg, outside)
     if cfg.backend == "geometric":
         from splat4d.depth.geometric import GeometricDepth
 

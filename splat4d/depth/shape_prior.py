@@ -32,12 +32,15 @@ class ShapePriorDepth:
     ``ShapePriorUnavailable`` (one line naming ``--depth.backend geometric``) when the weights are missing or
     corrupt. A mask covering the whole frame (``scene_coverage``) is a scene, not an object: it gets geometric's
     ground-plane depth. ``elevation_deg`` (the user's ``--init.elevation-deg``) is given to a network that takes it
-    (shape_prior_v2), which then predicts the shape for that view rather than guessing the elevation too."""
+    (shape_prior_v2), which then predicts the shape for that view rather than guessing the elevation too.
+    ``outside`` (H, W): where the working images lie outside the photo's frame (``Frames.outside``), given to a
+    network that reads it (shape_prior_v13): an object cut by the frame goes on there."""
 
     def __init__(self, cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5,
-                 elevation_deg: float | None = None):
+                 elevation_deg: float | None = None, outside: np.ndarray | None = None):
         self.prior = shape_prior(cfg.model)
         self.cfg, self.fov_deg, self.distance, self.elevation_deg = cfg, fov_deg, distance, elevation_deg
+        self.outside = outside
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap:
         fg = mask > 0.5
@@ -45,8 +48,11 @@ class ShapePriorDepth:
             from splat4d.depth.geometric import GeometricDepth
 
             return GeometricDepth(self.cfg, self.fov_deg, self.distance)(image, mask)
+        outside = self.outside
+        if outside is not None and np.shape(outside) != mask.shape:
+            raise ValueError(f"the outside-of-frame plane is {np.shape(outside)}, the working image {mask.shape}")
         estimate, crop_fov = framed_estimate(self.prior, image, mask, self.fov_deg, self.elevation_deg,
-                                             self.cfg.shape_two_pass)
+                                             self.cfg.shape_two_pass, outside)
         if self.cfg.shape_front == "inflation":
             from splat4d.depth.geometric import GeometricDepth
 
@@ -60,13 +66,15 @@ class ShapePriorDepth:
 
 
 def framed_estimate(prior, image: np.ndarray, mask: np.ndarray, fov_deg: float, elevation_deg: float | None = None,
-                    two_pass: bool | None = None):
+                    two_pass: bool | None = None, outside: np.ndarray | None = None):
     """The network's estimate for ``image`` framed as it was trained (``splat4d.segment.centre_and_pad``: the
     object's box centred in a square with a 0.12 margin, over white), mapped back onto ``image``'s pixels, and the
     vertical field of view of that square (its crop units are the square's width at the object). The pipeline's
     working image is framed so already; benchmark views, video frames and multi-view crops need not be.
-    ``two_pass``: :class:`splat4d.shape.ShapePrior`'s ``condition_on_estimate`` (None: the prior's own)."""
-    from splat4d.segment import centre_and_pad
+    ``two_pass``: :class:`splat4d.shape.ShapePrior`'s ``condition_on_estimate`` (None: the prior's own).
+    ``outside`` (H, W): where ``image`` lies outside the photo (then so does whatever the square adds beyond
+    ``image``); None: all of it inside."""
+    from splat4d.segment import centre_and_pad, crop_square
     from splat4d.shape import ShapeEstimate
     from splat4d.shape.procedural import PADDING
 
@@ -74,7 +82,10 @@ def framed_estimate(prior, image: np.ndarray, mask: np.ndarray, fov_deg: float, 
     h, w = mask.shape
     framed_input = centre_and_pad(image, mask, PADDING, max(h, w), "given")
     box, side = framed_input.box, framed_input.box[2]
-    framed = prior(framed_input.image, framed_input.mask, elevation_deg, two_pass)
+    framed_outside = None
+    if outside is not None:
+        framed_outside = 1.0 - crop_square(1.0 - np.asarray(outside, np.float32)[..., None], box, max(h, w), 0.0)[..., 0]
+    framed = prior(framed_input.image, framed_input.mask, elevation_deg, two_pass, framed_outside)
     front, thickness = (uncrop(a, box, (h, w)) for a in (framed.front, framed.thickness))
     crop_fov = math.degrees(2 * math.atan(side / h * math.tan(math.radians(fov_deg) / 2)))
     return ShapeEstimate(np.where(fg, front, 0), np.where(fg, thickness, 0), framed.elevation_deg, mask), crop_fov

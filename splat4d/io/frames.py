@@ -33,6 +33,9 @@ class Frames:
     """Stereo input only: (T, R, R, 3) raw left crops (not composited: stereo matching needs the background)."""
     rights: np.ndarray | None = None
     """Stereo input only: (T, R, R, 3) raw right crops, by the same box (the pair stays rectified)."""
+    outside: np.ndarray | None = None
+    """(R, R) float32: the fraction of each working pixel outside the original frame, where the box leaves it
+    (``splat4d.segment.outside_of_frame``); None: not known (taken as all inside)."""
 
     @property
     def image(self) -> np.ndarray:
@@ -135,7 +138,7 @@ def crop_clip(raw: list[np.ndarray], segment: SegmentConfig, resolution: int, na
     """Segment every frame and crop all of them by one square (the union of the object's boxes, padded) resized to
     ``resolution``. ``centred``: the square is centred on the frame's centre (the principal point stays in the
     middle, so the crop is a pinhole camera with a known field of view)."""
-    from splat4d.segment import crop_square, foreground_mask
+    from splat4d.segment import crop_square, foreground_mask, outside_of_frame
 
     masks_full = []
     method = segment.method
@@ -158,7 +161,8 @@ def crop_clip(raw: list[np.ndarray], segment: SegmentConfig, resolution: int, na
     masks = np.stack([np.clip(crop_square(m[..., None], box, resolution, 0.0)[..., 0], 0, 1) for m in masks_full])
     images = np.stack([crop_square(f * m[..., None] + (1 - m[..., None]), box, resolution, 1.0)
                        for f, m in zip(rgbs, masks_full)])
-    return Frames(images.astype(np.float32), masks.astype(np.float32), method, box, raw[0].shape[1::-1])
+    return Frames(images.astype(np.float32), masks.astype(np.float32), method, box, raw[0].shape[1::-1],
+                  outside=outside_of_frame(box, raw[0].shape[1::-1], resolution))
 
 
 def split_pair(frames: list[np.ndarray], name: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -199,7 +203,7 @@ def image_frames(path: Path, load: LoadConfig, segment: SegmentConfig, right: Pa
             raise InputError(f"the stereo pair differs in size: {path} is {image.rgb.shape[1::-1]}, "
                              f"{right} is {right_image.rgb.shape[1::-1]}")
     seg = segment_image(image, segment, load.resolution)
-    frames = Frames(seg.image[None], seg.mask[None], seg.method, seg.box, image.original_size)
+    frames = Frames(seg.image[None], seg.mask[None], seg.method, seg.box, image.original_size, outside=seg.outside)
     if right_image is None:
         return frames
     return _with_stereo(frames, [image.rgb], [right_image.rgb], load.resolution)

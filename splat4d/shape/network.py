@@ -48,9 +48,10 @@ VERSION = "shape_prior_v10"  # the packaged default (v2, v3, v4, v6, v7, v8 and 
 # (v11, trained in session 12 with --attached and --faceon-wide, scored below v10 and is not shipped; its name stays
 # known so that its recipe exports as it was run: docs/benchmarks.md, session 12)
 # (v12, v10's recipe with a moving average of the weights in session 14, likewise: docs/benchmarks.md, session 14)
+# v13: a tenth input plane, 1 where the working image lies outside the photo (``splat4d.shape.framing``)
 VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3", "shape_prior_v4", "shape_prior_v5",
             "shape_prior_v6", "shape_prior_v7", "shape_prior_v8", "shape_prior_v9", "shape_prior_v10",
-            "shape_prior_v11", "shape_prior_v12")
+            "shape_prior_v11", "shape_prior_v12", "shape_prior_v13")
 RESOLUTION = 128
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_PATH = WEIGHTS_DIR / f"{VERSION}.pt"
@@ -58,7 +59,9 @@ MANIFEST_PATH = WEIGHTS_DIR / f"{VERSION}.json"
 ELEVATION_SCALE = 45.0  # degrees per unit of the elevation head's raw output
 ELEVATION_CHANNELS = 8  # RGB, mask, x, y, then (v2) the given elevation and its "given" flag
 INFLATION_CHANNELS = 9  # ... then (v3) silhouette inflation's height in crop units
-VERSION_OF_CHANNELS = {6: VERSIONS[0], ELEVATION_CHANNELS: VERSIONS[1], INFLATION_CHANNELS: VERSIONS[2]}
+OUTSIDE_CHANNELS = 10  # ... then (v13) where the working image lies outside the photo's frame
+VERSION_OF_CHANNELS = {6: VERSIONS[0], ELEVATION_CHANNELS: VERSIONS[1], INFLATION_CHANNELS: VERSIONS[2],
+                       OUTSIDE_CHANNELS: VERSIONS[12]}
 INFLATION_THICKNESS = 0.7  # the geometric backend's default ``--depth.thickness``: v3's starting point
 
 
@@ -79,11 +82,12 @@ class ShapeUNet(nn.Module):
     W), thickness (B, H, W) >= 0, elevation_deg (B,))``. The elevation head pools the bottleneck (mask-weighted) and
     applies an MLP.
 
-    With ``in_channels`` = 9 (shape_prior_v3, ``corrects_inflation``) the last input plane is silhouette inflation's
+    With ``in_channels`` >= 9 (shape_prior_v3, ``corrects_inflation``) the ninth input plane is silhouette inflation's
     height h (crop units, :func:`inflation_plane`) and the head predicts per-pixel corrections to inflation's
     surfaces rather than the surfaces themselves: front = -k h exp(a_f) + b_f, thickness = max(2 k h exp(a_t) + b_t,
     0) with k = ``INFLATION_THICKNESS``. A zero head is exactly the geometric backend's mirrored inflation (its relief
-    term off), so training starts from the offline baseline and learns where and how that is wrong."""
+    term off), so training starts from the offline baseline and learns where and how that is wrong. With ``in_channels`` = 10
+    (shape_prior_v13, ``sees_frame``) a tenth plane marks the pixels outside the photo's frame."""
 
     def __init__(self, widths: tuple[int, ...] = (24, 48, 96, 192, 256), in_channels: int = 6):
         super().__init__()
@@ -92,7 +96,8 @@ class ShapeUNet(nn.Module):
         self.widths = tuple(widths)
         self.in_channels = in_channels
         self.takes_elevation = in_channels >= ELEVATION_CHANNELS
-        self.corrects_inflation = in_channels == INFLATION_CHANNELS
+        self.corrects_inflation = in_channels >= INFLATION_CHANNELS
+        self.sees_frame = in_channels == OUTSIDE_CHANNELS
         self.down = nn.ModuleList()
         cin = in_channels
         for w in widths:
@@ -142,27 +147,31 @@ def inflation_plane(mask: np.ndarray) -> np.ndarray:
 
 
 def network_input(image: torch.Tensor, mask: torch.Tensor, elevation_deg: torch.Tensor | None = None,
-                  channels: int = 6, inflation: torch.Tensor | None = None) -> torch.Tensor:
+                  channels: int = 6, inflation: torch.Tensor | None = None,
+                  outside: torch.Tensor | None = None) -> torch.Tensor:
     """(B, ``channels``, H, W) from ``image`` (B, H, W, 3) in [0, 1] over white and ``mask`` (B, H, W) in [0, 1].
     With ``channels`` >= 8 (shape_prior_v2) two constant planes follow: the given elevation / 45 degrees and 1 where
     it is given; ``elevation_deg`` (B,) with NaN (or None) where it is unknown: 0 and 0. With ``channels`` = 9
     (shape_prior_v3) the ninth plane is ``inflation`` (B, H, W), :func:`inflation_plane` of each mask (computed
-    here when None)."""
+    here when None). With ``channels`` = 10 (shape_prior_v13) the tenth is ``outside`` (B, H, W), the fraction of
+    each pixel outside the photo's frame (``splat4d.shape.framing.outside_of_frame``; None: all inside)."""
     b, h, w = mask.shape
     ys = torch.linspace(-1, 1, h, dtype=image.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
     xs = torch.linspace(-1, 1, w, dtype=image.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
     planes = [image.permute(0, 3, 1, 2) - 0.5, mask[:, None], xs, ys]
-    if channels in (ELEVATION_CHANNELS, INFLATION_CHANNELS):
+    if channels in (ELEVATION_CHANNELS, INFLATION_CHANNELS, OUTSIDE_CHANNELS):
         e = torch.full((b,), float("nan"), dtype=image.dtype) if elevation_deg is None else elevation_deg.to(image.dtype)
         known = torch.isfinite(e)
         value = torch.where(known, e / ELEVATION_SCALE, torch.zeros_like(e))
         planes += [value.view(b, 1, 1, 1).expand(b, 1, h, w), known.to(image.dtype).view(b, 1, 1, 1).expand(b, 1, h, w)]
     elif channels != 6:
         raise ValueError(f"the shape prior takes {sorted(VERSION_OF_CHANNELS)} input channels, not {channels}")
-    if channels == INFLATION_CHANNELS:
+    if channels >= INFLATION_CHANNELS:
         if inflation is None:
             inflation = torch.from_numpy(np.stack([inflation_plane(m) for m in mask.detach().cpu().numpy()]))
         planes.append(inflation.to(image.dtype)[:, None])
+    if channels == OUTSIDE_CHANNELS:
+        planes.append((torch.zeros_like(mask) if outside is None else outside.to(image.dtype))[:, None])
     return torch.cat(planes, 1)
 
 
@@ -239,8 +248,10 @@ class ShapePrior:
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, mask: np.ndarray, elevation_deg: float | None = None,
-                 condition_on_estimate: bool | None = None) -> ShapeEstimate:
-        """``condition_on_estimate`` None: the instance's."""
+                 condition_on_estimate: bool | None = None, outside: np.ndarray | None = None) -> ShapeEstimate:
+        """``condition_on_estimate`` None: the instance's. ``outside`` (H, W): the fraction of each pixel outside the
+        photo's frame (``splat4d.shape.framing.outside_of_frame``), seen by a model that takes it (v13); None: all
+        inside."""
         two_pass = self.condition_on_estimate if condition_on_estimate is None else condition_on_estimate
         image = np.asarray(image, np.float32)
         mask = np.asarray(mask, np.float32)
@@ -250,13 +261,21 @@ class ShapePrior:
         r = self.resolution
         img = torch.from_numpy(np.clip(image, 0, 1)).permute(2, 0, 1)[None]
         msk = torch.from_numpy(np.clip(mask, 0, 1))[None, None]
+        out_plane = None
+        if outside is not None:
+            if np.shape(outside) != mask.shape:
+                raise ValueError(f"outside {np.shape(outside)} does not match the mask {mask.shape}")
+            out_plane = torch.from_numpy(np.clip(np.asarray(outside, np.float32), 0, 1))[None, None]
         if (h, w) != (r, r):
-            img = F.interpolate(img, size=(r, r), mode="area" if h > r else "bilinear", align_corners=None if h > r else False)
-            msk = F.interpolate(msk, size=(r, r), mode="area" if h > r else "bilinear", align_corners=None if h > r else False)
+            resize = lambda t: F.interpolate(t, size=(r, r), mode="area" if h > r else "bilinear",  # noqa: E731
+                                             align_corners=None if h > r else False)
+            img, msk = resize(img), resize(msk)
+            out_plane = None if out_plane is None else resize(out_plane)
 
         def run(elevation: float | None):
             given = torch.tensor([float("nan") if elevation is None else float(elevation)])
-            x = network_input(img.permute(0, 2, 3, 1), msk[:, 0], given, self.model.in_channels)
+            x = network_input(img.permute(0, 2, 3, 1), msk[:, 0], given, self.model.in_channels,
+                              outside=None if out_plane is None else out_plane[:, 0])
             return self.model(x)
 
         front, thickness, elevation = run(elevation_deg)
