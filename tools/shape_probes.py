@@ -17,6 +17,10 @@ with three more: a snowman (a sphere of radius 0.3 on one of 0.45) seen level, i
 its height into the body; the overlap of the two discs is no cue of the elevation, as it was for shape_prior_v4,
 whose data always sank stacked parts 5%; and an open cup on a saucer seen from 40 degrees above, the way the
 bundled coffee photo is shot (the elevation each model reads off that photo is printed after the table).
+
+Last, objects cut off by the photo's frame: 30 procedural cups on saucers whole and with the bottom 10-30% of
+their silhouette cut off (``cut_saucer_elevations``), the elevation each model reads (shape_prior_v10 took the cut
+for a level view; v13 is told where the photo ends).
 """
 
 from __future__ import annotations
@@ -117,8 +121,39 @@ def photo_elevations(models: dict, resolution: int = 256) -> dict:
 
     photo = Path(splat4d.__file__).resolve().parent / "assets" / "coffee.jpg"
     seg = segment(load_image(photo), SegmentConfig(), resolution)
-    return {label: round(float(framed_estimate(prior, seg.image, seg.mask, 40.0)[0].elevation_deg), 1)
-            for label, prior in models.items()}
+    return {label: round(float(framed_estimate(prior, seg.image, seg.mask, 40.0, outside=seg.outside)[0]
+                               .elevation_deg), 1) for label, prior in models.items()}
+
+
+CUTS = (0.0, 0.1, 0.2, 0.3)  # of the silhouette's height, cut off by the photo's bottom edge
+
+
+def cut_saucer_elevations(models: dict, n: int = 30, gap: float = 0.0) -> dict:
+    """{model name: {cut: (mean elevation read, mean absolute error)}} over ``n`` procedural cups on saucers seen
+    from 10-45 degrees above (``render_sample(..., saucers=1)``, seeds from 2,000,000: never trained on), whole and
+    with the lowest 10-30% of the silhouette cut off by the photo's bottom edge (``splat4d.shape.framing.
+    cut_by_frame``; the mask stopping ``gap`` of the height short of the edge), the outside plane given."""
+    from splat4d.shape.framing import cut_by_frame
+    from splat4d.shape.procedural import render_sample
+
+    samples = [render_sample(2_000_000 + i, 128, saucers=1.0) for i in range(n)]
+    truth = np.array([s.elevation_deg for s in samples])
+    out = {}
+    for label, prior in models.items():
+        row = {}
+        for cut in CUTS:
+            read = []
+            for s in samples:
+                if cut == 0:
+                    read.append(prior(s.rgb, s.alpha).elevation_deg)
+                    continue
+                c = cut_by_frame(s.rgb, s.alpha, s.front, s.thickness, "bottom", cut, gap)
+                read.append(prior(c["rgb"], c["alpha"], outside=c["outside"]).elevation_deg)
+            read = np.array(read)
+            row[cut] = (round(float(read.mean()), 1), round(float(np.abs(read - truth).mean()), 1))
+        out[label] = row
+    out["truth"] = {cut: (round(float(truth.mean()), 1), 0.0) for cut in CUTS}
+    return out
 
 
 def main() -> None:
@@ -141,8 +176,18 @@ def main() -> None:
     photo = photo_elevations(models)
     print("\nelevation read off splat4d/assets/coffee.jpg (shot from about 45 degrees): "
           + ", ".join(f"{k} {v:.1f}" for k, v in photo.items()))
+    cut = {g: cut_saucer_elevations(models, gap=g) for g in (0.0, 0.05)}
+    print("\n30 cups on saucers seen from 10-45 degrees above, the bottom of the silhouette cut off by the photo's "
+          "frame: elevation read, mean / mean absolute error (degrees)")
+    print("| model | mask to the edge or 5% short | " + " | ".join(f"cut {c:.0%}" for c in CUTS) + " |\n|---|---|"
+          + "---|" * len(CUTS))
+    for g, table in cut.items():
+        for label, row in table.items():
+            print(f"| {label} | {'to the edge' if g == 0 else '5% short'} | "
+                  + " | ".join(f"{row[c][0]:.1f} / {row[c][1]:.1f}" for c in CUTS) + " |")
     if args.json:
-        args.json.write_text(json.dumps({**result, "coffee photo elevation": photo}, indent=1) + "\n")
+        args.json.write_text(json.dumps({**result, "coffee photo elevation": photo,
+                                         "cut saucers": {str(g): t for g, t in cut.items()}}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -369,7 +369,7 @@ class ShardPool:
             inflation[b] = inflation_plane(alpha_t[b].numpy())
         x = network_input(rgb_t, alpha_t, shown, channels, None if inflation is None else torch.from_numpy(inflation),
                           outside_t)
-        return {"x": x, "mask": (alpha_t >= 0.5) & (valid > 0),
+        return {"x": x, "mask": (alpha_t >= 0.5) & (valid > 0), "outside": outside_t,
                 "front": front_t, "thickness": thick_t, "elevation": torch.from_numpy(elev)}
 
 
@@ -779,7 +779,7 @@ def final_eval(args: Args, val: ShardPool, n: int) -> dict:
     """The packaged weights through :class:`ShapePrior` on the validation split at the data's 128 px, against
     Poisson inflation at 128 px (engine default thickness 0.7): ``<out>/final_eval.json``. Thickness MAE as the
     engine runs it (the shape for the estimated elevation), in one pass (hedged over the elevation) and given the
-    true elevation."""
+    true elevation; thickness and elevation MAE on the split cut by its fixed frame edges (``*_cut``)."""
     from splat4d.depth.geometric import poisson_height
     from splat4d.shape.network import load_shape_prior
 
@@ -807,6 +807,16 @@ def final_eval(args: Args, val: ShardPool, n: int) -> dict:
            "elevation_mae_deg": float(np.mean(elev)), "seconds_per_image": float(np.median(secs))}
     if net_given:
         out["thickness_mae_network_elevation_given"] = float(np.mean(net_given))
+    cut_thick, cut_elev = [], []  # the split cut by its fixed frame edges (every sample), the outside plane given
+    for i in range(n):
+        b = val.batch([i], cut=1.0)
+        rgb = ((b["x"][0, :3] + 0.5).permute(1, 2, 0)).numpy()
+        alpha, fg = b["x"][0, 3].numpy(), b["mask"][0].numpy()
+        est = prior(rgb, alpha, outside=b["outside"][0].numpy())
+        fg_eval = fg & (alpha > 0.5)
+        cut_thick.append(float(np.abs(est.thickness - b["thickness"][0].numpy())[fg_eval].mean()))
+        cut_elev.append(abs(est.elevation_deg - float(b["elevation"][0])))
+    out.update(thickness_mae_network_cut=float(np.mean(cut_thick)), elevation_mae_deg_cut=float(np.mean(cut_elev)))
     (args.out / "final_eval.json").write_text(json.dumps(out, indent=2) + "\n")
     print(f"final evaluation at 128 px: {out}", flush=True)
     return out
