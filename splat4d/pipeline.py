@@ -359,13 +359,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def reconstruct(image: np.ndarray, mask: np.ndarray, cfg: RunConfig, device: str = "cpu",
-                depth: DepthMap | None = None) -> Reconstruction:
+                depth: DepthMap | None = None, outside: np.ndarray | None = None) -> Reconstruction:
     """The image mode's stages after segmentation on a working image (R, R, 3) over white and its mask, uncached
     (for benchmarks that bring their own views); ``depth``, when given, replaces the depth stage's estimate (e.g.
-    the true surfaces, to measure what init and fit make of them)."""
+    the true surfaces, to measure what init and fit make of them); ``outside`` (R, R): where the working image lies
+    outside the photo (``Frames.outside``)."""
     cfg = resolve_depth_backend(cfg, "image")
     frames = Frames(image[None].astype(np.float32), mask[None].astype(np.float32), "given", (0, 0, *mask.shape),
-                    mask.shape[::-1])
+                    mask.shape[::-1], outside=outside)
     given = {"segment": (frames, "given")}
     if depth is not None:
         given["depth"] = (depth, "given")

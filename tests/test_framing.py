@@ -184,3 +184,35 @@ def test_the_outside_plane_reaches_a_v13_network_and_starts_as_v10(tmp_path):
     assert np.abs(with_frame.back.numpy() - without.back.numpy())[fg].max() > 1e-4
     with pytest.raises(ValueError, match="outside-of-frame"):
         make_depth_estimator(cfg, 40.0, 2.5, outside=outside[:-1])(img, mask)
+
+
+def test_inflation_runs_on_to_the_frame_where_the_photo_cuts_the_object():
+    """A bar whose left end the frame cuts off: with the frame's boundary free (zero flux) the Poisson height is
+    the infinite strip's closed form, sqrt(2 (a^2 - y^2)) for half-width a, at every column up to the cut; closed
+    there (u = 0) it falls to about a third at the cut. The geometric backend takes the frame from ``outside``."""
+    from splat4d.config import DepthConfig
+    from splat4d.depth import make_depth_estimator
+    from splat4d.depth.geometric import poisson_height
+
+    h, w, a = 64, 96, 10
+    mask = np.zeros((h, w), bool)
+    mask[32 - a:32 + a, 8:80] = True  # rows 22..41: half-width 10 about the line between rows 31 and 32
+    outside = np.zeros((h, w), np.float32)
+    outside[:, :8] = 1.0  # the photo ends at column 8, where the bar is cut
+    y = np.arange(h) + 0.5 - 32.0
+    # the closed form, cell-centred; the 5-point stencil's u = 0 lies on the first pixel off the mask, half a pixel out
+    strip = np.sqrt(2 * np.clip(((a + 0.5) ** 2 - y ** 2), 0, None))
+    free = poisson_height(mask, free=outside > 0.5)
+    closed = poisson_height(mask)
+    rows = slice(32 - a + 2, 32 + a - 2)
+    for col in (8, 9, 20, 40):  # from the cut to the middle
+        np.testing.assert_allclose(free[rows, col], strip[rows], rtol=0.04)
+    assert closed[32, 8] < 0.45 * free[32, 8]
+    np.testing.assert_allclose(free[:, 60:], closed[:, 60:], rtol=0.05, atol=0.3)  # the far end is the same
+    assert (poisson_height(mask, free=np.ones_like(mask)) == closed).all()  # no fixed boundary: the plain one
+    # through the backend: the depth at the cut is the interior's, not the rim's
+    img = np.ones((h, w, 3), np.float32) * 0.5
+    cfg = DepthConfig(backend="geometric", relief=0.0)
+    cut = make_depth_estimator(cfg, 40.0, 2.5, outside=outside)(img, mask.astype(np.float32)).depth.numpy()
+    plain = make_depth_estimator(cfg, 40.0, 2.5)(img, mask.astype(np.float32)).depth.numpy()
+    assert cut[32, 8] == pytest.approx(cut[32, 40], abs=1e-3) and plain[32, 8] > plain[32, 40] + 0.02

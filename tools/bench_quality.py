@@ -130,13 +130,28 @@ def oracle_depth(folder: Path, meta: dict, image: np.ndarray, mask: np.ndarray, 
     return DepthMap.on_mask(z_front, mask > 0.5, kind="metric", back=z_back, elevation_deg=elevation)
 
 
-def evaluate_object(folder: Path, cfg: RunConfig, oracle: str | None = None) -> dict:
+def cut_bottom(image: np.ndarray, alpha: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The input view as a photo whose bottom edge runs through the object, ``fraction`` of the silhouette's height
+    above its lowest row: below it white, alpha 0, and marked outside the photo (``Frames.outside``)."""
+    rows = np.nonzero((alpha > 0.5).any(1))[0]
+    cut = int(round(rows[-1] + 1 - fraction * (rows[-1] + 1 - rows[0])))
+    outside = np.zeros(alpha.shape, np.float32)
+    outside[cut:] = 1.0
+    image, alpha = image.copy(), alpha.copy()
+    image[cut:], alpha[cut:] = 1.0, 0.0
+    return image, alpha, outside
+
+
+def evaluate_object(folder: Path, cfg: RunConfig, oracle: str | None = None, cut: float = 0.0) -> dict:
     meta = json.loads((folder / "cameras.json").read_text())
     image, alpha = load_rgba(folder / meta["input"]["file"])
+    outside = None
+    if cut > 0:
+        image, alpha, outside = cut_bottom(image, alpha, cut)
     mask = alpha.astype(np.float32)
     depth = oracle_depth(folder, meta, image, mask, cfg, oracle) if oracle else None
     t0 = time.perf_counter()
-    rec = reconstruct(image, mask, replace(cfg, progress=False), depth=depth)
+    rec = reconstruct(image, mask, replace(cfg, progress=False), depth=depth, outside=outside)
     init, fitted = rec.init, rec.fitted
     seconds = time.perf_counter() - t0
     baseline = init.scene.select(torch.arange(init.n_front))
@@ -366,6 +381,10 @@ def main() -> None:
                          "of a perfect shape, and what the backend's thickness is worth")
     ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE",
                     help="override settings, e.g. --set depth.thickness=0.8 fit.iterations=300 (YAML values)")
+    ap.add_argument("--cut-bottom", type=float, default=0.0, metavar="FRACTION",
+                    help="give each object's input view as a photo whose bottom edge cuts off this fraction of the "
+                         "silhouette's height (white below, marked outside the photo); the held-out views still "
+                         "show the whole object")
     args = ap.parse_args()
 
     cfg = load_preset(args.preset, RunConfig())
@@ -380,7 +399,7 @@ def main() -> None:
         folder = args.gt / name
         if not (folder / "cameras.json").is_file() or json.loads((folder / "cameras.json").read_text())["width"] != args.res:
             make_object(name, args.gt, args.res, args.spp)
-        objects.append(evaluate_object(folder, cfg, args.depth_oracle))
+        objects.append(evaluate_object(folder, cfg, args.depth_oracle, args.cut_bottom))
         print(f"{name}: all-view PSNR {objects[-1]['splits']['all']['ours']['psnr']:.2f} dB", file=sys.stderr)
     middlebury = None if args.no_middlebury else evaluate_middlebury(cfg)
     print_table(objects, middlebury)
@@ -400,7 +419,7 @@ def main() -> None:
     contact_sheet(objects, middlebury, args.out / "contact_sheet.png")
     strip = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
     report = {"preset": args.preset, "resolution": args.res, "seed": args.seed, "overrides": args.set,
-              "depth_oracle": args.depth_oracle,
+              "depth_oracle": args.depth_oracle, "cut_bottom": args.cut_bottom,
               "objects": [strip(o) for o in objects],
               "middlebury": strip(middlebury) if middlebury else None, "multiview": multiview}
     (args.out / "quality.json").write_text(json.dumps(report, indent=1))

@@ -45,7 +45,7 @@ def make_depth_estimator(cfg: DepthConfig, fov_deg: float = 40.0, distance: floa
     if cfg.backend == "geometric":
         from splat4d.depth.geometric import GeometricDepth
 
-        return GeometricDepth(cfg, fov_deg, distance)
+        return GeometricDepth(cfg, fov_deg, distance, outside)
     if cfg.backend == "transformers":
         from splat4d.depth.transformers_depth import DEFAULT_MODEL, TransformersDepth
 

@@ -20,10 +20,16 @@ from splat4d.config import DepthConfig
 from splat4d.types import DepthMap
 
 
-def poisson_height(mask: np.ndarray, profile: float = 0.5) -> np.ndarray:
+def poisson_height(mask: np.ndarray, profile: float = 0.5, free: np.ndarray | None = None,
+                   reach: int = 1) -> np.ndarray:
     """sqrt(2 u) with -laplacian(u) = 2 inside ``mask`` (bool), u = 0 outside; 5-point stencil, sparse direct solve.
 
-    ``profile`` != 0.5 reshapes the cross-section to sqrt(2 u_max) * (u / u_max)^profile (same peak height)."""
+    ``profile`` != 0.5 reshapes the cross-section to sqrt(2 u_max) * (u / u_max)^profile (same peak height).
+    ``free`` (bool, like ``mask``): where the photo's frame ends (``Frames.outside``). A boundary of the mask that
+    faces it, ``free`` within ``reach`` pixels straight ahead, is free instead (zero flux, du/dn = 0): an object
+    cut off by the frame goes on to the edge rather than closing to 0 there (a bar cut by the frame stays a
+    half-cylinder up to the cut), while its sides running toward the frame stay fixed. Ignored where it would
+    leave no fixed boundary."""
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
 
@@ -36,13 +42,27 @@ def poisson_height(mask: np.ndarray, profile: float = 0.5) -> np.ndarray:
     if n == 0:
         return np.zeros((h, w), np.float64)
     idx[ys, xs] = np.arange(n)
-    rows, cols, vals = [np.arange(n)], [np.arange(n)], [np.full(n, 4.0)]
+    frame = np.zeros(inside.shape, dtype=bool)
+    if free is not None:
+        frame[1:-1, 1:-1] = np.asarray(free, bool)
+    diagonal = np.full(n, 4.0)
+    rows, cols, vals = [], [], []
+    fixed = 0
     for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
         nb = idx[ys + dy, xs + dx]
         ok = nb >= 0
         rows.append(np.arange(n)[ok])
         cols.append(nb[ok])
         vals.append(np.full(int(ok.sum()), -1.0))
+        ahead = np.zeros(len(ys), dtype=bool)  # the frame within ``reach`` pixels beyond the boundary, straight on
+        for k in range(1, max(1, reach) + 1) if free is not None else ():
+            ahead |= frame[np.clip(ys + k * dy, 0, h + 1), np.clip(xs + k * dx, 0, w + 1)]
+        reflect = ~ok & ahead
+        diagonal -= reflect
+        fixed += int((~ok & ~reflect).sum())
+    if fixed == 0:  # the frame all round: a zero-flux problem has no solution, keep the plain one
+        return poisson_height(mask, profile)
+    rows, cols, vals = [np.arange(n)] + rows, [np.arange(n)] + cols, [diagonal] + vals
     A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     u = spla.spsolve(A.tocsc(), np.full(n, 2.0))
     u = np.maximum(u, 0.0)
@@ -55,6 +75,9 @@ def poisson_height(mask: np.ndarray, profile: float = 0.5) -> np.ndarray:
     return out[1:-1, 1:-1]
 
 
+FRAME_REACH = 0.03  # of the working image: how far short of the photo's frame a mask may stop and still be cut by it
+
+
 class GeometricDepth:
     """Silhouette inflation as metric camera depth for splat4d's input camera (vertical FoV ``fov_deg``, object
     centre plane at ``distance``): ``z = distance - thickness * height_px * distance / focal_px``, so the rim lies on
@@ -62,17 +85,25 @@ class GeometricDepth:
     rim, where inflation is a guess.
     """
 
-    def __init__(self, cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5):
+    def __init__(self, cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5,
+                 outside: np.ndarray | None = None):
         self.cfg = cfg
         self.fov_deg = fov_deg
         self.distance = distance
+        self.outside = outside
 
     def heights(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Height above the centre plane in pixels (0 off the object)."""
+        """Height above the centre plane in pixels (0 off the object). Where the mask's boundary faces the photo's
+        frame (``outside``, ``Frames.outside``) within ``FRAME_REACH`` of the image (a segmenter's mask stops a
+        little short of the frame) it is free, so an object cut by the frame is not closed there."""
         import cv2
 
         fg = mask > 0.5
-        height = self.cfg.thickness * poisson_height(fg, self.cfg.profile)
+        frame = None
+        if self.outside is not None and np.shape(self.outside) == fg.shape and (self.outside > 0.5).any():
+            frame = self.outside > 0.5
+        reach = max(1, int(round(FRAME_REACH * fg.shape[0])))
+        height = self.cfg.thickness * poisson_height(fg, self.cfg.profile, frame, reach)
         if self.cfg.relief:
             lum = image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
             detail = lum - cv2.GaussianBlur(lum, (0, 0), self.cfg.relief_sigma)

@@ -56,7 +56,7 @@ class ShapePriorDepth:
         if self.cfg.shape_front == "inflation":
             from splat4d.depth.geometric import GeometricDepth
 
-            z_front = GeometricDepth(self.cfg, self.fov_deg, self.distance)(image, mask).depth.numpy()
+            z_front = GeometricDepth(self.cfg, self.fov_deg, self.distance, outside)(image, mask).depth.numpy()
             width = 2.0 * self.distance * math.tan(math.radians(crop_fov) / 2)
             z_back = z_front + estimate.thickness * width
         else:
