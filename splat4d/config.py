@@ -58,6 +58,10 @@ class DepthConfig:
     shape_front: Literal["network", "inflation"] = "network"
     """'shape-prior': where the front comes from: the network, or silhouette inflation (rim on the centre plane) with
     the network's thickness behind it."""
+    shape_frame_model: Expert[bool] = True
+    """'shape-prior' with the packaged weights: where the object runs into the photo's frame (its mask within 3% of
+    the image of where the photo ends), read it with shape_prior_v13, trained on objects cut by the frame, instead of
+    v10, which takes such a cut for an object seen level."""
     shape_two_pass: Expert[bool] = True
     """'shape-prior' without --init.elevation-deg: shape the object for the elevation the network estimates (a
     second pass) rather than hedged over every elevation it might be seen from (one pass)."""

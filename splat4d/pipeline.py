@@ -201,9 +201,12 @@ def depth_weights(cfg: RunConfig) -> str | None:
     new weights re-run the depth stage; None for the others (hub models are named by --depth.model)."""
     if cfg.depth.backend != "shape-prior":
         return None
-    from splat4d.shape.network import weights_sha256
+    from splat4d.shape.network import FRAME_WEIGHTS_PATH, weights_sha256
 
-    return weights_sha256(cfg.depth.model)
+    sha = weights_sha256(cfg.depth.model)
+    if cfg.depth.model is None and cfg.depth.shape_frame_model:  # objects cut by the frame: shape_prior_v13's
+        sha = f"{sha}+{weights_sha256(FRAME_WEIGHTS_PATH)}"
+    return sha
 
 
 DEPTH_READS = ("depth", "init.distance", "init.elevation_deg")  # a given elevation conditions the shape prior

@@ -13,6 +13,21 @@ A v12 from v10's weights (85 minutes, 2,838 steps on one core, Adam 1.5e-4, v10'
 shards from seed shard 900 of v10's recipe, made beside it, scored below v10 too (20.79 against 20.95 dB; validation
 thickness MAE 0.0707 against 0.0712) and was not shipped (docs/benchmarks.md, session 14).
 
+shape_prior_v13 (shipped beside v10: ``splat4d run`` reads a photo whose object meets the frame with it) continues
+from v10's weights with v10's loss and one more input plane (where the working image lies outside the photo, zero
+weight at the start, so it starts as v10), 4,501 steps in 80 minutes on one core, Adam 2e-4, on 48 new shards (seeds
+from shard 1000) of v10's recipe made beside it, 30% of the samples cut by a random frame edge as they are drawn
+(``--truncate 0.3``, ``splat4d.shape.framing``). Alone it scored below v10 on the uncut benchmark (21.02 against
+21.22 dB) and 1.24 dB above it with the objects' bottom fifth cut off (docs/benchmarks.md, session 16):
+
+    O="--version shape_prior_v13 --out runs/shape_prior_v13 --first-seed-shard 1000"
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 0 $O
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 48 --level 0.5 --faceon 0.15 \
+        --faceon-boxes 0.6 --saucers 0.15 $O &
+    taskset -c 0 python tools/train_shape_prior.py --train-alongside $O --in-channels 10 --truncate 0.3 \
+        --init-from splat4d/shape/weights/shape_prior_v10.pt --steps 6000 --budget-minutes 80 --lr 2e-4 \
+        --warmup 50 --front-weight 2 --grad-scales 4
+
 shape_prior_v10 (the packaged default, and so ``splat4d run``'s depth for a photo of an object) continues from
 v9's weights with the same loss, 6,000 steps (48 minutes) on one core, Adam 2e-4, on 48 new shards (seeds from shard
 700) of v9's last recipe with fewer saucers, made beside it (the validation shard first, with v7's recipe):

@@ -75,9 +75,6 @@ def poisson_height(mask: np.ndarray, profile: float = 0.5, free: np.ndarray | No
     return out[1:-1, 1:-1]
 
 
-FRAME_REACH = 0.03  # of the working image: how far short of the photo's frame a mask may stop and still be cut by it
-
-
 class GeometricDepth:
     """Silhouette inflation as metric camera depth for splat4d's input camera (vertical FoV ``fov_deg``, object
     centre plane at ``distance``): ``z = distance - thickness * height_px * distance / focal_px``, so the rim lies on
@@ -102,6 +99,8 @@ class GeometricDepth:
         frame = None
         if self.outside is not None and np.shape(self.outside) == fg.shape and (self.outside > 0.5).any():
             frame = self.outside > 0.5
+        from splat4d.shape.framing import FRAME_REACH
+
         reach = max(1, int(round(FRAME_REACH * fg.shape[0])))
         height = self.cfg.thickness * poisson_height(fg, self.cfg.profile, frame, reach)
         if self.cfg.relief:

@@ -34,13 +34,26 @@ class ShapePriorDepth:
     ground-plane depth. ``elevation_deg`` (the user's ``--init.elevation-deg``) is given to a network that takes it
     (shape_prior_v2), which then predicts the shape for that view rather than guessing the elevation too.
     ``outside`` (H, W): where the working images lie outside the photo's frame (``Frames.outside``), given to a
-    network that reads it (shape_prior_v13): an object cut by the frame goes on there."""
+    network that reads it (shape_prior_v13): an object cut by the frame goes on there. With the packaged weights
+    (no ``--depth.model``) and ``shape_frame_model``, an image whose object meets the frame
+    (``splat4d.shape.framing.meets_frame``) is read by shape_prior_v13 (``FRAME_WEIGHTS_PATH``), any other by the
+    packaged default (v10): v13 scored below v10 on the quality benchmark's uncut objects (21.02 against 21.22 dB)
+    and 1.24 dB above it with their bottom fifth cut off (docs/benchmarks.md, session 16)."""
 
     def __init__(self, cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5,
                  elevation_deg: float | None = None, outside: np.ndarray | None = None):
         self.prior = shape_prior(cfg.model)
         self.cfg, self.fov_deg, self.distance, self.elevation_deg = cfg, fov_deg, distance, elevation_deg
         self.outside = outside
+
+    def prior_for(self, mask: np.ndarray):
+        """The network that reads this image: the frame-aware one where the object meets the photo's frame."""
+        from splat4d.shape.framing import meets_frame
+        from splat4d.shape.network import FRAME_WEIGHTS_PATH
+
+        if self.cfg.model is None and self.cfg.shape_frame_model and meets_frame(mask, self.outside):
+            return shape_prior(str(FRAME_WEIGHTS_PATH))
+        return self.prior
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap:
         fg = mask > 0.5
@@ -51,7 +64,7 @@ class ShapePriorDepth:
         outside = self.outside
         if outside is not None and np.shape(outside) != mask.shape:
             raise ValueError(f"the outside-of-frame plane is {np.shape(outside)}, the working image {mask.shape}")
-        estimate, crop_fov = framed_estimate(self.prior, image, mask, self.fov_deg, self.elevation_deg,
+        estimate, crop_fov = framed_estimate(self.prior_for(mask), image, mask, self.fov_deg, self.elevation_deg,
                                              self.cfg.shape_two_pass, outside)
         if self.cfg.shape_front == "inflation":
             from splat4d.depth.geometric import GeometricDepth

@@ -15,6 +15,20 @@ from __future__ import annotations
 import numpy as np
 
 SIDES = ("bottom", "left", "top", "right")  # np.rot90 turns side k of SIDES onto the bottom with k turns
+FRAME_REACH = 0.03  # of the working image: how far short of the photo's frame a mask may stop and still be cut by it
+
+
+def meets_frame(mask: np.ndarray, outside: np.ndarray | None, reach: float = FRAME_REACH) -> bool:
+    """Whether the object (``mask`` > 0.5) runs into the photo's frame: within ``reach`` of the image's height of
+    where the working image lies outside the photo (``outside`` > 0.5, ``Frames.outside``) along at least that many
+    pixels (a contact, not a corner's brush)."""
+    import cv2
+
+    if outside is None or not (np.asarray(outside) > 0.5).any():
+        return False
+    r = max(1, int(round(reach * mask.shape[0])))
+    near = cv2.dilate((np.asarray(mask) > 0.5).astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
+    return int((near & (np.asarray(outside) > 0.5)).sum()) >= r
 
 
 def cut_by_frame(rgb: np.ndarray, alpha: np.ndarray, front: np.ndarray, thickness: np.ndarray, side: str,

@@ -48,13 +48,16 @@ VERSION = "shape_prior_v10"  # the packaged default (v2, v3, v4, v6, v7, v8 and 
 # (v11, trained in session 12 with --attached and --faceon-wide, scored below v10 and is not shipped; its name stays
 # known so that its recipe exports as it was run: docs/benchmarks.md, session 12)
 # (v12, v10's recipe with a moving average of the weights in session 14, likewise: docs/benchmarks.md, session 14)
-# v13: a tenth input plane, 1 where the working image lies outside the photo (``splat4d.shape.framing``)
+# v13: a tenth input plane, 1 where the working image lies outside the photo (``splat4d.shape.framing``); it reads
+# the photos whose object meets the frame (``FRAME_VERSION``), v10 the rest (docs/benchmarks.md, session 16)
 VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3", "shape_prior_v4", "shape_prior_v5",
             "shape_prior_v6", "shape_prior_v7", "shape_prior_v8", "shape_prior_v9", "shape_prior_v10",
             "shape_prior_v11", "shape_prior_v12", "shape_prior_v13")
 RESOLUTION = 128
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_PATH = WEIGHTS_DIR / f"{VERSION}.pt"
+FRAME_VERSION = "shape_prior_v13"  # read objects the photo's frame cuts off (``splat4d.shape.framing``) with this one
+FRAME_WEIGHTS_PATH = WEIGHTS_DIR / f"{FRAME_VERSION}.pt"
 MANIFEST_PATH = WEIGHTS_DIR / f"{VERSION}.json"
 ELEVATION_SCALE = 45.0  # degrees per unit of the elevation head's raw output
 ELEVATION_CHANNELS = 8  # RGB, mask, x, y, then (v2) the given elevation and its "given" flag
