@@ -73,7 +73,8 @@ def test_background_encoding_gives_the_same_video_and_surfaces_errors(tmp_path, 
     """Frames encoded on the worker thread decode to those encoded inline, in order, none lost; an encoder failure
     on the worker is raised in the caller (at the next write or at close) and leaves no file behind. Not bit for
     bit: in full-suite runs libx264 (one thread or several) sometimes coded one frame of the worker's video
-    differently (per-frame mean difference up to 0.9 of 255 against 72 between two of these noise frames)."""
+    differently (per-frame mean difference up to 0.9 of 255 against 72 between two of these noise frames; 3.4 on
+    three frames of one run on 2026-12-03, so the bound is 8: the order check below is what tells frames apart)."""
     from splat4d.io.video import VideoWriter
 
     rng = np.random.default_rng(0)
@@ -85,7 +86,7 @@ def test_background_encoding_gives_the_same_video_and_surfaces_errors(tmp_path, 
                 w.write(f)
     bg, fg = (read_video(tmp_path / n).astype(np.float64) for n in ("bg.mp4", "fg.mp4"))
     assert bg.shape == fg.shape == (20, 32, 48, 3)
-    assert np.abs(bg - fg).mean(axis=(1, 2, 3)).max() < 3.0
+    assert np.abs(bg - fg).mean(axis=(1, 2, 3)).max() < 8.0
     to_input = np.abs(bg[:, None] - np.stack(frames)[None].astype(np.float64)).mean(axis=(2, 3, 4))
     assert (to_input.argmin(axis=1) == np.arange(20)).all()  # frame i is input frame i
 
