@@ -199,7 +199,8 @@ class Args:
     """Fraction of the face-on boxes and boards whose face is 1.2-2.4x as wide as high (a shoebox, a book lying;
     up to v10's data at most 1.2x)."""
     in_channels: int = 9
-    """10: also a plane marking the pixels outside the photo's frame (shape_prior_v13, with ``truncate``); 9: silhouette inflation's height is an input too and the network predicts corrections to inflation
+    """10: also a plane marking the pixels outside the photo's frame (shape_prior_v13, with ``truncate``); 9:
+    silhouette inflation's height is an input too and the network predicts corrections to inflation
     (shape_prior_v3); 8: the camera's elevation is an input, given on a fraction ``elevation_given`` of the
     training samples and unknown on the rest (shape_prior_v2, and v3); 6: image, mask and pixel coordinates only
     (shape_prior_v1)."""

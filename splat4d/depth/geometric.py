@@ -79,7 +79,8 @@ class GeometricDepth:
     """Silhouette inflation as metric camera depth for splat4d's input camera (vertical FoV ``fov_deg``, object
     centre plane at ``distance``): ``z = distance - thickness * height_px * distance / focal_px``, so the rim lies on
     the centre plane and a disc becomes a hemisphere. ``confidence`` is 1 in the interior and falls to 0.3 at the
-    rim, where inflation is a guess.
+    rim, where inflation is a guess. ``outside`` (H, W): where the working image lies outside the photo
+    (``Frames.outside``); the inflation runs on to the frame where the object meets it (:meth:`heights`).
     """
 
     def __init__(self, cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5,
@@ -95,12 +96,14 @@ class GeometricDepth:
         little short of the frame) it is free, so an object cut by the frame is not closed there."""
         import cv2
 
-        fg = mask > 0.5
-        frame = None
-        if self.outside is not None and np.shape(self.outside) == fg.shape and (self.outside > 0.5).any():
-            frame = self.outside > 0.5
         from splat4d.shape.framing import FRAME_REACH
 
+        fg = mask > 0.5
+        frame = None
+        if self.outside is not None:
+            if np.shape(self.outside) != fg.shape:
+                raise ValueError(f"the outside-of-frame plane is {np.shape(self.outside)}, the working image {fg.shape}")
+            frame = self.outside > 0.5
         reach = max(1, int(round(FRAME_REACH * fg.shape[0])))
         height = self.cfg.thickness * poisson_height(fg, self.cfg.profile, frame, reach)
         if self.cfg.relief:

@@ -97,7 +97,8 @@ def framed_estimate(prior, image: np.ndarray, mask: np.ndarray, fov_deg: float, 
     box, side = framed_input.box, framed_input.box[2]
     framed_outside = None
     if outside is not None:
-        framed_outside = 1.0 - crop_square(1.0 - np.asarray(outside, np.float32)[..., None], box, max(h, w), 0.0)[..., 0]
+        inside = crop_square(1.0 - np.asarray(outside, np.float32)[..., None], box, max(h, w), 0.0)[..., 0]
+        framed_outside = 1.0 - inside
     framed = prior(framed_input.image, framed_input.mask, elevation_deg, two_pass, framed_outside)
     front, thickness = (uncrop(a, box, (h, w)) for a in (framed.front, framed.thickness))
     crop_fov = math.degrees(2 * math.atan(side / h * math.tan(math.radians(fov_deg) / 2)))

@@ -41,8 +41,9 @@ def cut_by_frame(rgb: np.ndarray, alpha: np.ndarray, front: np.ndarray, thicknes
     silhouette's extent across it; with ``fraction`` <= 0 it passes ``-fraction`` of that extent beyond the object
     and cuts nothing (the photo ends near the object, not through it). Beyond the edge the pixels are white fill
     with alpha 0 and no depth. ``gap`` (of the same extent): the mask also stops that far short of the edge, as a
-    segmenter's mask does where the object runs dark or into the border it takes for background. The rest is re-framed: its box centred in a square with the same margin, resampled
-    to R px, and ``front`` / ``thickness`` rescaled to the new crop's width (lengths over the crop's world width).
+    segmenter's mask does where the object runs dark or into the border it takes for background. The rest is
+    re-framed: its box centred in a square with the same margin, resampled to R px, and ``front`` / ``thickness``
+    rescaled to the new crop's width (lengths over the crop's world width).
     Returns ``rgb``, ``alpha``, ``front``, ``thickness`` and ``outside`` (R, R), 1 beyond the frame edge."""
     import cv2
 

@@ -89,8 +89,9 @@ class ShapeUNet(nn.Module):
     height h (crop units, :func:`inflation_plane`) and the head predicts per-pixel corrections to inflation's
     surfaces rather than the surfaces themselves: front = -k h exp(a_f) + b_f, thickness = max(2 k h exp(a_t) + b_t,
     0) with k = ``INFLATION_THICKNESS``. A zero head is exactly the geometric backend's mirrored inflation (its relief
-    term off), so training starts from the offline baseline and learns where and how that is wrong. With ``in_channels`` = 10
-    (shape_prior_v13, ``sees_frame``) a tenth plane marks the pixels outside the photo's frame."""
+    term off), so training starts from the offline baseline and learns where and how that is wrong. With
+    ``in_channels`` = 10 (shape_prior_v13, ``sees_frame``) a tenth plane marks the pixels outside the photo's
+    frame."""
 
     def __init__(self, widths: tuple[int, ...] = (24, 48, 96, 192, 256), in_channels: int = 6):
         super().__init__()
