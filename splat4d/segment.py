@@ -154,7 +154,8 @@ def outside_of_frame(box: tuple[int, int, int, int], size: tuple[int, int], reso
     an image of ``size`` = (width, height) (:func:`crop_square`'s geometry) that lies outside that image: where the
     photo ended, not background (the shape prior, v13, reads an object cut by the frame as going on there)."""
     w, h = size
-    inside = crop_square(np.ones((h, w, 1), np.float32), box, resolution, fill=0.0)[..., 0]
+    ones = np.broadcast_to(np.ones((1, 1, 1), np.float32), (h, w, 1))  # crop_square reads only the box's part
+    inside = crop_square(ones, box, resolution, fill=0.0)[..., 0]
     return np.clip(1.0 - inside, 0.0, 1.0).astype(np.float32)
 
 

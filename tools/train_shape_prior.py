@@ -207,8 +207,8 @@ class Args:
     truncate: float = 0.0
     """Fraction of the training samples cut by a frame edge as they are drawn (``splat4d.shape.framing.cut_by_frame``,
     ``random_cut``: a side, 5-45% of the silhouette cut off, or the edge just beyond it, the mask sometimes stopping
-    short of it) and re-framed, the
-    outside plane marking where the photo ended (needs ``in_channels`` 10; 0 up to v12). With it, validation also
+    short of it) and re-framed, the outside plane marking where the photo ended (needs ``in_channels`` 10; 0 up to
+    v12). With it, validation also
     scores the validation split cut by fixed random frame edges (``val_cut_*``)."""
     front_weight: float = 1.0
     """Weight of the front's L1 and gradient terms in the training loss (thickness 1; 1 up to v7). Validation
@@ -800,22 +800,25 @@ def final_eval(args: Args, val: ShardPool, n: int) -> dict:
     from splat4d.shape.network import load_shape_prior
 
     prior = load_shape_prior(args.weights)
+    def sample(i: int, cut: float = 0.0):
+        """Validation sample i as the engine gets it: rgb, alpha, outside plane, truth mask, thickness, elevation."""
+        b = val.batch([i], cut=cut)
+        return (((b["x"][0, :3] + 0.5).permute(1, 2, 0)).numpy(), b["x"][0, 3].numpy(), b["outside"][0].numpy(),
+                b["mask"][0].numpy(), b["thickness"][0].numpy(), float(b["elevation"][0]))
+
     net, net_one, net_given, infl, elev, secs = [], [], [], [], [], []
     for i in range(n):
-        b = val.batch([i])
-        rgb = ((b["x"][0, :3] + 0.5).permute(1, 2, 0)).numpy()
-        alpha = b["x"][0, 3].numpy()
-        fg, t = b["mask"][0].numpy(), b["thickness"][0].numpy()
+        rgb, alpha, _, fg, t, true_elev = sample(i)
         t0 = time.perf_counter()
         est = prior(rgb, alpha)
         secs.append(time.perf_counter() - t0)
         fg_eval = fg & (alpha > 0.5)
         net.append(float(np.abs(est.thickness - t)[fg_eval].mean()))
         infl.append(float(np.abs(2 * 0.7 * poisson_height(fg) / fg.shape[0] - t)[fg_eval].mean()))
-        elev.append(abs(est.elevation_deg - float(b["elevation"][0])))
+        elev.append(abs(est.elevation_deg - true_elev))
         net_one.append(float(np.abs(prior(rgb, alpha, condition_on_estimate=False).thickness - t)[fg_eval].mean()))
         if prior.takes_elevation:
-            est = prior(rgb, alpha, elevation_deg=float(b["elevation"][0]))
+            est = prior(rgb, alpha, elevation_deg=true_elev)
             net_given.append(float(np.abs(est.thickness - t)[fg_eval].mean()))
     out = {"samples": n, "thickness_mae_network": float(np.mean(net)), "thickness_mae_network_one_pass":
            float(np.mean(net_one)), "thickness_mae_poisson_0.7": float(np.mean(infl)),
@@ -825,13 +828,11 @@ def final_eval(args: Args, val: ShardPool, n: int) -> dict:
         out["thickness_mae_network_elevation_given"] = float(np.mean(net_given))
     cut_thick, cut_elev = [], []  # the split cut by its fixed frame edges (every sample), the outside plane given
     for i in range(n):
-        b = val.batch([i], cut=1.0)
-        rgb = ((b["x"][0, :3] + 0.5).permute(1, 2, 0)).numpy()
-        alpha, fg = b["x"][0, 3].numpy(), b["mask"][0].numpy()
-        est = prior(rgb, alpha, outside=b["outside"][0].numpy())
+        rgb, alpha, outside, fg, t, true_elev = sample(i, cut=1.0)
+        est = prior(rgb, alpha, outside=outside)
         fg_eval = fg & (alpha > 0.5)
-        cut_thick.append(float(np.abs(est.thickness - b["thickness"][0].numpy())[fg_eval].mean()))
-        cut_elev.append(abs(est.elevation_deg - float(b["elevation"][0])))
+        cut_thick.append(float(np.abs(est.thickness - t)[fg_eval].mean()))
+        cut_elev.append(abs(est.elevation_deg - true_elev))
     out.update(thickness_mae_network_cut=float(np.mean(cut_thick)), elevation_mae_deg_cut=float(np.mean(cut_elev)))
     (args.out / "final_eval.json").write_text(json.dumps(out, indent=2) + "\n")
     print(f"final evaluation at 128 px: {out}", flush=True)

@@ -96,14 +96,11 @@ class GeometricDepth:
         little short of the frame) it is free, so an object cut by the frame is not closed there."""
         import cv2
 
-        from splat4d.shape.framing import FRAME_REACH
+        from splat4d.shape.framing import FRAME_REACH, checked_outside
 
         fg = mask > 0.5
-        frame = None
-        if self.outside is not None:
-            if np.shape(self.outside) != fg.shape:
-                raise ValueError(f"the outside-of-frame plane is {np.shape(self.outside)}, the working image {fg.shape}")
-            frame = self.outside > 0.5
+        outside = checked_outside(self.outside, fg.shape)
+        frame = None if outside is None else outside > 0.5
         reach = max(1, int(round(FRAME_REACH * fg.shape[0])))
         height = self.cfg.thickness * poisson_height(fg, self.cfg.profile, frame, reach)
         if self.cfg.relief:

@@ -61,9 +61,9 @@ class ShapePriorDepth:
             from splat4d.depth.geometric import GeometricDepth
 
             return GeometricDepth(self.cfg, self.fov_deg, self.distance)(image, mask)
-        outside = self.outside
-        if outside is not None and np.shape(outside) != mask.shape:
-            raise ValueError(f"the outside-of-frame plane is {np.shape(outside)}, the working image {mask.shape}")
+        from splat4d.shape.framing import checked_outside
+
+        outside = checked_outside(self.outside, mask.shape)
         estimate, crop_fov = framed_estimate(self.prior_for(mask), image, mask, self.fov_deg, self.elevation_deg,
                                              self.cfg.shape_two_pass, outside)
         if self.cfg.shape_front == "inflation":

@@ -18,6 +18,16 @@ SIDES = ("bottom", "left", "top", "right")  # np.rot90 turns side k of SIDES ont
 FRAME_REACH = 0.03  # of the working image: how far short of the photo's frame a mask may stop and still be cut by it
 
 
+def checked_outside(outside: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``outside`` (``Frames.outside``) as float32, or None; a plane of another size than the working image
+    ``shape`` is refused (it belongs to another crop)."""
+    if outside is None:
+        return None
+    if np.shape(outside) != tuple(shape):
+        raise ValueError(f"the outside-of-frame plane is {np.shape(outside)}, the working image {tuple(shape)}")
+    return np.asarray(outside, np.float32)
+
+
 def meets_frame(mask: np.ndarray, outside: np.ndarray | None, reach: float = FRAME_REACH) -> bool:
     """Whether the object (``mask`` > 0.5) runs into the photo's frame: within ``reach`` of the image's height of
     where the working image lies outside the photo (``outside`` > 0.5, ``Frames.outside``) along at least that many
