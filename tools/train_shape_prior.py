@@ -198,6 +198,10 @@ class Args:
     faceon_wide: float = 0.0
     """Fraction of the face-on boxes and boards whose face is 1.2-2.4x as wide as high (a shoebox, a book lying;
     up to v10's data at most 1.2x)."""
+    steep: float = 0.0
+    """Fraction of the samples seen from 45-80 degrees above (a cup on its saucer, food on a plate, a flat lay;
+    the rest of the data stops at 45; not face-on or attached ones). Without it a network reads a cup seen from 55
+    degrees as 30 and from 75 as 8 (0 up to v13's data)."""
     in_channels: int = 9
     """10: also a plane marking the pixels outside the photo's frame (shape_prior_v13, with ``truncate``); 9:
     silhouette inflation's height is an input too and the network predicts corrections to inflation
@@ -660,7 +664,7 @@ def main(args: Args) -> None:
         options = {"squash": args.squash, "level": args.level, "flat": args.flat, "faceon": args.faceon,
                    "faceon_thick": args.faceon_thick, "faceon_boxes": args.faceon_boxes, "sink": args.sink,
                    "cups": args.cups, "figures": args.figures, "saucers": args.saucers,
-                   "attached": args.attached, "faceon_wide": args.faceon_wide}
+                   "attached": args.attached, "faceon_wide": args.faceon_wide, "steep": args.steep}
         generate(data, args.train_shards, options, args.workers, args.first_seed_shard)
     if args.generate_only:
         return

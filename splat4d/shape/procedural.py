@@ -1070,10 +1070,14 @@ def attached_object(rng) -> ProceduralObject:
     return numbered(parts)
 
 
+STEEP_ELEVATIONS = (45.0, 80.0)  # degrees: render_sample(steep=...)'s cameras looking down steeply
+
+
 def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash: float = 0.0,
                   level: float = 0.0, flat: float = 0.0, faceon: float = 0.0, faceon_thick: float = 0.0,
                   sink: float = 0.0, cups: float = 0.0, figures: float = 0.0, faceon_boxes: float = 0.0,
-                  saucers: float = 0.0, attached: float = 0.0, faceon_wide: float = 0.0) -> Sample:
+                  saucers: float = 0.0, attached: float = 0.0, faceon_wide: float = 0.0, steep: float = 0.0
+                  ) -> Sample:
     """The procedural training sample number ``seed`` (deterministic).
 
     ``squash``: the probability that the object is scaled along the view direction (:func:`squash_along`, factor
@@ -1090,7 +1094,10 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     open container (both :func:`random_object`); ``figures`` that it is a :func:`figure_object`; ``saucers`` that
     it is a :func:`saucer_object` (a cup on a saucer), seen from 10-45 degrees above unless ``level`` says level;
     ``attached`` that it is an :func:`attached_object` (parts fixed to a body's front face) seen from the front;
-    ``faceon_wide`` the fraction of the face-on boxes and boards whose face is wider than high.
+    ``faceon_wide`` the fraction of the face-on boxes and boards whose face is wider than high. ``steep``: the
+    probability that the camera looks down from 45-80 degrees (``STEEP_ELEVATIONS``: a cup on its saucer, food on a
+    plate, a flat lay; the other options' range stops at 45), whatever ``level`` and ``saucers`` say, unless the
+    object is a face-on or an attached one (seen from the front).
     Each draws from its own random stream: with all 0 the samples are the data of shape_prior_v1."""
     rng = np.random.default_rng([seed, 1])
     extra = np.random.default_rng([seed, 2])
@@ -1110,6 +1117,9 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     attached_rng = np.random.default_rng([seed, 10])
     attach = attached_rng.random() < attached and not (thin or figure or saucer)
     wide = np.random.default_rng([seed, 11]).random() < faceon_wide
+    steep_rng = np.random.default_rng([seed, 12])
+    if steep_rng.random() < steep and not (thin or attach):
+        level_elevation = float(steep_rng.uniform(*STEEP_ELEVATIONS))
     face_azimuth = float(np.pi / 2 + more.uniform(-1, 1) * math.radians(35) + np.pi * (more.random() < 0.5))
     for attempt in range(5):
         if thin:
