@@ -181,14 +181,18 @@ def test_depth_oracle_puts_the_initial_scene_on_the_meshes_true_surfaces(tmp_pat
     assert np.median(behind) > 0
 
 
-def test_cup_from_above_is_seen_from_30_degrees_and_orbited_about_its_own_up_axis():
+@pytest.mark.parametrize("name", ["cup_from_above", "cup_on_saucer"])
+def test_cups_seen_from_above_are_orbited_about_their_own_up_axis(name):
+    """The cup from 30 degrees above and the cup of coffee on a saucer from 60: each posed so that the input camera
+    looks down on it from its elevation, the held-out orbit turning about its own up axis."""
     from make_gt_objects import INPUT_ELEVATION, cameras, normalise, object_parts, posed_parts
 
     from splat4d import paths
 
-    e = INPUT_ELEVATION["cup_from_above"]
+    e = INPUT_ELEVATION[name]
+    assert e == {"cup_from_above": 30.0, "cup_on_saucer": 60.0}[name]
     up = np.array(paths.object_up(e))
-    level, posed = normalise(object_parts("cup_from_above")), posed_parts("cup_from_above")
+    level, posed = normalise(object_parts(name)), posed_parts(name)
     # the cup's axis (its rim centre minus its floor centre, world y down) is the object's up direction
     for (p0, *_), (p1, *_) in zip(level, posed):
         np.testing.assert_allclose(np.linalg.norm(p1, axis=1), np.linalg.norm(p0, axis=1), atol=1e-9)  # rotated
