@@ -745,3 +745,27 @@ def test_weight_moving_average_matches_its_closed_form_and_exports_beside_the_ra
             torch.testing.assert_close(raw.model.state_dict()[name], live.state_dict()[name].half().float())
     assert '"ema": 0.9' in args.weights.with_suffix(".json").read_text()
     assert not torch.equal(packaged.model.head.weight, raw.model.head.weight)
+
+
+def test_elevation_probe_groups_span_their_ranges_and_score_what_a_model_reads():
+    """tools/shape_probes.py's elevation groups: unseen samples from 45-80 degrees (cups on saucers, any object) and
+    level ones, each group's truth in its range, and per model the mean read and the mean absolute error of exactly
+    those samples (a model reading a constant 30 degrees)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from shape_probes import ELEVATION_GROUPS, elevation_groups
+
+    class Constant:
+        def __call__(self, rgb, alpha):
+            return type("E", (), {"elevation_deg": 30.0})()
+
+    table = elevation_groups({"thirty": Constant()}, n=3)
+    assert set(table) == set(ELEVATION_GROUPS)
+    for group, (seed0, options) in ELEVATION_GROUPS.items():
+        truth = np.array([render_sample(seed0 + i, 128, **options).elevation_deg for i in range(3)])
+        lo, hi = (45.0, 80.0) if options.get("steep") else (-4.0, 6.0)
+        assert (truth >= lo - 0.5).all() and (truth <= hi + 0.5).all()
+        assert table[group]["truth"][0] == pytest.approx(truth.mean(), abs=0.051)
+        assert table[group]["thirty"] == (30.0, pytest.approx(np.abs(30.0 - truth).mean(), abs=0.051))

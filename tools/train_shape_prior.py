@@ -13,6 +13,24 @@ A v12 from v10's weights (85 minutes, 2,838 steps on one core, Adam 1.5e-4, v10'
 shards from seed shard 900 of v10's recipe, made beside it, scored below v10 too (20.79 against 20.95 dB; validation
 thickness MAE 0.0707 against 0.0712) and was not shipped (docs/benchmarks.md, session 14).
 
+A v14 and a v15 (session 17, not shipped: they read a face-on plate cut off by the frame as a saucer seen from 43
+degrees above; docs/benchmarks.md, session 17) continue from v13's weights on 56 shards of v13's recipe with 15% of
+the samples seen from 45-80 degrees and 24 with all of them so (``--steep``), v14 3,300 steps in 54 minutes, v15
+from v14's weights 1,700 more in 27 at half the rate:
+
+    O="--version shape_prior_v14 --out runs/shape_prior_v14 --first-seed-shard 1100"
+    R="--level 0.5 --faceon 0.15 --faceon-boxes 0.6 --saucers 0.15"
+    python tools/train_shape_prior.py --generate-only --train-shards 0 $O
+    python tools/train_shape_prior.py --generate-only --train-shards 56 $R --steep 0.15 --workers 2 $O
+    python tools/train_shape_prior.py --generate-only --train-shards 80 $R --steep 1.0 --workers 2 $O
+    python tools/train_shape_prior.py --train-shards 80 --in-channels 10 --truncate 0.3 \
+        --init-from splat4d/shape/weights/shape_prior_v13.pt --steps 3300 --lr 2e-4 --warmup 50 \
+        --front-weight 2 --grad-scales 4 $O
+    # v15: runs/shape_prior_v15 with runs/shape_prior_v14/data linked as its data/
+    python tools/train_shape_prior.py --version shape_prior_v15 --out runs/shape_prior_v15 --first-seed-shard 1100 \
+        --train-shards 80 --in-channels 10 --truncate 0.3 --init-from splat4d/shape/weights/shape_prior_v14.pt \
+        --steps 1700 --lr 1e-4 --warmup 20 --front-weight 2 --grad-scales 4
+
 shape_prior_v13 (shipped beside v10: ``splat4d run`` reads a photo whose object meets the frame with it) continues
 from v10's weights with v10's loss and one more input plane (where the working image lies outside the photo, zero
 weight at the start, so it starts as v10), 4,501 steps in 80 minutes on one core, Adam 2e-4, on 48 new shards (seeds
