@@ -329,7 +329,6 @@ def test_faceon_wide_widens_face_on_boxes_only():
         np.testing.assert_array_equal(render_sample(seed, 48).rgb, render_sample(seed, 48, faceon_wide=1.0).rgb)
 
 
-
 def test_steep_cameras_look_down_45_to_80_degrees_and_change_nothing_else():
     from splat4d.shape.procedural import STEEP_ELEVATIONS
 
@@ -338,7 +337,7 @@ def test_steep_cameras_look_down_45_to_80_degrees_and_change_nothing_else():
         steep = render_sample(seed, 48, level=0.5, saucers=0.3, steep=1.0)
         assert lo - 0.5 <= steep.elevation_deg <= hi + 0.5  # the label is the camera's true height above the horizon
         np.testing.assert_array_equal(render_sample(seed, 48).rgb, render_sample(seed, 48, steep=0.0).rgb)
-    for seed in range(3):  # face-on objects stay within 35 degrees of their face
+    for seed in range(3):  # face-on objects keep the data's elevations (at most 45), facing the camera
         assert render_sample(seed, 48, faceon=1.0, steep=1.0).elevation_deg <= 45.5
 
 
