@@ -31,7 +31,8 @@ OBJECTS = ("mug", "box", "torus", "snowman", "asymmetric", "plate")  # the bench
 # seen from 60 degrees above, as the bundled coffee photo is shot
 EXTRA_OBJECTS = ("cup_from_above", "cup_on_saucer")
 ALL_OBJECTS = OBJECTS + EXTRA_OBJECTS
-INPUT_ELEVATION = {"cup_from_above": 30.0, "cup_on_saucer": 60.0}  # degrees the input camera looks down on the object (others: 0)
+# degrees the input camera looks down on the object (others: 0)
+INPUT_ELEVATION = {"cup_from_above": 30.0, "cup_on_saucer": 60.0}
 BOUND = 0.75
 ELEVATIONS = (10.0, 35.0)
 AZIMUTHS = tuple(float(a) for a in range(0, 360, 30))
@@ -138,6 +139,12 @@ def cone(base_center, radius, height, n=48):
     return grid_surface(fn, n, 8)
 
 
+def open_cup():
+    """The open cup's meshes, body and handle: outer wall up to the rim, inner wall down to a floor."""
+    body = lathe([0.0, 0.40, 0.45, 0.47, 0.42, 0.38, 0.0], [0.45, 0.45, 0.40, -0.45, -0.45, 0.33, 0.33])
+    return body, torus((0.56, 0.0, 0.0), 0.2, 0.05, axis="z")
+
+
 def object_parts(name: str):
     """[(positions, faces, uvs, texture)] for each part of the named object."""
     if name == "mug":
@@ -165,14 +172,12 @@ def object_parts(name: str):
         return [(*p, texture("checker", seed=i, colors=((0.85, 0.15, 0.1), (0.95, 0.8, 0.7)))) for i, p in enumerate(front)] + \
                [(*p, texture("stripes", seed=i, colors=((0.1, 0.6, 0.2), (0.9, 0.95, 0.8)))) for i, p in enumerate(back)]
     if name == "cup_from_above":  # open: outer wall up to the rim, inner wall down to a floor; a handle
-        body = lathe([0.0, 0.40, 0.45, 0.47, 0.42, 0.38, 0.0], [0.45, 0.45, 0.40, -0.45, -0.45, 0.33, 0.33])
-        handle = torus((0.56, 0.0, 0.0), 0.2, 0.05, axis="z")
+        body, handle = open_cup()
         return [(*body, texture("stripes", colors=((0.85, 0.2, 0.15), (0.95, 0.9, 0.85)))),
                 (*handle, texture("plain", colors=((0.85, 0.2, 0.15), (0, 0, 0))))]
     if name == "cup_on_saucer":  # the open cup, coffee in it, on a saucer 2.2x as wide
-        body = lathe([0.0, 0.40, 0.45, 0.47, 0.42, 0.38, 0.0], [0.45, 0.45, 0.40, -0.45, -0.45, 0.33, 0.33])
+        body, handle = open_cup()
         coffee = lathe([0.0, 0.405, 0.405, 0.0], [-0.28, -0.28, -0.30, -0.30])
-        handle = torus((0.56, 0.0, 0.0), 0.2, 0.05, axis="z")
         saucer = lathe([0.0, 0.60, 1.00, 1.03, 0.96, 0.55, 0.0], [0.55, 0.55, 0.45, 0.41, 0.43, 0.45, 0.45], n=96)
         red = texture("plain", colors=((0.55, 0.08, 0.05), (0, 0, 0)))
         return [(*body, texture("stripes", colors=((0.55, 0.08, 0.05), (0.95, 0.92, 0.88)))), (*handle, red),

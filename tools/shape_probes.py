@@ -130,6 +130,12 @@ def photo_elevations(models: dict, resolution: int = 256) -> dict:
                                .elevation_deg), 1) for label, prior in models.items()}
 
 
+def read_and_error(read, truth: np.ndarray) -> tuple[float, float]:
+    """(mean elevation read, mean absolute error against ``truth``), degrees to 0.1."""
+    read = np.asarray(read, float)
+    return round(float(read.mean()), 1), round(float(np.abs(read - truth).mean()), 1)
+
+
 CUTS = (0.0, 0.1, 0.2, 0.3)  # of the silhouette's height, cut off by the photo's bottom edge
 
 
@@ -154,10 +160,9 @@ def cut_saucer_elevations(models: dict, n: int = 30, gap: float = 0.0) -> dict:
                     continue
                 c = cut_by_frame(s.rgb, s.alpha, s.front, s.thickness, "bottom", cut, gap)
                 read.append(prior(c["rgb"], c["alpha"], outside=c["outside"]).elevation_deg)
-            read = np.array(read)
-            row[cut] = (round(float(read.mean()), 1), round(float(np.abs(read - truth).mean()), 1))
+            row[cut] = read_and_error(read, truth)
         out[label] = row
-    out["truth"] = {cut: (round(float(truth.mean()), 1), 0.0) for cut in CUTS}
+    out["truth"] = {cut: read_and_error(truth, truth) for cut in CUTS}
     return out
 
 
@@ -177,10 +182,9 @@ def elevation_groups(models: dict, n: int = 30) -> dict:
     for group, (seed0, options) in ELEVATION_GROUPS.items():
         samples = [render_sample(seed0 + i, 128, **options) for i in range(n)]
         truth = np.array([s.elevation_deg for s in samples])
-        out[group] = {"truth": (round(float(truth.mean()), 1), 0.0)}
+        out[group] = {"truth": read_and_error(truth, truth)}
         for label, prior in models.items():
-            read = np.array([prior(s.rgb, s.alpha).elevation_deg for s in samples])
-            out[group][label] = (round(float(read.mean()), 1), round(float(np.abs(read - truth).mean()), 1))
+            out[group][label] = read_and_error([prior(s.rgb, s.alpha).elevation_deg for s in samples], truth)
     return out
 
 
