@@ -349,3 +349,40 @@ def test_a_back_on_the_pixel_rays_stays_inside_the_silhouette_in_the_input_view(
     band = ndimage.binary_dilation(fg, iterations=3) & ~fg
     assert alpha[ndimage.binary_erosion(fg, iterations=4)].mean() > 0.99
     assert alpha[band].mean() < 0.1
+
+
+def test_the_packaged_backend_reads_a_steep_elevation_with_the_steep_model_first():
+    """A cup on a saucer seen from 67 degrees above (unseen): v10, whose data stopped at 45 degrees, reads it far
+    lower; the steep model reads it within 12 degrees and shapes it for that elevation (its own two passes). A level
+    object, a given elevation, a chosen model or the option off leave the packaged default as it was."""
+    from splat4d.depth.shape_prior import ShapePriorDepth, framed_estimate, shape_prior
+    from splat4d.shape.network import STEEP_ELEVATION, STEEP_WEIGHTS_PATH, WEIGHTS_PATH
+    from splat4d.shape.procedural import render_sample
+
+    v10, steep_model = shape_prior(None), shape_prior(str(STEEP_WEIGHTS_PATH))
+    cfg = DepthConfig(backend="shape-prior")
+    steep = render_sample(2_100_006, 128, saucers=1.0, steep=1.0)
+    assert steep.elevation_deg > 65
+    depth = ShapePriorDepth(cfg, FOV, DIST)
+    read = depth.steep_elevation(steep.rgb, steep.alpha)
+    one_pass = framed_estimate(steep_model, steep.rgb, steep.alpha, FOV, None, False)[0].elevation_deg
+    assert read == pytest.approx(one_pass, abs=1e-4) and read >= STEEP_ELEVATION
+    assert abs(read - steep.elevation_deg) < 12
+    assert abs(framed_estimate(v10, steep.rgb, steep.alpha, FOV)[0].elevation_deg - steep.elevation_deg) > 25
+    got = depth(steep.rgb, steep.alpha)
+    own, crop_fov = framed_estimate(steep_model, steep.rgb, steep.alpha, FOV)  # its two passes
+    assert got.elevation_deg == pytest.approx(read, abs=1e-4) and own.elevation_deg == pytest.approx(read, abs=1e-4)
+    z_front, z_back = own.depths(DIST, crop_fov)
+    fg = steep.alpha > 0.5
+    np.testing.assert_allclose(got.depth.numpy()[fg], z_front[fg], atol=1e-5)
+    np.testing.assert_allclose(got.back.numpy()[fg], np.maximum(z_back, z_front)[fg], atol=1e-5)
+    level = render_sample(2_300_001, 128, level=1.0)
+    assert depth.steep_elevation(level.rgb, level.alpha) is None
+    np.testing.assert_allclose(depth(level.rgb, level.alpha).depth.numpy(),  # v10's view, as without the option
+                               ShapePriorDepth(dataclasses.replace(cfg, shape_steep_model=False), FOV, DIST)(
+                                   level.rgb, level.alpha).depth.numpy(), atol=0)
+    assert ShapePriorDepth(cfg, FOV, DIST, 20.0).steep_elevation(steep.rgb, steep.alpha) is None  # told
+    chosen = dataclasses.replace(cfg, model=str(WEIGHTS_PATH))
+    assert ShapePriorDepth(chosen, FOV, DIST).steep_elevation(steep.rgb, steep.alpha) is None
+    off = dataclasses.replace(cfg, shape_steep_model=False)
+    assert ShapePriorDepth(off, FOV, DIST).steep_elevation(steep.rgb, steep.alpha) is None

@@ -38,7 +38,11 @@ class ShapePriorDepth:
     (no ``--depth.model``) and ``shape_frame_model``, an image whose object meets the frame
     (``splat4d.shape.framing.meets_frame``) is read by shape_prior_v13 (``FRAME_WEIGHTS_PATH``), any other by the
     packaged default (v10): v13 scored below v10 on the quality benchmark's uncut objects (21.02 against 21.22 dB)
-    and 1.24 dB above it with their bottom fifth cut off (docs/benchmarks.md, session 16)."""
+    and 1.24 dB above it with their bottom fifth cut off (docs/benchmarks.md, session 16). With the packaged
+    weights, no given elevation and ``shape_steep_model``, shape_prior_v17 (``STEEP_WEIGHTS_PATH``, trained on
+    cameras up to 80 degrees above; the data of v10 and v13 stopped at 45, and they read a steeper view ever lower)
+    reads the elevation first: where it reads ``STEEP_ELEVATION`` degrees or more, it shapes the object too (it
+    reads level objects less well than v10 / v13 do, so it does nothing below; docs/benchmarks.md, session 18)."""
 
     def __init__(self, cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5,
                  elevation_deg: float | None = None, outside: np.ndarray | None = None):
@@ -55,6 +59,30 @@ class ShapePriorDepth:
             return shape_prior(str(FRAME_WEIGHTS_PATH))
         return self.prior
 
+    def steep_elevation(self, image: np.ndarray, mask: np.ndarray) -> float | None:
+        """The elevation the steep model reads (its one pass, hedged over the shape) where it is at least
+        ``STEEP_ELEVATION`` degrees, else None (and None whenever the user gave one, chose a model, or turned it
+        off)."""
+        from splat4d.shape.framing import checked_outside
+        from splat4d.shape.network import STEEP_ELEVATION, STEEP_WEIGHTS_PATH
+
+        if self.elevation_deg is not None or self.cfg.model is not None or not self.cfg.shape_steep_model:
+            return None
+        outside = checked_outside(self.outside, mask.shape)
+        read = framed_estimate(shape_prior(str(STEEP_WEIGHTS_PATH)), image, mask, self.fov_deg, None, False,
+                               outside)[0].elevation_deg
+        return float(read) if read >= STEEP_ELEVATION else None
+
+    def reading(self, image: np.ndarray, mask: np.ndarray) -> tuple[object, float | None]:
+        """The network that shapes this image and the elevation it is told (None: it reads its own): the steep
+        model, told what it read, where it reads a steep view (:meth:`steep_elevation`), else :meth:`prior_for`'s."""
+        from splat4d.shape.network import STEEP_WEIGHTS_PATH
+
+        steep = self.steep_elevation(image, mask)
+        if steep is not None:
+            return shape_prior(str(STEEP_WEIGHTS_PATH)), steep
+        return self.prior_for(mask), self.elevation_deg
+
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap:
         fg = mask > 0.5
         if fg.mean() >= self.cfg.scene_coverage:  # a whole-frame scene, not an object: geometric's ground plane
@@ -64,7 +92,8 @@ class ShapePriorDepth:
         from splat4d.shape.framing import checked_outside
 
         outside = checked_outside(self.outside, mask.shape)
-        estimate, crop_fov = framed_estimate(self.prior_for(mask), image, mask, self.fov_deg, self.elevation_deg,
+        prior, elevation = self.reading(image, mask)
+        estimate, crop_fov = framed_estimate(prior, image, mask, self.fov_deg, elevation,
                                              self.cfg.shape_two_pass, outside)
         if self.cfg.shape_front == "inflation":
             from splat4d.depth.geometric import GeometricDepth

@@ -51,7 +51,9 @@ VERSION = "shape_prior_v10"  # the packaged default (v2, v3, v4, v6, v7, v8 and 
 # v13: a tenth input plane, 1 where the working image lies outside the photo (``splat4d.shape.framing``); it reads
 # the photos whose object meets the frame (``FRAME_VERSION``), v10 the rest (docs/benchmarks.md, session 16)
 # (v14 and v15, v13's network trained on cameras up to 80 degrees above as well in session 17, failed the rule fixed
-# for them and are not shipped; their names stay known likewise: docs/benchmarks.md, session 17)
+# for them and are not shipped, nor v16 (session 18); their names stay known likewise: docs/benchmarks.md)
+# v17: v16 (v15 trained on with face-on discs cut by the frame as often as steep saucers) trained on at half the
+# rate; it reads every photo's elevation first and shapes those it reads steep (``STEEP_VERSION``; session 18)
 VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3", "shape_prior_v4", "shape_prior_v5",
             "shape_prior_v6", "shape_prior_v7", "shape_prior_v8", "shape_prior_v9", "shape_prior_v10",
             "shape_prior_v11", "shape_prior_v12", "shape_prior_v13", "shape_prior_v14",
@@ -61,6 +63,9 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_PATH = WEIGHTS_DIR / f"{VERSION}.pt"
 FRAME_VERSION = "shape_prior_v13"  # read objects the photo's frame cuts off (``splat4d.shape.framing``) with this one
 FRAME_WEIGHTS_PATH = WEIGHTS_DIR / f"{FRAME_VERSION}.pt"
+STEEP_VERSION = "shape_prior_v17"  # reads the elevation first; from STEEP_ELEVATION up it shapes the object too
+STEEP_WEIGHTS_PATH = WEIGHTS_DIR / f"{STEEP_VERSION}.pt"
+STEEP_ELEVATION = 40.0  # degrees: past 45, where the others' data stopped, their estimates fall as the view steepens
 MANIFEST_PATH = WEIGHTS_DIR / f"{VERSION}.json"
 ELEVATION_SCALE = 45.0  # degrees per unit of the elevation head's raw output
 ELEVATION_CHANNELS = 8  # RGB, mask, x, y, then (v2) the given elevation and its "given" flag
