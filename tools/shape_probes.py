@@ -188,6 +188,38 @@ def elevation_groups(models: dict, n: int = 30) -> dict:
     return out
 
 
+SWITCH_GROUPS = {  # name: (first seed, render_sample options): v7's mix of objects, cups on saucers and face-on ones
+    "any object -10..45": (2_500_000, {"level": 0.35, "faceon": 0.15, "faceon_boxes": 0.6, "saucers": 0.15}),
+    "any object 45-80": (2_600_000, {"faceon": 0.15, "faceon_boxes": 0.6, "saucers": 0.15, "steep": 1.0}),
+}
+GROSS = 20.0  # degrees: a read this far off tips the orbit visibly
+
+
+def steep_switch(n: int = 150) -> dict:
+    """What the packaged depth stage's steep model (``depth.shape_steep_model``) does to the elevation read, over
+    ``n`` unseen samples of each of ``SWITCH_GROUPS``: {group: {"v10" / "packaged": (mean absolute error, samples
+    read more than ``GROSS`` degrees off), "taken over": samples the steep model read at 40 or more}}. "v10": the
+    packaged default network alone; "packaged": ``ShapePriorDepth`` as ``splat4d run`` builds it (no frame cut)."""
+    from splat4d.config import DepthConfig
+    from splat4d.depth.shape_prior import ShapePriorDepth, framed_estimate, shape_prior
+    from splat4d.shape.procedural import render_sample
+
+    depth, v10 = ShapePriorDepth(DepthConfig(backend="shape-prior")), shape_prior(None)
+    out = {}
+    for group, (seed0, options) in SWITCH_GROUPS.items():
+        truth, alone, packaged, taken = [], [], [], 0
+        for i in range(n):
+            s = render_sample(seed0 + i, 128, **options)
+            truth.append(s.elevation_deg)
+            alone.append(framed_estimate(v10, s.rgb, s.alpha, depth.fov_deg)[0].elevation_deg)
+            packaged.append(depth(s.rgb, s.alpha).elevation_deg)
+            taken += depth.steep_elevation(s.rgb, s.alpha) is not None
+        t = np.array(truth)
+        score = lambda r: (round(float(np.abs(np.array(r) - t).mean()), 1), int((np.abs(np.array(r) - t) > GROSS).sum()))  # noqa: E731
+        out[group] = {"v10": score(alone), "packaged": score(packaged), "taken over": taken}
+    return out
+
+
 def main() -> None:
     from splat4d.shape.network import WEIGHTS_DIR, load_shape_prior
 
@@ -222,10 +254,17 @@ def main() -> None:
     print("| group | " + " | ".join(["truth", *models]) + " |\n|---|" + "---|" * (len(models) + 1))
     for group, row in groups.items():
         print(f"| {group} | " + " | ".join(f"{row[c][0]:.1f} / {row[c][1]:.1f}" for c in ["truth", *models]) + " |")
+    switch = steep_switch()
+    print(f"\nthe packaged steep model's switch, 150 unseen samples a group: mean absolute error of the elevation read "
+          f"(degrees) / samples read more than {GROSS:.0f} degrees off")
+    print("| group | v10 alone | packaged (`splat4d run`) | steep model took over |\n|---|---|---|---|")
+    for group, row in switch.items():
+        print(f"| {group} | {row['v10'][0]:.1f} / {row['v10'][1]} | {row['packaged'][0]:.1f} / {row['packaged'][1]} | "
+              f"{row['taken over']} |")
     if args.json:
         args.json.write_text(json.dumps({**result, "coffee photo elevation": photo,
                                          "cut saucers": {str(g): t for g, t in cut.items()},
-                                         "elevation groups": groups}, indent=1) + "\n")
+                                         "elevation groups": groups, "steep switch": switch}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

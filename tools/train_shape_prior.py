@@ -31,6 +31,21 @@ from v14's weights 1,700 more in 27 at half the rate:
         --train-shards 80 --in-channels 10 --truncate 0.3 --init-from splat4d/shape/weights/shape_prior_v14.pt \
         --steps 1700 --lr 1e-4 --warmup 20 --front-weight 2 --grad-scales 4
 
+shape_prior_v17 (shipped beside v10 and v13: ``splat4d run`` reads every photo's elevation with it first and lets it
+shape the photos it reads at 40 degrees or more; docs/benchmarks.md, session 18) continues v15's data with 24 shards
+in which every sample is face-on, so that face-on discs cut by the frame are not read as saucers seen from above:
+v16 from v15's weights (not shipped: 0.3 degrees short of its gate), v17 from v16's at half the rate, 1,700 steps
+(26 minutes on one core) each (v15's and v16's weights are their exports, not in the package):
+
+    python tools/train_shape_prior.py --generate-only --train-shards 104 --level 0.5 --faceon 1.0 --faceon-boxes 0.6 \
+        --workers 2 $O   # 24 face-on shards beside session 17's 80; runs/shape_prior_v16 and _v17 link that data/
+    python tools/train_shape_prior.py --version shape_prior_v16 --out runs/shape_prior_v16 --first-seed-shard 1100 \
+        --train-shards 104 --in-channels 10 --truncate 0.3 --init-from splat4d/shape/weights/shape_prior_v15.pt \
+        --steps 1700 --lr 1e-4 --warmup 20 --front-weight 2 --grad-scales 4
+    python tools/train_shape_prior.py --version shape_prior_v17 --out runs/shape_prior_v17 --first-seed-shard 1100 \
+        --train-shards 104 --in-channels 10 --truncate 0.3 --init-from splat4d/shape/weights/shape_prior_v16.pt \
+        --steps 1700 --lr 5e-5 --warmup 20 --front-weight 2 --grad-scales 4
+
 shape_prior_v13 (shipped beside v10: ``splat4d run`` reads a photo whose object meets the frame with it) continues
 from v10's weights with v10's loss and one more input plane (where the working image lies outside the photo, zero
 weight at the start, so it starts as v10), 4,501 steps in 80 minutes on one core, Adam 2e-4, on 48 new shards (seeds
