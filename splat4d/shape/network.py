@@ -52,8 +52,8 @@ VERSION = "shape_prior_v10"  # the packaged default (v2, v3, v4, v6, v7, v8 and 
 # the photos whose object meets the frame (``FRAME_VERSION``), v10 the rest (docs/benchmarks.md, session 16)
 # (v14 and v15, v13's network trained on cameras up to 80 degrees above as well in session 17, failed the rule fixed
 # for them and are not shipped, nor v16 (session 18); their names stay known likewise: docs/benchmarks.md)
-# v17: v16 (v15 trained on with face-on discs cut by the frame as often as steep saucers) trained on at half the
-# rate; it reads every photo's elevation first and shapes those it reads steep (``STEEP_VERSION``; session 18)
+# v17: v16 (v15 trained on with face-on discs cut by the frame twice as often as steep saucers) trained on at half
+# the rate; it reads every photo's elevation first and shapes those it reads steep (``STEEP_VERSION``; session 18)
 VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3", "shape_prior_v4", "shape_prior_v5",
             "shape_prior_v6", "shape_prior_v7", "shape_prior_v8", "shape_prior_v9", "shape_prior_v10",
             "shape_prior_v11", "shape_prior_v12", "shape_prior_v13", "shape_prior_v14",
