@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from splat4d.shape.procedural import (Camera, Primitive, ProceduralObject, Part, Material, _bounds, cast,
-                                      faceon_object, figure_object, random_object, render_crop, render_sample, rot_x,
+                                      cutout_outline, faceon_object, figure_object, random_object, render_crop, render_sample, rot_x,
                                       saucer_object, PADDING)
 
 D = 3.0
@@ -206,6 +206,54 @@ def test_faceon_boxes_make_face_on_samples_deep_boxes_and_leave_the_rest_alone()
         np.testing.assert_array_equal(plain.rgb, render_sample(seed, 48, faceon_boxes=1.0).rgb)
     obj = faceon_object(np.random.default_rng(0), thick=True, kind="deep box")
     assert obj.parts[0].kind == "deep box" and obj.parts[0].prims[0].kind == "box"
+
+
+def _winding_inside(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Brute force: a point is inside a closed polygon where the angles its edges subtend sum to 2 pi."""
+    a = poly[None, :, :] - points[:, None, :]
+    b = np.roll(poly, -1, 0)[None, :, :] - points[:, None, :]
+    ang = np.arctan2(a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0], (a * b).sum(-1))
+    return np.abs(ang.sum(1)) > np.pi
+
+
+def test_cutouts_are_thin_slabs_of_their_outline_seen_face_on():
+    for k in range(4):
+        outline = cutout_outline(np.random.default_rng(k), 0.5)
+        rad = np.linalg.norm(outline, axis=1)
+        assert rad.max() == pytest.approx(0.5) and rad.min() >= 0.15 * 0.5 - 1e-12
+    # one outline: rays along the slab's normal hit where the brute-force test says the outline is, through its depth
+    rng = np.random.default_rng(7)
+    while True:
+        obj = faceon_object(rng, kind="cut-out")
+        if len(obj.parts[0].prims) == 1:
+            break
+    prim = obj.parts[0].prims[0]
+    t, poly, centre = prim.params["h"], prim.params["poly"], prim.position
+    assert obj.parts[0].kind == "cut-out" and t < 0.12 * 0.7 + 1e-9
+    origin = np.array([centre[0], centre[1], -D])
+    dirs = np.column_stack([rng.uniform(-0.25, 0.25, (3000, 2)), np.ones(3000)])
+    hits = cast([prim], origin, dirs)
+    def local(z):  # world (x, y) where the rays cross the plane z, in the outline's (x, z) = (x, -(y - centre y))
+        p = origin + (z - origin[2]) * dirs
+        return np.column_stack([p[:, 0] - centre[0], -(p[:, 1] - centre[1])])
+    near, far = _winding_inside(local(-t / 2), poly), _winding_inside(local(t / 2), poly)
+    clear = near == far  # rays that do not graze the side wall
+    assert clear.mean() > 0.97 and 0.2 < near.mean() < 0.9
+    np.testing.assert_array_equal(hits.hit[clear], near[clear])
+    both = clear & near
+    np.testing.assert_allclose(hits.front[both], D - t / 2, atol=1e-9)
+    np.testing.assert_allclose(hits.back[both] - hits.front[both], t, atol=1e-9)
+
+
+def test_faceon_cutouts_replace_face_on_samples_only():
+    for seed in range(3):
+        cut = render_sample(seed, 48, faceon=1.0, faceon_boxes=1.0, faceon_cutouts=1.0)
+        on = cut.alpha >= 0.5
+        assert on.mean() > 0.1 and np.nanmedian(cut.thickness[on]) < 0.1  # thin, whatever faceon_boxes says
+        np.testing.assert_array_equal(render_sample(seed, 48, faceon=1.0).rgb,
+                                      render_sample(seed, 48, faceon=1.0, faceon_cutouts=0.0).rgb)
+        plain = render_sample(seed, 48)  # not face-on: the option changes nothing
+        np.testing.assert_array_equal(plain.rgb, render_sample(seed, 48, faceon_cutouts=1.0).rgb)
 
 
 def test_flat_light_changes_the_colours_only():

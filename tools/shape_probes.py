@@ -191,6 +191,7 @@ def elevation_groups(models: dict, n: int = 30) -> dict:
 SWITCH_GROUPS = {  # name: (first seed, render_sample options): v7's mix of objects, cups on saucers and face-on ones
     "any object -10..45": (2_500_000, {"level": 0.35, "faceon": 0.15, "faceon_boxes": 0.6, "saucers": 0.15}),
     "any object 45-80": (2_600_000, {"faceon": 0.15, "faceon_boxes": 0.6, "saucers": 0.15, "steep": 1.0}),
+    "face-on cut-outs": (2_900_000, {"faceon": 1.0, "faceon_cutouts": 1.0, "level": 0.5}),  # a logo, a sign
 }
 GROSS = 20.0  # degrees: a read this far off tips the orbit visibly
 

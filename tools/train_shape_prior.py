@@ -235,6 +235,9 @@ class Args:
     """Fraction of the samples seen from 45-80 degrees above (a cup on its saucer, food on a plate, a flat lay;
     the rest of the data stops at 45; not face-on or attached ones). Without it v10 reads cups on saucers seen from
     45-80 degrees (63.8 on average) as 20.3 (``tools/shape_probes.py``, 2026-12-04; 0 up to v13's data)."""
+    faceon_cutouts: float = 0.0
+    """Fraction of the face-on samples that are thin cut-outs (a sign, a sticker, a logo's shape: a thin slab of
+    random smooth outlines), which shape_prior_v17 read as seen from above (0 up to v17's data)."""
     in_channels: int = 9
     """10: also a plane marking the pixels outside the photo's frame (shape_prior_v13, with ``truncate``); 9:
     silhouette inflation's height is an input too and the network predicts corrections to inflation
@@ -697,7 +700,8 @@ def main(args: Args) -> None:
         options = {"squash": args.squash, "level": args.level, "flat": args.flat, "faceon": args.faceon,
                    "faceon_thick": args.faceon_thick, "faceon_boxes": args.faceon_boxes, "sink": args.sink,
                    "cups": args.cups, "figures": args.figures, "saucers": args.saucers,
-                   "attached": args.attached, "faceon_wide": args.faceon_wide, "steep": args.steep}
+                   "attached": args.attached, "faceon_wide": args.faceon_wide, "steep": args.steep,
+                   "faceon_cutouts": args.faceon_cutouts}
         generate(data, args.train_shards, options, args.workers, args.first_seed_shard)
     if args.generate_only:
         return

@@ -934,12 +934,39 @@ def _facing_lathe(ys: np.ndarray, rs: np.ndarray, r: float) -> Primitive:
     return Primitive("lathe", {"ys": ys - ys[-1] / 2, "rs": rs}, rot_x(np.pi / 2), np.array([0, r, 0]))
 
 
+def cutout_outline(rng, r: float, vertices: int = 64) -> np.ndarray:
+    """(``vertices``, 2) a random smooth closed outline, star-shaped about the origin, at most ``r`` from it: a
+    radius of 1 plus 2-6 random harmonics, whose dents may reach 0.15 of the largest radius (a C, a leaf, a
+    cloud, a star, a logo's shape)."""
+    theta = np.linspace(0.0, 2 * np.pi, vertices, endpoint=False)
+    rad = np.ones(vertices)
+    for k in range(1, int(rng.integers(2, 7)) + 1):
+        rad += float(rng.uniform(0.0, 0.5)) / k ** 0.6 * np.cos(k * theta + float(rng.uniform(0, 2 * np.pi)))
+    rad = np.maximum(rad, 0.15 * rad.max())
+    rad *= r / rad.max()
+    return np.column_stack([rad * np.cos(theta), rad * np.sin(theta)])
+
+
 def faceon_object(rng, thick: bool = False, kind: str | None = None, wide: bool = False) -> ProceduralObject:
     """An object standing upright with its face towards +z: thin (``thick`` False: a disc -- a plate, a coin, a
     clock --, a thin board -- a sign, a book, a picture -- or a shallow dish, thickness 2-8 % of its height) or one
     that looks the same face-on but is deep (``thick``: a box or a cylinder seen end-on, 0.5-1.5x as deep as high),
     so the outline alone does not say which. ``kind`` ("deep box" or "can", with ``thick``) fixes which deep one;
-    ``wide`` makes a box's (a board's, a deep box's) face 1.2-2.4x as wide as high (a shoebox, a book lying)."""
+    ``wide`` makes a box's (a board's, a deep box's) face 1.2-2.4x as wide as high (a shoebox, a book lying).
+    ``kind`` "cut-out" (without ``thick``): a thin slab of 1-3 overlapping random outlines (:func:`cutout_outline`):
+    a sign, a sticker, a logo cut out of its background, which face-on is read level, not as a dish from above."""
+    if kind == "cut-out" and not thick:
+        mat = random_material(rng)
+        r = float(rng.uniform(0.35, 0.7))
+        t = float(r * rng.uniform(0.03, 0.12))
+        prims = []
+        for i in range(1 if rng.random() < 0.7 else int(rng.integers(2, 4))):
+            ri = r if i == 0 else r * float(rng.uniform(0.4, 0.8))
+            at = np.zeros(2) if i == 0 else rng.uniform(-0.6, 0.6, 2) * r
+            poly = cutout_outline(rng, ri)
+            prims.append(Primitive("prism", {"poly": poly, "h": t}, rot_x(np.pi / 2),
+                                   np.array([at[0], r + at[1], -t / 2])))
+        return ProceduralObject([Part(prims, mat, np.eye(3), np.zeros(3), 1.0, kind)])
     if thick:
         mat = random_material(rng)
         r = float(rng.uniform(0.35, 0.7))
@@ -1076,8 +1103,8 @@ STEEP_ELEVATIONS = (45.0, 80.0)  # degrees: render_sample(steep=...)'s cameras l
 def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash: float = 0.0,
                   level: float = 0.0, flat: float = 0.0, faceon: float = 0.0, faceon_thick: float = 0.0,
                   sink: float = 0.0, cups: float = 0.0, figures: float = 0.0, faceon_boxes: float = 0.0,
-                  saucers: float = 0.0, attached: float = 0.0, faceon_wide: float = 0.0, steep: float = 0.0
-                  ) -> Sample:
+                  saucers: float = 0.0, attached: float = 0.0, faceon_wide: float = 0.0, steep: float = 0.0,
+                  faceon_cutouts: float = 0.0) -> Sample:
     """The procedural training sample number ``seed`` (deterministic).
 
     ``squash``: the probability that the object is scaled along the view direction (:func:`squash_along`, factor
@@ -1097,7 +1124,10 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     ``faceon_wide`` the fraction of the face-on boxes and boards whose face is wider than high. ``steep``: the
     probability that the camera looks down from 45-80 degrees (``STEEP_ELEVATIONS``: a cup on its saucer, food on a
     plate, a flat lay; the other options' range stops at 45), whatever ``level`` and ``saucers`` say, unless the
-    object is a face-on or an attached one (seen from the front).
+    object is a face-on or an attached one (seen from the front). ``faceon_cutouts``: the fraction of the
+    face-on objects that are thin cut-outs (``faceon_object(kind="cut-out")``: a sign, a sticker, a logo's shape)
+    whatever ``faceon_thick`` and ``faceon_boxes`` say, which
+    shape_prior_v17, never shown one, read at 36 degrees on average when seen level.
     Each draws from its own random stream: with all 0 the samples are the data of shape_prior_v1."""
     rng = np.random.default_rng([seed, 1])
     extra = np.random.default_rng([seed, 2])
@@ -1117,13 +1147,16 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     attached_rng = np.random.default_rng([seed, 10])
     attach = attached_rng.random() < attached and not (thin or figure or saucer)
     wide = np.random.default_rng([seed, 11]).random() < faceon_wide
+    cutout = np.random.default_rng([seed, 13]).random() < faceon_cutouts
+    deep, deep_box = deep and not cutout, deep_box and not cutout
     steep_rng = np.random.default_rng([seed, 12])
     if steep_rng.random() < steep and not (thin or attach):
         level_elevation = float(steep_rng.uniform(*STEEP_ELEVATIONS))
     face_azimuth = float(np.pi / 2 + more.uniform(-1, 1) * math.radians(35) + np.pi * (more.random() < 0.5))
     for attempt in range(5):
         if thin:
-            obj = faceon_object(more, thick=deep or deep_box, kind="deep box" if deep_box else None, wide=wide)
+            obj = faceon_object(more, thick=deep or deep_box,
+                                kind="deep box" if deep_box else "cut-out" if cutout else None, wide=wide)
         elif saucer:
             obj = saucer_object(saucer_rng)
         elif attach:
