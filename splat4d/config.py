@@ -64,7 +64,8 @@ class DepthConfig:
     v10, which takes such a cut for an object seen level."""
     shape_steep_model: Expert[bool] = True
     """'shape-prior' with the packaged weights and no --init.elevation-deg: let shape_prior_v17, trained on cameras up
-    to 80 degrees above, read the elevation first; where it reads 40 or more (a cup on its saucer from above), it
+    to 80 degrees above, read the elevation first; where it reads 40 or more (a cup on its saucer from above) and so
+    does shape_prior_v18 (a second opinion that knows flat cut-outs, which v17 takes for views from above), v17
     shapes the object for that elevation too, and the orbit turns about the object's up (v10 and v13, whose data
     stopped at 45, read a steeper view ever lower: a cup from 65 degrees as 17-19)."""
     shape_two_pass: Expert[bool] = True

@@ -219,3 +219,26 @@ def test_expert_settings_come_from_a_preset_file_not_flags(tmp_path, capsys):
     help_text = capsys.readouterr().out
     assert "--segment.border-width" not in help_text and "--preset my.yaml" in help_text
     assert "--segment.method" in help_text and len(help_text.splitlines()) < 260
+
+
+def test_the_depth_stages_cache_key_names_every_packaged_network_it_may_run():
+    """The shape prior's cached depth is keyed by the sha256 of each packaged network the stage may run: v10, v13
+    where the frame cuts the object, v17 and its second opinion v18 for steep reads; turning a switch off drops its
+    networks, a chosen model is keyed by its own file alone, other backends by none."""
+    from splat4d.config import DepthConfig
+    from splat4d.pipeline import depth_weights
+    from splat4d.shape.network import (CHECK_WEIGHTS_PATH, FRAME_WEIGHTS_PATH, STEEP_WEIGHTS_PATH, WEIGHTS_PATH,
+                                       file_sha256)
+
+    v10, v13, v17, v18 = (file_sha256(p) for p in (WEIGHTS_PATH, FRAME_WEIGHTS_PATH, STEEP_WEIGHTS_PATH,
+                                                   CHECK_WEIGHTS_PATH))
+    assert len({v10, v13, v17, v18}) == 4
+
+    def key(**depth) -> str | None:
+        return depth_weights(RunConfig(depth=DepthConfig(backend="shape-prior", **depth)))
+
+    assert key() == f"{v10}+{v13}+{v17}+{v18}"
+    assert key(shape_steep_model=False) == f"{v10}+{v13}"
+    assert key(shape_frame_model=False) == f"{v10}+{v17}+{v18}"
+    assert key(model=str(STEEP_WEIGHTS_PATH)) == v17
+    assert depth_weights(RunConfig(depth=DepthConfig(backend="geometric"))) is None

@@ -386,3 +386,33 @@ def test_the_packaged_backend_reads_a_steep_elevation_with_the_steep_model_first
     assert ShapePriorDepth(chosen, FOV, DIST).steep_elevation(steep.rgb, steep.alpha) is None
     off = dataclasses.replace(cfg, shape_steep_model=False)
     assert ShapePriorDepth(off, FOV, DIST).steep_elevation(steep.rgb, steep.alpha) is None
+
+
+def test_the_second_opinion_keeps_the_steep_model_off_a_flat_cut_out_seen_level():
+    """A face-on cut-out (a sign, a logo's shape) seen from 0.9 degrees, unseen by every packaged network: v17 alone
+    reads it as seen from above (55.6), v18, whose data has cut-outs, does not (17.3), so the steep model does not
+    take over and the depth stage is exactly the one without it (v10 reads 2.9). The steep cup on its saucer v18
+    reads steep too (the previous test's sample: v17 still shapes it)."""
+    from splat4d.depth.shape_prior import ShapePriorDepth, framed_estimate, shape_prior
+    from splat4d.shape.network import CHECK_WEIGHTS_PATH, STEEP_ELEVATION, STEEP_WEIGHTS_PATH
+    from splat4d.shape.procedural import render_sample
+
+    cfg = DepthConfig(backend="shape-prior")
+    depth = ShapePriorDepth(cfg, FOV, DIST)
+    v17, v18 = shape_prior(str(STEEP_WEIGHTS_PATH)), shape_prior(str(CHECK_WEIGHTS_PATH))
+    cut_out = render_sample(3_300_106, 128, faceon=1.0, faceon_cutouts=1.0, level=0.5)
+    assert abs(cut_out.elevation_deg) < 2
+
+    def one_pass(model, s):
+        return framed_estimate(model, s.rgb, s.alpha, FOV, None, False)[0].elevation_deg
+
+    assert one_pass(v17, cut_out) > STEEP_ELEVATION + 10 and one_pass(v18, cut_out) < STEEP_ELEVATION - 10
+    assert depth.steep_elevation(cut_out.rgb, cut_out.alpha) is None
+    got = depth(cut_out.rgb, cut_out.alpha)
+    off = ShapePriorDepth(dataclasses.replace(cfg, shape_steep_model=False), FOV, DIST)(cut_out.rgb, cut_out.alpha)
+    np.testing.assert_allclose(got.depth.numpy(), off.depth.numpy(), atol=0)
+    np.testing.assert_allclose(got.back.numpy(), off.back.numpy(), atol=0)
+    assert abs(got.elevation_deg - cut_out.elevation_deg) < 5
+    steep = render_sample(2_100_006, 128, saucers=1.0, steep=1.0)
+    assert one_pass(v18, steep) >= STEEP_ELEVATION
+    assert depth.steep_elevation(steep.rgb, steep.alpha) == pytest.approx(one_pass(v17, steep), abs=1e-4)

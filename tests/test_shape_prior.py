@@ -818,31 +818,35 @@ def test_elevation_probe_groups_span_their_ranges_and_score_what_a_model_reads()
         assert table[group]["thirty"] == (30.0, pytest.approx(np.abs(30.0 - truth).mean(), abs=0.051))
 
 
-def test_the_steep_switch_probe_scores_the_packaged_rule_v17_where_it_reads_40_or_more_else_v10():
+def test_the_steep_switch_probe_scores_the_packaged_rule_v17_where_it_and_v18_read_40_or_more_else_v10():
     """tools/shape_probes.py's steep switch: per group the packaged depth stage's elevation equals the steep model's
-    one-pass read where that is 40 degrees or more and v10's own (two-pass) read elsewhere, recomputed here from the
-    two networks; the steep group's samples lie at 45-80 degrees and the steep model takes most of them."""
+    one-pass read where that and the second opinion's are 40 degrees or more and v10's own (two-pass) read elsewhere,
+    recomputed here from the three networks; the steep group's samples lie at 45-80 degrees and the steep model
+    takes most of them."""
     import sys
     from pathlib import Path
 
     from splat4d.depth.shape_prior import framed_estimate, shape_prior
-    from splat4d.shape.network import STEEP_ELEVATION, STEEP_WEIGHTS_PATH
+    from splat4d.shape.network import CHECK_WEIGHTS_PATH, STEEP_ELEVATION, STEEP_WEIGHTS_PATH
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from shape_probes import GROSS, SWITCH_GROUPS, steep_switch
 
     n = 4
     table = steep_switch(n)
-    v10, steep = shape_prior(None), shape_prior(str(STEEP_WEIGHTS_PATH))
+    v10, steep, check = shape_prior(None), shape_prior(str(STEEP_WEIGHTS_PATH)), shape_prior(str(CHECK_WEIGHTS_PATH))
     for group, (seed0, options) in SWITCH_GROUPS.items():
         samples = [render_sample(seed0 + i, 128, **options) for i in range(n)]
         truth = np.array([s.elevation_deg for s in samples])
         own = np.array([framed_estimate(v10, s.rgb, s.alpha, 40.0)[0].elevation_deg for s in samples])
         first = np.array([framed_estimate(steep, s.rgb, s.alpha, 40.0, None, False)[0].elevation_deg for s in samples])
-        rule = np.where(first >= STEEP_ELEVATION, first, own)
+        second = np.array([framed_estimate(check, s.rgb, s.alpha, 40.0, None, False)[0].elevation_deg
+                           for s in samples])
+        taken = (first >= STEEP_ELEVATION) & (second >= STEEP_ELEVATION)
+        rule = np.where(taken, first, own)
         for key, read in (("v10", own), ("packaged", rule)):
             err = np.abs(read - truth)
             assert table[group][key] == (pytest.approx(err.mean(), abs=0.051), int((err > GROSS).sum()))
-        assert table[group]["taken over"] == int((first >= STEEP_ELEVATION).sum())
+        assert table[group]["taken over"] == int(taken.sum())
         if options.get("steep"):
             assert (truth >= 44.5).all() and table[group]["taken over"] >= n // 2

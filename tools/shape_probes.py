@@ -4,6 +4,7 @@ predicts for them, against the truth and silhouette inflation (``--depth.backend
 
     python tools/shape_probes.py                                   # packaged weights (and v2 from the package)
     python tools/shape_probes.py --weights runs/shape_prior_v3/x.pt --json probes.json
+    python tools/shape_probes.py --switch-only --switch-seeds 3100000 3200000 3300000  # the steep switch alone
 
 Pairs (each the same silhouette to within a pixel or two):
 - sphere / the same sphere squashed to 0.4 of its depth along the view axis (a disc either way): centre thickness;
@@ -196,11 +197,16 @@ SWITCH_GROUPS = {  # name: (first seed, render_sample options): v7's mix of obje
 GROSS = 20.0  # degrees: a read this far off tips the orbit visibly
 
 
-def steep_switch(n: int = 150) -> dict:
+FRESH_SWITCH_SEEDS = (3_100_000, 3_200_000, 3_300_000)  # the switch groups' samples the second opinion was judged on
+
+
+def steep_switch(n: int = 150, first_seeds: tuple[int, ...] | None = None) -> dict:
     """What the packaged depth stage's steep model (``depth.shape_steep_model``) does to the elevation read, over
     ``n`` unseen samples of each of ``SWITCH_GROUPS``: {group: {"v10" / "packaged": (mean absolute error, samples
-    read more than ``GROSS`` degrees off), "taken over": samples the steep model read at 40 or more}}. "v10": the
-    packaged default network alone; "packaged": ``ShapePriorDepth`` as ``splat4d run`` builds it (no frame cut)."""
+    read more than ``GROSS`` degrees off), "taken over": samples the steep model took over (it and its second opinion read 40 or more)}}. "v10": the
+    packaged default network alone; "packaged": ``ShapePriorDepth`` as ``splat4d run`` builds it (no frame cut).
+    ``first_seeds``: the groups' first seeds in ``SWITCH_GROUPS``' order (default: theirs; ``FRESH_SWITCH_SEEDS``:
+    the samples the second opinion's rule was judged on, docs/benchmarks.md session 22)."""
     from splat4d.config import DepthConfig
     from splat4d.depth.shape_prior import ShapePriorDepth, framed_estimate, shape_prior
     from splat4d.shape.procedural import render_sample
@@ -212,7 +218,8 @@ def steep_switch(n: int = 150) -> dict:
         return round(float(err.mean()), 1), int((err > GROSS).sum())
 
     out = {}
-    for group, (seed0, options) in SWITCH_GROUPS.items():
+    for k, (group, (seed0, options)) in enumerate(SWITCH_GROUPS.items()):
+        seed0 = first_seeds[k] if first_seeds is not None else seed0
         truth, alone, packaged, taken = [], [], [], 0
         for i in range(n):
             s = render_sample(seed0 + i, 128, **options)
@@ -227,6 +234,18 @@ def steep_switch(n: int = 150) -> dict:
     return out
 
 
+def print_switch(first_seeds: tuple[int, ...] | None = None) -> dict:
+    """:func:`steep_switch` over 150 samples a group, printed as a table; returns it."""
+    switch = steep_switch(150, first_seeds)
+    print(f"\nthe packaged steep model's switch, 150 unseen samples a group: mean absolute error of the elevation read "
+          f"(degrees) / samples read more than {GROSS:.0f} degrees off")
+    print("| group | v10 alone | packaged (`splat4d run`) | steep model took over |\n|---|---|---|---|")
+    for group, row in switch.items():
+        print(f"| {group} | {row['v10'][0]:.1f} / {row['v10'][1]} | {row['packaged'][0]:.1f} / {row['packaged'][1]} | "
+              f"{row['taken over']} |")
+    return switch
+
+
 def main() -> None:
     from splat4d.shape.network import WEIGHTS_DIR, load_shape_prior
 
@@ -234,7 +253,18 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, nargs="*", default=None,
                     help="packaged weights to probe (default: every shape_prior_v*.pt in the package)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--switch-only", action="store_true",
+                    help="print only the packaged steep model's switch (no --weights needed)")
+    ap.add_argument("--switch-seeds", type=int, nargs=len(SWITCH_GROUPS), default=None, metavar="SEED",
+                    help="the switch groups' first seeds, in order: " + ", ".join(SWITCH_GROUPS) + " (default: "
+                    + ", ".join(str(s) for s, _ in SWITCH_GROUPS.values()) + "; the second opinion was judged on "
+                    + " ".join(str(s) for s in FRESH_SWITCH_SEEDS) + ")")
     args = ap.parse_args()
+    if args.switch_only:
+        switch = print_switch(args.switch_seeds)
+        if args.json:
+            args.json.write_text(json.dumps({"steep switch": switch}, indent=1) + "\n")
+        return
     paths = args.weights or sorted(WEIGHTS_DIR.glob("shape_prior_v*.pt"))
     stems = [p.stem for p in paths]
     models = {(p.stem if stems.count(p.stem) == 1 else f"{p.parent.name}/{p.stem}"): load_shape_prior(p) for p in paths}
@@ -261,13 +291,7 @@ def main() -> None:
     print("| group | " + " | ".join(["truth", *models]) + " |\n|---|" + "---|" * (len(models) + 1))
     for group, row in groups.items():
         print(f"| {group} | " + " | ".join(f"{row[c][0]:.1f} / {row[c][1]:.1f}" for c in ["truth", *models]) + " |")
-    switch = steep_switch()
-    print(f"\nthe packaged steep model's switch, 150 unseen samples a group: mean absolute error of the elevation read "
-          f"(degrees) / samples read more than {GROSS:.0f} degrees off")
-    print("| group | v10 alone | packaged (`splat4d run`) | steep model took over |\n|---|---|---|---|")
-    for group, row in switch.items():
-        print(f"| {group} | {row['v10'][0]:.1f} / {row['v10'][1]} | {row['packaged'][0]:.1f} / {row['packaged'][1]} | "
-              f"{row['taken over']} |")
+    switch = print_switch(args.switch_seeds)
     if args.json:
         args.json.write_text(json.dumps({**result, "coffee photo elevation": photo,
                                          "cut saucers": {str(g): t for g, t in cut.items()},

@@ -46,6 +46,17 @@ v16 from v15's weights (not shipped: 0.3 degrees short of its gate), v17 from v1
         --train-shards 104 --in-channels 10 --truncate 0.3 --init-from splat4d/shape/weights/shape_prior_v16.pt \
         --steps 1700 --lr 5e-5 --warmup 20 --front-weight 2 --grad-scales 4
 
+shape_prior_v18 (shipped as the steep model's second opinion: v17 takes over only where v18 reads 40 degrees or more
+too; it failed as the steep model itself; docs/benchmarks.md, sessions 19-22) continues from v17's weights on v17's
+104 shards and 12 in which every sample is face-on and 70% of those are thin cut-outs (seeds from shard 1204),
+1,700 steps (25 minutes on one core) at v17's rate (the plan's options, as docs/benchmarks.md session 19 fixed them):
+
+    python tools/train_shape_prior.py --generate-only --train-shards 116 --level 0.5 --faceon 1.0 --faceon-boxes 0.6 \
+        --faceon-cutouts 0.7 --flat 0.5 --workers 2 $O   # runs/shape_prior_v18 links v17's data/
+    python tools/train_shape_prior.py --version shape_prior_v18 --out runs/shape_prior_v18 --first-seed-shard 1100 \
+        --train-shards 116 --in-channels 10 --truncate 0.3 --init-from splat4d/shape/weights/shape_prior_v17.pt \
+        --steps 1700 --lr 5e-5 --warmup 20 --front-weight 2 --grad-scales 4
+
 shape_prior_v13 (shipped beside v10: ``splat4d run`` reads a photo whose object meets the frame with it) continues
 from v10's weights with v10's loss and one more input plane (where the working image lies outside the photo, zero
 weight at the start, so it starts as v10), 4,501 steps in 80 minutes on one core, Adam 2e-4, on 48 new shards (seeds

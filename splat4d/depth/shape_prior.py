@@ -41,8 +41,9 @@ class ShapePriorDepth:
     and 1.24 dB above it with their bottom fifth cut off (docs/benchmarks.md, session 16). With the packaged
     weights, no given elevation and ``shape_steep_model``, shape_prior_v17 (``STEEP_WEIGHTS_PATH``, trained on
     cameras up to 80 degrees above; the data of v10 and v13 stopped at 45, and they read a steeper view ever lower)
-    reads the elevation first: where it reads ``STEEP_ELEVATION`` degrees or more, it shapes the object too (it
-    reads level objects less well than v10 / v13 do, so it does nothing below; docs/benchmarks.md, session 18)."""
+    reads the elevation first: where it reads ``STEEP_ELEVATION`` degrees or more, and so does shape_prior_v18
+    (``CHECK_WEIGHTS_PATH``: it read flat cut-outs seen level as steep half as often), it shapes the object too (it
+    reads level objects less well than v10 / v13 do, so it does nothing below; docs/benchmarks.md, sessions 18-22)."""
 
     def __init__(self, cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5,
                  elevation_deg: float | None = None, outside: np.ndarray | None = None):
@@ -60,18 +61,25 @@ class ShapePriorDepth:
         return self.prior
 
     def steep_elevation(self, image: np.ndarray, mask: np.ndarray) -> float | None:
-        """The elevation the steep model reads (its one pass, hedged over the shape) where it is at least
-        ``STEEP_ELEVATION`` degrees, else None (and None whenever the user gave one, chose a model, or turned it
-        off)."""
+        """The elevation the steep model reads (its one pass, hedged over the shape) where it and the second opinion
+        (shape_prior_v18, ``CHECK_WEIGHTS_PATH``, whose data has face-on cut-outs that v17 reads as seen from above)
+        both read at least ``STEEP_ELEVATION`` degrees, else None (and None whenever the user gave one, chose a
+        model, or turned it off). The second opinion is asked only where the steep model reads steep."""
         from splat4d.shape.framing import checked_outside
-        from splat4d.shape.network import STEEP_ELEVATION, STEEP_WEIGHTS_PATH
+        from splat4d.shape.network import CHECK_WEIGHTS_PATH, STEEP_ELEVATION, STEEP_WEIGHTS_PATH
 
         if self.elevation_deg is not None or self.cfg.model is not None or not self.cfg.shape_steep_model:
             return None
         outside = checked_outside(self.outside, mask.shape)
-        read = framed_estimate(shape_prior(str(STEEP_WEIGHTS_PATH)), image, mask, self.fov_deg, None, False,
-                               outside)[0].elevation_deg
-        return float(read) if read >= STEEP_ELEVATION else None
+
+        def one_pass(path) -> float:
+            return float(framed_estimate(shape_prior(str(path)), image, mask, self.fov_deg, None, False,
+                                         outside)[0].elevation_deg)
+
+        read = one_pass(STEEP_WEIGHTS_PATH)
+        if read < STEEP_ELEVATION or one_pass(CHECK_WEIGHTS_PATH) < STEEP_ELEVATION:
+            return None
+        return read
 
     def reading(self, image: np.ndarray, mask: np.ndarray) -> tuple[object, float | None]:
         """The network that shapes this image and the elevation it is told (None: it reads its own): the steep

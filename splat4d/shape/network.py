@@ -54,6 +54,9 @@ VERSION = "shape_prior_v10"  # the packaged default (v2, v3, v4, v6, v7, v8 and 
 # for them and are not shipped, nor v16 (session 18); their names stay known likewise: docs/benchmarks.md)
 # v17: v16 (v15 trained on with face-on discs cut by the frame twice as often as steep saucers) trained on at half
 # the rate; it reads every photo's elevation first and shapes those it reads steep (``STEEP_VERSION``; session 18)
+# v18: v17 trained on with face-on cut-outs (a logo, a sign) too; it failed its rule as the steep model (it reads
+# steep views lower), and ships as the second opinion: v17 takes over only where v18 reads steep too (``CHECK_VERSION``;
+# docs/benchmarks.md, sessions 19-22)
 VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3", "shape_prior_v4", "shape_prior_v5",
             "shape_prior_v6", "shape_prior_v7", "shape_prior_v8", "shape_prior_v9", "shape_prior_v10",
             "shape_prior_v11", "shape_prior_v12", "shape_prior_v13", "shape_prior_v14",
@@ -66,6 +69,8 @@ FRAME_WEIGHTS_PATH = WEIGHTS_DIR / f"{FRAME_VERSION}.pt"
 STEEP_VERSION = "shape_prior_v17"  # reads the elevation first; from STEEP_ELEVATION up it shapes the object too
 STEEP_WEIGHTS_PATH = WEIGHTS_DIR / f"{STEEP_VERSION}.pt"
 STEEP_ELEVATION = 40.0  # degrees: past 45, where the others' data stopped, their estimates fall as the view steepens
+CHECK_VERSION = "shape_prior_v18"  # the second opinion: the steep model takes over only where this one reads steep too
+CHECK_WEIGHTS_PATH = WEIGHTS_DIR / f"{CHECK_VERSION}.pt"
 MANIFEST_PATH = WEIGHTS_DIR / f"{VERSION}.json"
 ELEVATION_SCALE = 45.0  # degrees per unit of the elevation head's raw output
 ELEVATION_CHANNELS = 8  # RGB, mask, x, y, then (v2) the given elevation and its "given" flag
