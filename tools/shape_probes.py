@@ -203,8 +203,8 @@ FRESH_SWITCH_SEEDS = (3_100_000, 3_200_000, 3_300_000)  # the switch groups' sam
 def steep_switch(n: int = 150, first_seeds: tuple[int, ...] | None = None) -> dict:
     """What the packaged depth stage's steep model (``depth.shape_steep_model``) does to the elevation read, over
     ``n`` unseen samples of each of ``SWITCH_GROUPS``: {group: {"v10" / "packaged": (mean absolute error, samples
-    read more than ``GROSS`` degrees off), "taken over": samples the steep model took over (it and its second opinion read 40 or more)}}. "v10": the
-    packaged default network alone; "packaged": ``ShapePriorDepth`` as ``splat4d run`` builds it (no frame cut).
+    read more than ``GROSS`` degrees off), "taken over": samples the steep model took over (it and its second
+    opinion read 40 or more)}}. "v10": the packaged default network alone; "packaged": ``ShapePriorDepth`` as ``splat4d run`` builds it (no frame cut).
     ``first_seeds``: the groups' first seeds in ``SWITCH_GROUPS``' order (default: theirs; ``FRESH_SWITCH_SEEDS``:
     the samples the second opinion's rule was judged on, docs/benchmarks.md session 22)."""
     from splat4d.config import DepthConfig
