@@ -850,3 +850,34 @@ def test_the_steep_switch_probe_scores_the_packaged_rule_v17_where_it_and_v18_re
         assert table[group]["taken over"] == int(taken.sum())
         if options.get("steep"):
             assert (truth >= 44.5).all() and table[group]["taken over"] >= n // 2
+
+
+def test_the_calibration_probe_scores_the_packaged_thickness_against_the_procedural_truth():
+    """tools/shape_probes.py's thickness calibration: per model the median of true over predicted mean thickness and
+    the thickness's mean absolute error at each scale, recomputed here from the samples' ray-cast truth; the scale
+    that minimises it on these samples is the one the table shows lowest."""
+    import sys
+    from pathlib import Path
+
+    from splat4d.depth.shape_prior import shape_prior
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from shape_probes import CALIBRATION_MIX, CALIBRATION_SCALES, thickness_calibration
+
+    n, seed0 = 3, 3_500_000
+    v10 = shape_prior(None)
+    row = thickness_calibration({"v10": v10}, n, seed0)["v10"]
+    ratio, err = [], {k: [] for k in CALIBRATION_SCALES}
+    for i in range(n):
+        s = render_sample(seed0 + i, 128, **CALIBRATION_MIX)
+        fg = s.alpha > 0.5
+        true = (s.back_z - s.front_z)[fg] / s.crop_world_width
+        pred = v10(s.rgb, s.alpha).thickness[fg]
+        assert np.isfinite(true).all() and (true > 0).all()
+        ratio.append(true.mean() / pred.mean())
+        for k in CALIBRATION_SCALES:
+            err[k].append(np.abs(k * pred - true).mean())
+    assert row["median true / predicted"] == pytest.approx(np.median(ratio), abs=6e-4)
+    for k in CALIBRATION_SCALES:
+        assert row["mae"][k] == pytest.approx(np.mean(err[k]), abs=6e-5)
+    assert 0.3 < row["median true / predicted"] < 3  # the network reads thickness, not noise
