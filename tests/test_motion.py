@@ -309,6 +309,33 @@ def test_se3_basis_moves_gaussians_rigidly():
     torch.testing.assert_close(motion.at(2).means, scene.means)  # weight 0: static
 
 
+def test_the_motion_fit_is_the_same_run_after_run():
+    """Two fits of the same frames with the same seed give the same bits, neighbours' coherence and SE(3) on: the
+    repeated neighbour rows are summed in index order (advanced indexing's backward summed them with atomics on a
+    CPU, in an order that changed from run to run, and this test failed)."""
+    from splat4d.init import input_camera
+    from splat4d.render import rasterize
+    from splat4d.synthetic import random_scene
+
+    scene = random_scene(3000, seed=7, extent=(0.5, 0.5, 0.5))
+    cam = input_camera(48, 40.0, 2.5)
+    frames = []
+    for t in range(4):
+        moved = static_motion(scene, 4, 1)
+        moved.weights[:, 0] = 1.0
+        moved.bases[0, t] = torch.tensor([0.03 * t, 0.0, 0.0])
+        out = rasterize(moved.at(t), cam, background=torch.ones(3))
+        frames.append((out.rgb[0].clamp(0, 1), out.alpha[0, ..., 0]))
+    images, masks = torch.stack([f[0] for f in frames]), torch.stack([f[1] for f in frames])
+    cfg = MotionConfig(iterations=40, se3=True)
+    assert cfg.coherence_weight > 0
+    fits = [fit_motion(static_motion(scene, 4, 4, se3=True), images, masks, cam, cfg).motion for _ in range(2)]
+    for name in ("bases", "weights", "rotations"):
+        a, b = getattr(fits[0], name), getattr(fits[1], name)
+        assert torch.equal(a, b), (name, float((a - b).abs().max()))
+    assert fits[0].bases.abs().max() > 1e-3  # it moved
+
+
 def test_se3_bases_recover_a_spinning_ball():
     """A ball with an irregular pattern spins 36 degrees about the vertical axis (Mitsuba): SE(3) bases recover the
     turn and render held-out frames far better than translation-only bases."""
@@ -334,7 +361,7 @@ def test_se3_bases_recover_a_spinning_ball():
             Ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
             (Path(tmp) / str(t)).mkdir()
             rgba.append(render_view(mitsuba_scene([(pos @ Ry.T, faces, uv, tex)], Path(tmp) / str(t)), c2w, res,
-                                    40.0, spp=16, seed=t))
+                                    40.0, spp=16, seed=t, rfilter="box"))  # the same bits every run
     rgba = torch.from_numpy(np.stack(rgba).astype(np.float32))
     images, masks = rgba[..., :3], rgba[..., 3]
     estimator = GeometricDepth(DepthConfig(thickness=1.0, relief=0.0))
@@ -352,9 +379,9 @@ def test_se3_bases_recover_a_spinning_ball():
             w = torch.sigmoid(init.scene.opacities)[:, None]
             turn = (w * (motion.weights @ motion.rotations[:, -1])).sum(0) / w.sum()
     print(f"held-out PSNR: translation {scores[False]:.2f}, SE(3) {scores[True]:.2f}; turn {turn.tolist()}")
-    assert abs(float(turn[1]) - angle) < 0.25 * angle  # measured 0.52 of 0.63 rad
+    assert abs(float(turn[1]) - angle) < 0.25 * angle  # measured 0.53 of 0.63 rad
     assert float(turn[[0, 2]].abs().max()) < 0.1 * angle
-    assert scores[True] > scores[False] + 1.5  # measured 28.2-32.0 vs 25.6-25.9 dB (float order varies the fit)
+    assert scores[True] > scores[False] + 1.5  # measured 28.62 vs 23.43 dB, the same every run (2026-12-07)
 
 
 def test_load_frames_picks_evenly_and_keeps_only_those(tmp_path):

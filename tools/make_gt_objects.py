@@ -238,8 +238,11 @@ def opencv_to_mitsuba(c2w: np.ndarray) -> np.ndarray:
     return c2w @ np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def render_view(scene, c2w: np.ndarray, res: int, fov_deg: float, spp: int, seed: int) -> np.ndarray:
-    """(res, res, 4) float: sRGB colour composited over white, alpha."""
+def render_view(scene, c2w: np.ndarray, res: int, fov_deg: float, spp: int, seed: int,
+                rfilter: str = "gaussian") -> np.ndarray:
+    """(res, res, 4) float: sRGB colour composited over white, alpha. ``rfilter`` 'box': each sample lands in its
+    own pixel only, so the render is the same bits every time (with 'gaussian' a sample reaches a neighbouring pixel
+    that another thread may be rendering, and the sums' order, so their last bit, varies run to run)."""
     import mitsuba as mi
 
     sensor = mi.load_dict({
@@ -247,7 +250,7 @@ def render_view(scene, c2w: np.ndarray, res: int, fov_deg: float, spp: int, seed
         "to_world": mi.ScalarTransform4f(opencv_to_mitsuba(c2w).tolist()),
         "sampler": {"type": "independent", "sample_count": spp, "seed": seed},
         "film": {"type": "hdrfilm", "width": res, "height": res, "pixel_format": "rgba",
-                 "rfilter": {"type": "gaussian"}},
+                 "rfilter": {"type": rfilter}},
     })
     img = np.array(mi.render(scene, sensor=sensor, spp=spp, seed=seed), dtype=np.float32)
     rgb, alpha = np.clip(img[..., :3], 0, None), np.clip(img[..., 3:4], 0, 1)

@@ -175,6 +175,9 @@ def motion_step_loss(out: RenderOutput, t: int, params: MotionParams, images: Te
     coherence = None
     if neighbours is not None:
         w = params.weights
-        coherence = (w[:, None, :] - w[neighbours]).square().sum(-1).mean()
+        # index_select, not w[neighbours]: advanced indexing's backward adds the repeated rows with atomics on a
+        # CPU (an order that changes from run to run); index_select's (index_add_) adds them in index order
+        near = w.index_select(0, neighbours.reshape(-1)).view(*neighbours.shape, w.shape[1])
+        coherence = (w[:, None, :] - near).square().sum(-1).mean()
         total = total + cfg.coherence_weight * coherence
     return MotionStepLoss(total, l1, silhouette, depth, tuple(smoothness), static, coherence)
