@@ -263,11 +263,11 @@ def models_command(args: ModelsArgs) -> list[dict]:
 
     extra = [("depth", "transformers", args.depth_model, "--depth.model")] if args.depth_model else []
     rows = model_table(extra)
-    print(f"{'stage':<6} {'backend':<13} {'model':<46} {'here':<5} how to get / where")
+    print(f"{'stage':<6} {'backend':<13} {'model':<46} {'here':<5} {'what for':<42} how to get / where")
     for row in rows:
         status = "yes" if row["present"] else "no"
         detail = row["where"] if row["present"] else row["get"]
-        print(f"{row['stage']:<6} {row['backend']:<13} {row['model']:<46} {status:<5} {detail}")
+        print(f"{row['stage']:<6} {row['backend']:<13} {row['model']:<46} {status:<5} {row['note']:<42} {detail}")
     print("\nUse a learned depth model with: splat4d run photo.png --depth.backend transformers [--depth.model ID]")
     return rows
 

@@ -102,25 +102,35 @@ KNOWN_MODELS = (
     ("depth", "transformers", "depth-anything/Depth-Anything-V2-Small-hf", "relative depth (default learned model)"),
     ("depth", "transformers", "apple/DepthPro-hf", "metric depth"),
     ("depth", "marigold", "prs-eth/marigold-depth-lcm-v1-0", "diffusion depth, 1-4 steps"),
-    ("depth", "depthcrafter", "tencent/DepthCrafter", "video depth UNet (+ the SVD pipeline below)"),
+    ("depth", "depthcrafter", "tencent/DepthCrafter", "video depth UNet (+ the SVD model below)"),
     ("depth", "depthcrafter", "stabilityai/stable-video-diffusion-img2vid-xt", "VAE + CLIP image encoder for DepthCrafter"),
     ("prior", "sd-inpaint", "stabilityai/stable-diffusion-2-inpainting", "diffusion inpainting of warped views"),
-    ("prior", "zero123pp", "sudo-ai/zero123plus-v1.2", "six fixed-pose views (+ sudo-ai/zero123plus-pipeline code)"),
+    ("prior", "zero123pp", "sudo-ai/zero123plus-v1.2", "six views (+ sudo-ai/zero123plus-pipeline)"),
 )
 
 
-def shape_prior_row() -> dict:
-    """The shape prior's packaged weights: present and intact (hash-checked), or how to make them."""
-    from splat4d.shape.network import WEIGHTS_PATH, ShapePriorUnavailable, load_shape_prior
+def shape_prior_rows() -> list[dict]:
+    """The shape prior's packaged networks, one row each with the part it plays in the default depth stage: present
+    and intact (hash-checked), or how to make them."""
+    from splat4d.shape.network import (CHECK_WEIGHTS_PATH, FRAME_WEIGHTS_PATH, STEEP_WEIGHTS_PATH, WEIGHTS_PATH,
+                                       ShapePriorUnavailable, load_shape_prior)
 
-    try:
-        load_shape_prior()
-        present = True
-    except ShapePriorUnavailable:
-        present = False
-    return {"stage": "depth", "backend": "shape-prior", "model": f"(packaged) {WEIGHTS_PATH.name}",
-            "present": present, "where": str(WEIGHTS_PATH),
-            "get": "python tools/train_shape_prior.py --export (trained here, offline)", "note": "front + back depth"}
+    roles = ((WEIGHTS_PATH, "front + back depth, elevation", "--export"),
+             (FRAME_WEIGHTS_PATH, "objects cut by the photo's frame", "(v13's recipe in its docstring)"),
+             (STEEP_WEIGHTS_PATH, "views from 40+ degrees above", "(v17's recipe in its docstring)"),
+             (CHECK_WEIGHTS_PATH, "second opinion on steep views", "(v18's recipe in its docstring)"))
+    rows = []
+    for path, note, how in roles:
+        try:
+            load_shape_prior(path)
+            present = True
+        except ShapePriorUnavailable:
+            present = False
+        rows.append({"stage": "depth", "backend": "shape-prior", "model": f"(packaged) {path.name}",
+                     "present": present, "where": str(path),
+                     "get": f"reinstall splat4d, or python tools/train_shape_prior.py {how} (trained here, offline)",
+                     "note": note})
+    return rows
 
 
 def model_table(extra: list[tuple[str, str, str, str]] = ()) -> list[dict]:
@@ -128,7 +138,7 @@ def model_table(extra: list[tuple[str, str, str, str]] = ()) -> list[dict]:
     rows = [
         {"stage": "depth", "backend": "geometric", "model": "(built in)", "present": True, "where": "-",
          "get": "nothing to fetch: runs offline", "note": "silhouette inflation"},
-        shape_prior_row(),
+        *shape_prior_rows(),
         {"stage": "prior", "backend": "warp", "model": "(built in)", "present": True, "where": "-",
          "get": "nothing to fetch: runs offline", "note": "render + inpaint"},
     ]

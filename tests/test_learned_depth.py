@@ -98,6 +98,13 @@ def test_models_command_reports_presence(tiny_model, capsys):
     assert by_model["(built in)"]["present"] is True
     out = capsys.readouterr().out
     assert "geometric" in out
+    # every packaged network the default depth stage may run is listed, hash-checked, with its part
+    from splat4d.shape.network import CHECK_WEIGHTS_PATH, FRAME_WEIGHTS_PATH, STEEP_WEIGHTS_PATH, WEIGHTS_PATH
+
+    for path in (WEIGHTS_PATH, FRAME_WEIGHTS_PATH, STEEP_WEIGHTS_PATH, CHECK_WEIGHTS_PATH):
+        row = by_model[f"(packaged) {path.name}"]
+        assert row["present"] is True and row["where"] == str(path) and row["note"], row
+        assert f"(packaged) {path.name}" in out
     if not all(r["present"] for r in rows):  # the default hub models are not cached on this machine
         assert "huggingface-cli download" in out
 

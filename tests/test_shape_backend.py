@@ -290,6 +290,27 @@ def test_missing_shape_prior_weights_are_one_clear_line_naming_the_fallback(tmp_
     assert not (tmp_path / "run" / "scene.ply").exists()
 
 
+def test_a_missing_second_opinion_names_the_switch_that_runs_without_it(tmp_path, monkeypatch):
+    """The steep model's second opinion is asked only where the steep model reads a steep view: without its weights a
+    level object is shaped as ever, and a steep one stops with one message naming both ways on (geometric, or the
+    steep model off in a preset)."""
+    import splat4d.shape.network as network
+    from splat4d.depth.shape_prior import ShapePriorDepth
+    from splat4d.shape.network import ShapePriorUnavailable
+    from splat4d.shape.procedural import render_sample
+
+    monkeypatch.setattr(network, "CHECK_WEIGHTS_PATH", tmp_path / "shape_prior_v18.pt")
+    depth = ShapePriorDepth(DepthConfig(backend="shape-prior"), FOV, DIST)
+    level = render_sample(2_300_001, 128, level=1.0)
+    assert depth.steep_elevation(level.rgb, level.alpha) is None
+    steep = render_sample(2_100_006, 128, saucers=1.0, steep=1.0)
+    with pytest.raises(ShapePriorUnavailable) as err:
+        depth(steep.rgb, steep.alpha)
+    message = str(err.value)
+    assert "shape_prior_v18.pt: file not found" in message and "--depth.backend geometric" in message
+    assert "`depth: {shape_steep_model: false}` in a preset file" in message and "\n" not in message
+
+
 def test_auto_depth_is_the_shape_prior_for_one_photo_of_an_object_and_geometric_elsewhere():
     from splat4d.config import RunConfig, SegmentConfig
     from splat4d.pipeline import resolve_depth_backend

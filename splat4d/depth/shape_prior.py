@@ -24,6 +24,17 @@ def shape_prior(path: str | None = None):
     return _LOADED[key]
 
 
+def packaged_network(path, switch: str):
+    """The packaged network at ``path`` that the depth stage runs beside the default one when ``switch`` (a
+    ``DepthConfig`` field) is on; its ``ShapePriorUnavailable`` also names the switch that does without it."""
+    from splat4d.shape.network import ShapePriorUnavailable
+
+    try:
+        return shape_prior(str(path))
+    except ShapePriorUnavailable as e:
+        raise ShapePriorUnavailable(f"{e}; or run without it: `depth: {{{switch}: false}}` in a preset file") from None
+
+
 class ShapePriorDepth:
     """``DepthEstimator``: metric camera z of the front and the back of the object for splat4d's input camera
     (vertical FoV ``fov_deg`` over the square working image, object centred at ``distance``), plus the elevation.
@@ -57,7 +68,7 @@ class ShapePriorDepth:
         from splat4d.shape.network import FRAME_WEIGHTS_PATH
 
         if self.cfg.model is None and self.cfg.shape_frame_model and meets_frame(mask, self.outside):
-            return shape_prior(str(FRAME_WEIGHTS_PATH))
+            return packaged_network(FRAME_WEIGHTS_PATH, "shape_frame_model")
         return self.prior
 
     def steep_elevation(self, image: np.ndarray, mask: np.ndarray) -> float | None:
@@ -73,8 +84,8 @@ class ShapePriorDepth:
         outside = checked_outside(self.outside, mask.shape)
 
         def one_pass(path) -> float:
-            return float(framed_estimate(shape_prior(str(path)), image, mask, self.fov_deg, None, False,
-                                         outside)[0].elevation_deg)
+            return float(framed_estimate(packaged_network(path, "shape_steep_model"), image, mask, self.fov_deg,
+                                         None, False, outside)[0].elevation_deg)
 
         read = one_pass(STEEP_WEIGHTS_PATH)
         if read < STEEP_ELEVATION or one_pass(CHECK_WEIGHTS_PATH) < STEEP_ELEVATION:
@@ -88,7 +99,7 @@ class ShapePriorDepth:
 
         steep = self.steep_elevation(image, mask)
         if steep is not None:
-            return shape_prior(str(STEEP_WEIGHTS_PATH)), steep
+            return packaged_network(STEEP_WEIGHTS_PATH, "shape_steep_model"), steep
         return self.prior_for(mask), self.elevation_deg
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap:
