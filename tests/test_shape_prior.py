@@ -862,14 +862,14 @@ def test_the_calibration_probe_scores_the_packaged_thickness_against_the_procedu
     from splat4d.depth.shape_prior import shape_prior
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    from shape_probes import CALIBRATION_MIX, CALIBRATION_SCALES, thickness_calibration
+    from shape_probes import CALIBRATION_SCALES, V10_DATA, thickness_calibration
 
     n, seed0 = 3, 3_500_000
     v10 = shape_prior(None)
     row = thickness_calibration({"v10": v10}, n, seed0)["v10"]
     ratio, err = [], {k: [] for k in CALIBRATION_SCALES}
     for i in range(n):
-        s = render_sample(seed0 + i, 128, **CALIBRATION_MIX)
+        s = render_sample(seed0 + i, 128, **V10_DATA)
         fg = s.alpha > 0.5
         true = (s.back_z - s.front_z)[fg] / s.crop_world_width
         pred = v10(s.rgb, s.alpha).thickness[fg]
