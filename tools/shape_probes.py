@@ -205,7 +205,8 @@ def steep_switch(n: int = 150, first_seeds: tuple[int, ...] | None = None) -> di
     """What the packaged depth stage's steep model (``depth.shape_steep_model``) does to the elevation read, over
     ``n`` unseen samples of each of ``SWITCH_GROUPS``: {group: {"v10" / "packaged": (mean absolute error, samples
     read more than ``GROSS`` degrees off), "taken over": samples the steep model took over (it and its second
-    opinion read 40 or more)}}. "v10": the packaged default network alone; "packaged": ``ShapePriorDepth`` as ``splat4d run`` builds it (no frame cut).
+    opinion read 40 or more)}}. "v10": the packaged default network alone; "packaged": ``ShapePriorDepth`` as
+    ``splat4d run`` builds it (no frame cut).
     ``first_seeds``: the groups' first seeds in ``SWITCH_GROUPS``' order (default: theirs; ``FRESH_SWITCH_SEEDS``:
     the samples the second opinion's rule was judged on, docs/benchmarks.md session 22)."""
     from splat4d.config import DepthConfig
@@ -288,13 +289,18 @@ def print_calibration(models: dict) -> dict:
     tables = {mix: thickness_calibration(models, options=options) for mix, options in CALIBRATION_MIXES.items()}
     print("\nthickness read off 300 unseen procedural objects a mix: median of true / predicted, and the mean absolute "
           "error (crop widths) with the prediction scaled")
-    print("| mix | model | true / predicted | " + " | ".join(f"x{k:g}" for k in CALIBRATION_SCALES) + " |\n|---|---|---|"
-          + "---|" * len(CALIBRATION_SCALES))
-    for mix, table in tables.items():
-        for label, row in table.items():
-            print(f"| {mix} | {label} | {row['median true / predicted']:.3f} | "
-                  + " | ".join(f"{row['mae'][k]:.4f}" for k in CALIBRATION_SCALES) + " |")
+    print_table(["mix", "model", "true / predicted", *(f"x{k:g}" for k in CALIBRATION_SCALES)],
+                [[mix, label, f"{row['median true / predicted']:.3f}",
+                  *(f"{row['mae'][k]:.4f}" for k in CALIBRATION_SCALES)]
+                 for mix, table in tables.items() for label, row in table.items()])
     return tables
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    """A markdown table."""
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
 
 
 def main() -> None:
@@ -338,12 +344,9 @@ def main() -> None:
     cut = {g: cut_saucer_elevations(models, gap=g) for g in (0.0, 0.05)}
     print("\n30 cups on saucers seen from 10-45 degrees above, the bottom of the silhouette cut off by the photo's "
           "frame: elevation read, mean / mean absolute error (degrees)")
-    print("| model | mask to the edge or 5% short | " + " | ".join(f"cut {c:.0%}" for c in CUTS) + " |\n|---|---|"
-          + "---|" * len(CUTS))
-    for g, table in cut.items():
-        for label, row in table.items():
-            print(f"| {label} | {'to the edge' if g == 0 else '5% short'} | "
-                  + " | ".join(f"{row[c][0]:.1f} / {row[c][1]:.1f}" for c in CUTS) + " |")
+    print_table(["model", "mask to the edge or 5% short", *(f"cut {c:.0%}" for c in CUTS)],
+                [[label, "to the edge" if g == 0 else "5% short", *(f"{row[c][0]:.1f} / {row[c][1]:.1f}" for c in CUTS)]
+                 for g, table in cut.items() for label, row in table.items()])
     groups = elevation_groups(models)
     print("\nelevation read, 30 unseen samples a group: mean / mean absolute error (degrees)")
     print("| group | " + " | ".join(["truth", *models]) + " |\n|---|" + "---|" * (len(models) + 1))
@@ -352,7 +355,8 @@ def main() -> None:
     switch = print_switch(args.switch_seeds)
     calibration = print_calibration(models)
     if args.json:
-        args.json.write_text(json.dumps({**result, "coffee photo elevation": photo, "thickness calibration": calibration,
+        args.json.write_text(json.dumps({**result, "coffee photo elevation": photo,
+                                         "thickness calibration": calibration,
                                          "cut saucers": {str(g): t for g, t in cut.items()},
                                          "elevation groups": groups, "steep switch": switch}, indent=1) + "\n")
 
