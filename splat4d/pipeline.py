@@ -201,13 +201,13 @@ def depth_weights(cfg: RunConfig) -> str | None:
     new weights re-run the depth stage; None for the others (hub models are named by --depth.model)."""
     if cfg.depth.backend != "shape-prior":
         return None
-    from splat4d.shape.network import CHECK_WEIGHTS_PATH, FRAME_WEIGHTS_PATH, STEEP_WEIGHTS_PATH, weights_sha256
+    from splat4d.shape.network import SWITCHED_NETWORKS, weights_sha256
 
     sha = weights_sha256(cfg.depth.model)
-    if cfg.depth.model is None and cfg.depth.shape_frame_model:  # objects cut by the frame: shape_prior_v13's
-        sha = f"{sha}+{weights_sha256(FRAME_WEIGHTS_PATH)}"
-    if cfg.depth.model is None and cfg.depth.shape_steep_model:  # the elevation read first: v17's, v18's second
-        sha = f"{sha}+{weights_sha256(STEEP_WEIGHTS_PATH)}+{weights_sha256(CHECK_WEIGHTS_PATH)}"
+    if cfg.depth.model is None:  # the packaged default and each network a switch that is on adds beside it
+        for switch, paths in SWITCHED_NETWORKS.items():
+            if getattr(cfg.depth, switch):
+                sha = "+".join([str(sha), *(str(weights_sha256(path)) for path in paths)])
     return sha
 
 

@@ -5,6 +5,7 @@ object) and the camera's elevation. Offline, on a CPU, weights shipped in the pa
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -24,14 +25,15 @@ def shape_prior(path: str | None = None):
     return _LOADED[key]
 
 
-def packaged_network(path, switch: str):
-    """The packaged network at ``path`` that the depth stage runs beside the default one when ``switch`` (a
-    ``DepthConfig`` field) is on; its ``ShapePriorUnavailable`` also names the switch that does without it."""
-    from splat4d.shape.network import ShapePriorUnavailable
+def packaged_network(path):
+    """The packaged network at ``path`` that the depth stage runs beside the default one when its switch is on
+    (``SWITCHED_NETWORKS``); its ``ShapePriorUnavailable`` also names the switch that does without it."""
+    from splat4d.shape.network import SWITCHED_NETWORKS, ShapePriorUnavailable
 
     try:
         return shape_prior(str(path))
     except ShapePriorUnavailable as e:
+        switch = next(k for k, paths in SWITCHED_NETWORKS.items() if Path(path).name in {q.name for q in paths})
         raise ShapePriorUnavailable(f"{e}; or run without it: `depth: {{{switch}: false}}` in a preset file") from None
 
 
@@ -68,7 +70,7 @@ class ShapePriorDepth:
         from splat4d.shape.network import FRAME_WEIGHTS_PATH
 
         if self.cfg.model is None and self.cfg.shape_frame_model and meets_frame(mask, self.outside):
-            return packaged_network(FRAME_WEIGHTS_PATH, "shape_frame_model")
+            return packaged_network(FRAME_WEIGHTS_PATH)
         return self.prior
 
     def steep_elevation(self, image: np.ndarray, mask: np.ndarray) -> float | None:
@@ -84,8 +86,8 @@ class ShapePriorDepth:
         outside = checked_outside(self.outside, mask.shape)
 
         def one_pass(path) -> float:
-            return float(framed_estimate(packaged_network(path, "shape_steep_model"), image, mask, self.fov_deg,
-                                         None, False, outside)[0].elevation_deg)
+            return float(framed_estimate(packaged_network(path), image, mask, self.fov_deg, None, False,
+                                         outside)[0].elevation_deg)
 
         read = one_pass(STEEP_WEIGHTS_PATH)
         if read < STEEP_ELEVATION or one_pass(CHECK_WEIGHTS_PATH) < STEEP_ELEVATION:
@@ -99,7 +101,7 @@ class ShapePriorDepth:
 
         steep = self.steep_elevation(image, mask)
         if steep is not None:
-            return packaged_network(STEEP_WEIGHTS_PATH, "shape_steep_model"), steep
+            return packaged_network(STEEP_WEIGHTS_PATH), steep
         return self.prior_for(mask), self.elevation_deg
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> DepthMap:

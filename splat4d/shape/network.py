@@ -71,6 +71,10 @@ STEEP_WEIGHTS_PATH = WEIGHTS_DIR / f"{STEEP_VERSION}.pt"
 STEEP_ELEVATION = 40.0  # degrees: past 45, where the others' data stopped, their estimates fall as the view steepens
 CHECK_VERSION = "shape_prior_v18"  # the second opinion: the steep model takes over only where this one reads steep too
 CHECK_WEIGHTS_PATH = WEIGHTS_DIR / f"{CHECK_VERSION}.pt"
+SWITCHED_NETWORKS = {  # a DepthConfig switch: the packaged networks the depth stage runs beside VERSION when it is on
+    "shape_frame_model": (FRAME_WEIGHTS_PATH,),
+    "shape_steep_model": (STEEP_WEIGHTS_PATH, CHECK_WEIGHTS_PATH),
+}
 MANIFEST_PATH = WEIGHTS_DIR / f"{VERSION}.json"
 ELEVATION_SCALE = 45.0  # degrees per unit of the elevation head's raw output
 ELEVATION_CHANNELS = 8  # RGB, mask, x, y, then (v2) the given elevation and its "given" flag
