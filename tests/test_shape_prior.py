@@ -844,7 +844,9 @@ def test_the_steep_switch_probe_scores_the_packaged_rule_v17_where_it_and_v18_re
                            for s in samples])
         taken = (first >= STEEP_ELEVATION) & (second >= STEEP_ELEVATION)
         rule = np.where(taken, first, own)
-        for key, read in (("v10", own), ("packaged", rule)):
+        alone = np.where(first >= STEEP_ELEVATION, first, own)
+        assert table[group]["v17 alone took over"] == int((first >= STEEP_ELEVATION).sum())
+        for key, read in (("v10", own), ("v17 alone", alone), ("packaged", rule)):
             err = np.abs(read - truth)
             assert table[group][key] == (pytest.approx(err.mean(), abs=0.051), int((err > GROSS).sum()))
         assert table[group]["taken over"] == int(taken.sum())

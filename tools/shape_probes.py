@@ -203,17 +203,20 @@ FRESH_SWITCH_SEEDS = (3_100_000, 3_200_000, 3_300_000)  # the switch groups' sam
 
 def steep_switch(n: int = 150, first_seeds: tuple[int, ...] | None = None) -> dict:
     """What the packaged depth stage's steep model (``depth.shape_steep_model``) does to the elevation read, over
-    ``n`` unseen samples of each of ``SWITCH_GROUPS``: {group: {"v10" / "packaged": (mean absolute error, samples
-    read more than ``GROSS`` degrees off), "taken over": samples the steep model took over (it and its second
-    opinion read 40 or more)}}. "v10": the packaged default network alone; "packaged": ``ShapePriorDepth`` as
-    ``splat4d run`` builds it (no frame cut).
+    ``n`` unseen samples of each of ``SWITCH_GROUPS``: {group: {"v10" / "v17 alone" / "packaged": (mean absolute
+    error, samples read more than ``GROSS`` degrees off), "taken over": samples the steep model took over (it and
+    its second opinion read 40 or more), "v17 alone took over": samples it read at 40 or more}}. "v10": the packaged
+    default network alone; "v17 alone": session 18's rule, the steep model's one-pass read where it is 40 or more,
+    else v10's; "packaged": ``ShapePriorDepth`` as ``splat4d run`` builds it (no frame cut).
     ``first_seeds``: the groups' first seeds in ``SWITCH_GROUPS``' order (default: theirs; ``FRESH_SWITCH_SEEDS``:
     the samples the second opinion's rule was judged on, docs/benchmarks.md session 22)."""
     from splat4d.config import DepthConfig
     from splat4d.depth.shape_prior import ShapePriorDepth, framed_estimate, shape_prior
+    from splat4d.shape.network import STEEP_ELEVATION, STEEP_WEIGHTS_PATH
     from splat4d.shape.procedural import render_sample
 
     depth, v10 = ShapePriorDepth(DepthConfig(backend="shape-prior")), shape_prior(None)
+    v17 = shape_prior(str(STEEP_WEIGHTS_PATH))
 
     def score(read: list[float], truth: np.ndarray) -> tuple[float, int]:
         err = np.abs(np.asarray(read) - truth)
@@ -222,17 +225,20 @@ def steep_switch(n: int = 150, first_seeds: tuple[int, ...] | None = None) -> di
     out = {}
     for k, (group, (seed0, options)) in enumerate(SWITCH_GROUPS.items()):
         seed0 = first_seeds[k] if first_seeds is not None else seed0
-        truth, alone, packaged, taken = [], [], [], 0
+        truth, alone, steep, packaged, taken = [], [], [], [], 0
         for i in range(n):
             s = render_sample(seed0 + i, 128, **options)
             truth.append(s.elevation_deg)
             alone.append(framed_estimate(v10, s.rgb, s.alpha, depth.fov_deg)[0].elevation_deg)
+            steep.append(framed_estimate(v17, s.rgb, s.alpha, depth.fov_deg, None, False)[0].elevation_deg)
             prior, told = depth.reading(s.rgb, s.alpha)  # the depth stage's choice: told = the steep model's read
             packaged.append(told if told is not None else
                             framed_estimate(prior, s.rgb, s.alpha, depth.fov_deg)[0].elevation_deg)
             taken += told is not None
-        t = np.array(truth)
-        out[group] = {"v10": score(alone, t), "packaged": score(packaged, t), "taken over": taken}
+        t, first = np.array(truth), np.array(steep)
+        out[group] = {"v10": score(alone, t), "v17 alone": score(np.where(first >= STEEP_ELEVATION, first, alone), t),
+                      "packaged": score(packaged, t), "taken over": taken,
+                      "v17 alone took over": int((first >= STEEP_ELEVATION).sum())}
     return out
 
 
@@ -276,10 +282,9 @@ def print_switch(first_seeds: tuple[int, ...] | None = None) -> dict:
     switch = steep_switch(150, first_seeds)
     print(f"\nthe packaged steep model's switch, 150 unseen samples a group: mean absolute error of the elevation read "
           f"(degrees) / samples read more than {GROSS:.0f} degrees off")
-    print("| group | v10 alone | packaged (`splat4d run`) | steep model took over |\n|---|---|---|---|")
-    for group, row in switch.items():
-        print(f"| {group} | {row['v10'][0]:.1f} / {row['v10'][1]} | {row['packaged'][0]:.1f} / {row['packaged'][1]} | "
-              f"{row['taken over']} |")
+    print_table(["group", "v10 alone", "v17 alone (session 18)", "packaged (`splat4d run`)", "steep model took over"],
+                [[group, *(f"{row[k][0]:.1f} / {row[k][1]}" for k in ("v10", "v17 alone", "packaged")),
+                  f"{row['v17 alone took over']} -> {row['taken over']}"] for group, row in switch.items()])
     return switch
 
 
