@@ -67,7 +67,9 @@ def _bin_cpu(means2d, extents, depths, valid, n, tiles_x, tiles_y, tile, n_tiles
     import numba
 
     from splat4d.render import cpu_kernels as kern
+    from splat4d.render.cpu import FOREGROUND, wait_for_background
 
+    wait_for_background(FOREGROUND)
     flat_valid, order = kern.sort_valid(valid.reshape(-1).contiguous().numpy(),
                                         depths.detach().reshape(-1).float().contiguous().numpy(), n)
     tile_offsets = torch.empty(n_tiles + 1, dtype=torch.int64)

@@ -23,6 +23,7 @@ class _RasterizeTiles(torch.autograd.Function):
     def forward(ctx, means2d, conics, feats, opacities, bins: TileBins, n_cams: int):
         from splat4d.render import cpu_kernels as kern  # numba import is slow; only pay it when rasterizing
 
+        wait_for_background(FOREGROUND)
         tile = bins.tile
         hp, wp = bins.tiles_y * tile, bins.tiles_x * tile
         dtype = means2d.dtype
@@ -110,6 +111,7 @@ class FrameRenderer:
         self.opacities = self.opacities_t.numpy()
         from splat4d.render.cpu_projection import scene_terms
 
+        wait_for_background(FOREGROUND)
         # Covariances and support levels do not depend on the camera: once per video, not per frame.
         self.sigmas = np.empty((self.means.shape[0], 9))
         self.levels = np.empty(self.means.shape[0])
@@ -172,10 +174,15 @@ SIGNATURES = {
                                        "f32[3] f32[2] f32[2] f32[2] f32[3]",
     "cpu_projection.scene_terms": "f32[2] f32[2] f32[1] f64[2] f64[1]",
 }
-# Compiled by a child process on a first run (the slower half, about 15 of 25 s of compiling on this 2-core CPU),
-# while the run compiles the forward kernels it needs first; their first callers wait for it.
+# On a first run the kernels compile in two child processes, one per group below, while the run goes on; the run
+# then loads them from numba's cache, as every later run does. A kernel compiled in the running process computes
+# slightly differently from the same kernel loaded from the cache (numba 0.68.1: rasterize_forward's fresh code gave
+# 2,308 of 49,152 values of a 128 px render 1 ulp apart), so a first run that compiled its own kernels gave a scene
+# different from every later run's (docs/reliability.md). The backward and video kernels are the slower half (about
+# 15 of 25 s of compiling on this 2-core CPU); the forward ones, needed first, compile beside them.
 BACKGROUND = ("cpu_projection.project_backward", "cpu_kernels.rasterize_backward", "cpu_kernels.render_rgb",
               "cpu_kernels.sum_pairs")
+FOREGROUND = tuple(k for k in KERNELS if k not in BACKGROUND)
 
 
 def kernels(names=KERNELS) -> list:
@@ -222,41 +229,39 @@ def compile_kernels(names=KERNELS) -> None:
         k.compile(signature(name))
 
 
-_background = None  # the child process compiling BACKGROUND, while one runs
+_background: list[tuple[tuple[str, ...], object]] = []  # (kernels, the child process compiling them), while any runs
 
 
-def compile_in_background(names=BACKGROUND) -> bool:
-    """On a first run (``names`` not in numba's cache, e.g. installed without ``make install``), compile them in a
-    child process on another core while this one goes on; :func:`wait_for_background` (called by their first
-    users) then loads them from the cache. Returns whether a child was started."""
-    import os
+def compile_in_background(groups=(FOREGROUND, BACKGROUND)) -> bool:
+    """On a first run (kernels not in numba's cache, e.g. installed without ``make install``), compile each group of
+    ``groups`` that is not cached in a child process of its own while this one goes on; :func:`wait_for_background`
+    (called by their first users) then loads them from the cache, so the first run computes what every later one
+    does. Returns whether a child was started (not twice in one process)."""
     import subprocess
     import sys
 
-    global _background
-    if _background is not None or len(os.sched_getaffinity(0)) < 2:
+    if _background:
         return False
-    missing = uncached(names)
-    if not missing:
-        return False
-    _background = subprocess.Popen([sys.executable, "-m", "splat4d.render.cpu", *missing],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    return True
+    for names in groups:
+        missing = uncached(names)
+        if missing:
+            proc = subprocess.Popen([sys.executable, "-m", "splat4d.render.cpu", *missing],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            _background.append((tuple(missing), proc))
+    return bool(_background)
 
 
-def wait_for_background() -> None:
-    """Wait for the kernels :func:`compile_in_background` is compiling (no-op when none is); if the child failed,
-    say so once: the kernels then compile here on first use, as without it."""
-    global _background
-    if _background is None:
-        return
-    proc, _background = _background, None
-    _, err = proc.communicate()
-    if proc.returncode:
-        import warnings
+def wait_for_background(names=KERNELS) -> None:
+    """Wait for the children of :func:`compile_in_background` that compile any of ``names`` (no-op when none does);
+    if a child failed, say so once: its kernels then compile here on first use, as without it."""
+    for entry in [e for e in _background if set(e[0]) & set(names)]:
+        _background.remove(entry)
+        _, err = entry[1].communicate()
+        if entry[1].returncode:
+            import warnings
 
-        warnings.warn(f"compiling the CPU kernels in a background process failed ({err.strip()[-300:]}); they "
-                      "compile in this one instead", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"compiling the CPU kernels in a background process failed ({err.strip()[-300:]}); they "
+                          "compile in this one instead", RuntimeWarning, stacklevel=2)
 
 
 def warm_up() -> dict[str, int]:

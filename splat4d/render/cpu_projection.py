@@ -450,6 +450,9 @@ class _Project(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means, quats, scales, coeffs, opacities, degree: int, viewmats, Ks, centers, width: int,
                 height: int, eps2d: float, near: float, far: float):
+        from splat4d.render.cpu import FOREGROUND, wait_for_background
+
+        wait_for_background(FOREGROUND)
         n_cams, n = viewmats.shape[0], means.shape[0]
         dtype = means.dtype
         means2d = torch.empty(n_cams, n, 2, dtype=dtype)
