@@ -300,6 +300,43 @@ def test_a_first_run_loads_every_kernel_from_child_processes_and_renders_as_late
     assert later.stdout.split()[-1] == lines[1]
 
 
+def test_every_thread_s_first_use_waits_for_the_compiling_children(monkeypatch):
+    """A video's frames may render in another thread than the fit: whichever thread comes first waits for the child
+    compiling the kernels it needs, and one coming meanwhile waits too instead of compiling them itself; a failed
+    child is reported, once."""
+    import subprocess
+    import sys
+    import threading
+    import warnings
+
+    from splat4d.render import cpu
+
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.6)"], stderr=subprocess.PIPE, text=True)
+    failed = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit('no compiler here')"],
+                              stderr=subprocess.PIPE, text=True)
+    monkeypatch.setattr(cpu, "_background", [(cpu.FOREGROUND, slow), (cpu.BACKGROUND, failed)])
+    done = []
+
+    def first_use():
+        cpu.wait_for_background(cpu.FOREGROUND)
+        done.append(slow.poll())
+
+    threads = [threading.Thread(target=first_use) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert done == [0, 0]  # both returned after the child had ended
+    assert cpu._background == [(cpu.BACKGROUND, failed)]  # the other group is left to its own first users
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cpu.wait_for_background()
+        cpu.wait_for_background()
+    assert [str(w.message) for w in caught] == [
+        "compiling the CPU kernels in a background process failed (no compiler here); they compile in this one instead"]
+    assert cpu._background == []
+
+
 def _projection_case(dtype):
     """2,000 Gaussians with random (unnormalised) quaternions seen by two cameras, one so close and turned that
     many Gaussians fall outside gsplat's 1.3x field-of-view clamp, with a skewed K."""

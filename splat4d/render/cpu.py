@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -230,6 +232,7 @@ def compile_kernels(names=KERNELS) -> None:
 
 
 _background: list[tuple[tuple[str, ...], object]] = []  # (kernels, the child process compiling them), while any runs
+_background_lock = threading.Lock()  # a video's frames may render in another thread than the fit
 
 
 def compile_in_background(groups=(FOREGROUND, BACKGROUND)) -> bool:
@@ -254,14 +257,17 @@ def compile_in_background(groups=(FOREGROUND, BACKGROUND)) -> bool:
 def wait_for_background(names=KERNELS) -> None:
     """Wait for the children of :func:`compile_in_background` that compile any of ``names`` (no-op when none does);
     if a child failed, say so once: its kernels then compile here on first use, as without it."""
-    for entry in [e for e in _background if set(e[0]) & set(names)]:
-        _background.remove(entry)
-        _, err = entry[1].communicate()
-        if entry[1].returncode:
-            import warnings
+    if not _background:  # every call after the first run's children are done
+        return
+    with _background_lock:  # held while waiting: another thread's first use waits for the same children
+        for entry in [e for e in _background if set(e[0]) & set(names)]:
+            _background.remove(entry)
+            _, err = entry[1].communicate()
+            if entry[1].returncode:
+                import warnings
 
-            warnings.warn(f"compiling the CPU kernels in a background process failed ({err.strip()[-300:]}); they "
-                          "compile in this one instead", RuntimeWarning, stacklevel=2)
+                warnings.warn(f"compiling the CPU kernels in a background process failed ({err.strip()[-300:]}); "
+                              "they compile in this one instead", RuntimeWarning, stacklevel=2)
 
 
 def warm_up() -> dict[str, int]:
