@@ -237,7 +237,8 @@ _background_lock = threading.Lock()  # a video's frames may render in another th
 
 def compile_in_background(groups=(FOREGROUND, BACKGROUND)) -> bool:
     """On a first run (kernels not in numba's cache, e.g. installed without ``make install``), compile each group of
-    ``groups`` that is not cached in a child process of its own while this one goes on; :func:`wait_for_background`
+    ``groups`` that is not cached in a child process of its own (the first at this process's priority, the others
+    niced, so the kernels needed first are ready first) while this one goes on; :func:`wait_for_background`
     (called by their first users) then loads them from the cache, so the first run computes what every later one
     does. Returns whether a child was started (not twice in one process)."""
     import subprocess
@@ -245,11 +246,14 @@ def compile_in_background(groups=(FOREGROUND, BACKGROUND)) -> bool:
 
     if _background:
         return False
-    for names in groups:
+    import os
+
+    for k, names in enumerate(groups):
         missing = uncached(names)
-        if missing:
+        if missing:  # the first group (needed first) at full priority, later ones niced: they give way to it
             proc = subprocess.Popen([sys.executable, "-m", "splat4d.render.cpu", *missing],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                    preexec_fn=(lambda: os.nice(10)) if k else None)
             _background.append((tuple(missing), proc))
     return bool(_background)
 
