@@ -41,6 +41,9 @@ class SegmentConfig:
     """Border pixels that model the background colour (grabcut)."""
     grabcut_iterations: Expert[int] = 4
     """GrabCut iterations after the border-colour seed."""
+    grabcut_side: Expert[int] = 640
+    """GrabCut runs on a copy at most this many px a side (or twice the working resolution, if more) and refines the
+    object's outline on a crop at up to that size: its time grows with the pixels (24 s at 2048 px)."""
     min_fraction: Expert[float] = 0.002
     """A mask covering less of the image is empty (error)."""
     max_fraction: Expert[float] = 0.98

@@ -61,6 +61,61 @@ def test_segment_grabcut_finds_a_disc_and_alpha_is_used():
     assert mask_iou(torch.from_numpy(seg.mask), truth) > 0.99
 
 
+def big_photo(w=2048, h=1536, seed=0):
+    """A photo-sized image: a striped orange ellipse with a green block on it, a quarter of the width, on a
+    shaded, noisy grey-blue background; and its true mask."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w] + 0.5
+    bg = np.stack([0.55 + 0.1 * xx / w, 0.6 + 0.05 * yy / h, 0.7 + 0.0 * xx], -1)
+    ellipse = ((xx - 0.55 * w) / (0.12 * w)) ** 2 + ((yy - 0.5 * h) / (0.2 * h)) ** 2 < 1
+    block = (np.abs(xx - 0.62 * w) < 0.05 * w) & (np.abs(yy - 0.35 * h) < 0.08 * h)
+    orange = np.where((np.sin(yy / 9.0) > 0)[..., None], [0.85, 0.45, 0.1], [0.7, 0.3, 0.05])
+    rgb = np.where(ellipse[..., None], orange, bg)
+    rgb = np.where(block[..., None], np.array([0.2, 0.6, 0.25]), rgb)
+    rgb = np.clip(rgb + rng.normal(0, 0.03, rgb.shape), 0, 1).astype(np.float32)
+    return rgb, ellipse | block
+
+
+def boundary_error(mask, truth):
+    """Pixels the mask gets wrong per pixel of the true outline: the mean distance its outline is off, in px."""
+    from scipy import ndimage
+
+    outline = truth & ~ndimage.binary_erosion(truth)
+    return float((mask ^ truth).sum() / outline.sum())
+
+
+def test_grabcut_on_a_big_photo_runs_small_and_refines_the_outline_on_a_crop():
+    """A 2048 px photo is segmented at 640 px (``segment.grabcut_side``; GrabCut's time grows with the pixels) and
+    the outline refined at up to 640 px on a crop around the object: its outline is off by under 0.7 px of the
+    photo on average (0.47 measured), the 640 px mask scaled up by 1.4."""
+    import cv2
+
+    from splat4d.segment import grabcut_mask
+
+    rgb, truth = big_photo()
+    mask = grabcut_mask(rgb, SegmentConfig(), 256) > 0.5
+    small = cv2.resize(rgb, (640, 480), interpolation=cv2.INTER_AREA)
+    coarse = cv2.resize(grabcut_mask(small, SegmentConfig()), (2048, 1536), interpolation=cv2.INTER_LINEAR) > 0.5
+    fine_err, coarse_err = boundary_error(mask, truth), boundary_error(coarse, truth)
+    assert fine_err < 0.7 and fine_err < 0.6 * coarse_err, (fine_err, coarse_err)
+
+
+def test_grabcut_runs_at_the_photo_s_size_up_to_twice_the_working_resolution():
+    """Below ``max(grabcut_side, 2 x resolution)`` px a side nothing is scaled: the mask is the one GrabCut gives on
+    the whole image (a 700 px photo with a 350 px working image). With the default 256 px it is segmented at 640 and
+    refined on the object's crop at the photo's size, which here gives GrabCut's whole-image mask too."""
+    from dataclasses import replace
+
+    from splat4d.segment import grabcut_mask
+
+    rgb, truth = big_photo(700, 525)
+    whole = grabcut_mask(rgb, replace(SegmentConfig(), grabcut_side=10**6))
+    assert np.array_equal(grabcut_mask(rgb, SegmentConfig(), 350), whole)
+    refined = grabcut_mask(rgb, SegmentConfig(), 256)
+    assert np.mean(refined != whole) < 1e-3
+    assert boundary_error(refined > 0.5, truth) < 0.5 and boundary_error(whole > 0.5, truth) < 0.5
+
+
 def test_segment_centres_and_pads():
     rgb, inside = disc_image(n=120, radius=15)
     off = np.roll(inside, (30, -25), axis=(0, 1)).astype(np.float32)

@@ -145,7 +145,8 @@ def crop_clip(raw: list[np.ndarray], segment: SegmentConfig, resolution: int, na
     rgbs = [np.ascontiguousarray(f[..., :3]) for f in raw]
     for i, frame in enumerate(raw):
         alpha = frame[..., 3] if frame.shape[2] == 4 else None
-        mask, method = foreground_mask(LoadedImage(rgbs[i], alpha, Path(f"{name}#{i}"), frame.shape[1::-1]), segment)
+        mask, method = foreground_mask(LoadedImage(rgbs[i], alpha, Path(f"{name}#{i}"), frame.shape[1::-1]), segment,
+                                       resolution)
         masks_full.append(mask)
     union = np.any(np.stack(masks_full) > 0.5, axis=0)
     ys, xs = np.nonzero(union)
