@@ -77,8 +77,7 @@ def grabcut_mask(rgb: np.ndarray, cfg: SegmentConfig, resolution: int | None = N
     if max(h, w) <= side:
         return clean_mask(_grabcut(rgb, cfg)).astype(np.float32)
     s = side / max(h, w)
-    small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    coarse = clean_mask(_grabcut(small, cfg))
+    coarse = clean_mask(_grabcut(downscaled(rgb, side), cfg))
     if not coarse.any():
         return np.zeros((h, w), np.float32)
     # The crop: the coarse object's box and a margin of 4 coarse pixels and 5% of its side, in the image's pixels.
@@ -88,8 +87,8 @@ def grabcut_mask(rgb: np.ndarray, cfg: SegmentConfig, resolution: int | None = N
     y0, y1 = (max(0, int((ys.min() - margin) / s)), min(h, int(np.ceil((ys.max() + 1 + margin) / s))))
     crop = rgb[y0:y1, x0:x1]
     f = min(1.0, side / max(crop.shape[:2]))
-    size = (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f)))
-    fine_rgb = cv2.resize(crop, size, interpolation=cv2.INTER_AREA) if f < 1 else crop
+    fine_rgb = downscaled(crop, side)
+    size = fine_rgb.shape[1::-1]
     # The coarse mask on the crop's grid; GrabCut decides a band of two coarse pixels (and 2 px) either side of it.
     k = f / s  # fine pixels per coarse pixel; pixel centres: coarse j at (j + 0.5) / s, fine u at x0 + (u + 0.5) / f
     to_fine = np.array([[k, 0, k / 2 - f * x0 - 0.5], [0, k, k / 2 - f * y0 - 0.5]], np.float64)
@@ -109,8 +108,21 @@ def grabcut_mask(rgb: np.ndarray, cfg: SegmentConfig, resolution: int | None = N
     return clean_mask(full).astype(np.float32)
 
 
+def downscaled(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` (H, W[, C]) area-resampled so its longer side is ``max_side`` px (each side at least 1); itself
+    when it is no longer than that."""
+    import cv2
+
+    scale = max_side / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def _grabcut(rgb: np.ndarray, cfg: SegmentConfig) -> np.ndarray:
-    """GrabCut seeded by the border colours (:func:`border_colour_seed`; the border strip is background): bool (H, W)."""
+    """GrabCut seeded by the border colours (:func:`border_colour_seed`; the border strip is background): bool
+    (H, W)."""
     import cv2
 
     h, w = rgb.shape[:2]

@@ -93,6 +93,8 @@ def _decode_video(path: Path, max_frames: int, max_side: int) -> tuple[int, list
     one counts (decoding without converting), one keeps the picked frames."""
     import av
 
+    from splat4d.segment import downscaled
+
     def decoded(container):  # the frames up to the end, or up to where a cut-short file stops decoding
         count = 0
         try:
@@ -113,7 +115,7 @@ def _decode_video(path: Path, max_frames: int, max_side: int) -> tuple[int, list
         with av.open(str(path)) as container:
             for i, f in enumerate(decoded(container)):
                 if i in wanted:
-                    frames.append(_downscaled(f.to_ndarray(format="rgb24"), max_side).astype(np.float32) / 255.0)
+                    frames.append(downscaled(f.to_ndarray(format="rgb24"), max_side).astype(np.float32) / 255.0)
                 if i >= max(wanted, default=-1):
                     break
     except (av.error.FFmpegError, OSError) as err:
@@ -122,15 +124,6 @@ def _decode_video(path: Path, max_frames: int, max_side: int) -> tuple[int, list
                          "folder of frames") from err
     return total, frames
 
-
-def _downscaled(frame: np.ndarray, max_side: int) -> np.ndarray:
-    import cv2
-
-    scale = max_side / max(frame.shape[:2])
-    if scale >= 1:
-        return frame
-    size = (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale)))
-    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
 def crop_clip(raw: list[np.ndarray], segment: SegmentConfig, resolution: int, name: str = "frame",
