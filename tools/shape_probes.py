@@ -339,10 +339,9 @@ def main() -> None:
         return
     result = measure(models)
     cols = ["truth", "inflation", *models]
-    print("| probe | measure | " + " | ".join(cols) + " |\n|---|---|" + "---|" * len(cols))
-    for name, row in result.items():
-        for m in ("centre", "ring_over_centre", "elevation"):
-            print(f"| {name} | {m} | " + " | ".join(f"{row[c][m]:.3f}" for c in cols) + " |")
+    print_table(["probe", "measure", *cols], [[name, m, *(f"{row[c][m]:.3f}" for c in cols)]
+                                              for name, row in result.items()
+                                              for m in ("centre", "ring_over_centre", "elevation")])
     photo = photo_elevations(models)
     print("\nelevation read off splat4d/assets/coffee.jpg (shot from about 45 degrees): "
           + ", ".join(f"{k} {v:.1f}" for k, v in photo.items()))
@@ -354,9 +353,8 @@ def main() -> None:
                  for g, table in cut.items() for label, row in table.items()])
     groups = elevation_groups(models)
     print("\nelevation read, 30 unseen samples a group: mean / mean absolute error (degrees)")
-    print("| group | " + " | ".join(["truth", *models]) + " |\n|---|" + "---|" * (len(models) + 1))
-    for group, row in groups.items():
-        print(f"| {group} | " + " | ".join(f"{row[c][0]:.1f} / {row[c][1]:.1f}" for c in ["truth", *models]) + " |")
+    print_table(["group", "truth", *models], [[group, *(f"{row[c][0]:.1f} / {row[c][1]:.1f}"
+                                                        for c in ["truth", *models])] for group, row in groups.items()])
     switch = print_switch(args.switch_seeds)
     calibration = print_calibration(models)
     if args.json:
