@@ -494,6 +494,38 @@ def test_loss_is_shift_invariant_in_front_only():
     assert float(perfect) == pytest.approx(0.0, abs=1e-5)
 
 
+def test_thickness_quantile_loss_is_the_pinball_loss_and_its_minimiser_is_that_quantile():
+    """Thickness off by a constant (front, elevation right; a constant has no gradient): the term is 2q|e| when
+    read too thin and 2(1 - q)|e| when too thick (q = 0.5: the L1); over a spread of true thicknesses the best single
+    reading is their q-quantile, the median for q = 0.5."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from train_shape_prior import shape_loss
+
+    mask = torch.ones(1, 8, 8, dtype=torch.bool)
+    true = torch.full((1, 8, 8), 0.4)
+    batch = {"mask": mask, "front": torch.zeros(1, 8, 8), "thickness": true, "elevation": torch.tensor([5.0])}
+    for q in (0.5, 0.65, 0.8):
+        for e in (-0.1, 0.1):
+            _, parts = shape_loss((torch.zeros(1, 8, 8), true + e, torch.tensor([5.0])), batch,
+                                  thickness_quantile=q)
+            want = 2 * q * 0.1 if e < 0 else 2 * (1 - q) * 0.1
+            assert parts["thick"] == pytest.approx(want, rel=1e-5)
+    # 20 objects' true thicknesses 0.05..1.0 (one a sample), one reading for all: the minimiser is the quantile
+    spread = torch.linspace(0.05, 1.0, 20)
+    batch = {"mask": torch.ones(20, 4, 4, dtype=torch.bool), "front": torch.zeros(20, 4, 4),
+             "thickness": spread[:, None, None].expand(20, 4, 4).clone(), "elevation": torch.zeros(20)}
+    readings = torch.linspace(0.0, 1.1, 221)
+    for q in (0.5, 0.65):
+        costs = [shape_loss((torch.zeros(20, 4, 4), torch.full((20, 4, 4), float(r)), torch.zeros(20)), batch,
+                            thickness_quantile=q)[1]["thick"] for r in readings]
+        best = float(readings[int(np.argmin(costs))])
+        lo, hi = float(torch.quantile(spread, q, interpolation="lower")), float(torch.quantile(spread, q, interpolation="higher"))
+        assert lo - 1e-6 <= best <= hi + 1e-6
+
+
 def test_loss_weights_and_coarse_gradient_scales_of_a_tilted_front():
     """A front off by a ramp of slope s along x (thickness and elevation right), mask everywhere: shift-invariant L1
     = s * mean|x - mean x|; the gradient terms see |dx| = s at full resolution, 2s at half, 4s at a quarter, 8s at
