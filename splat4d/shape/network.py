@@ -57,11 +57,13 @@ VERSION = "shape_prior_v10"  # the packaged default (v2, v3, v4, v6, v7, v8 and 
 # v18: v17 trained on with face-on cut-outs (a logo, a sign) too; it failed its rule as the steep model (it reads
 # steep views lower), and ships as the second opinion: v17 takes over only where v18 reads steep too (``CHECK_VERSION``;
 # docs/benchmarks.md, sessions 19-22)
-# (v19: v10 trained on with the thickness's loss asking for its 0.65 quantile, session 24: docs/benchmarks.md)
+# (v19 and v20: v10 trained on with the thickness's loss asking for its 0.65 and 0.8 quantiles, session 24:
+# docs/benchmarks.md)
 VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3", "shape_prior_v4", "shape_prior_v5",
             "shape_prior_v6", "shape_prior_v7", "shape_prior_v8", "shape_prior_v9", "shape_prior_v10",
             "shape_prior_v11", "shape_prior_v12", "shape_prior_v13", "shape_prior_v14",
-            "shape_prior_v15", "shape_prior_v16", "shape_prior_v17", "shape_prior_v18", "shape_prior_v19")
+            "shape_prior_v15", "shape_prior_v16", "shape_prior_v17", "shape_prior_v18", "shape_prior_v19",
+            "shape_prior_v20")
 RESOLUTION = 128
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_PATH = WEIGHTS_DIR / f"{VERSION}.pt"
