@@ -13,6 +13,11 @@ A v12 from v10's weights (85 minutes, 2,838 steps on one core, Adam 1.5e-4, v10'
 shards from seed shard 900 of v10's recipe, made beside it, scored below v10 too (20.79 against 20.95 dB; validation
 thickness MAE 0.0707 against 0.0712) and was not shipped (docs/benchmarks.md, session 14).
 
+A v19 and a v20 from v10's weights (60 minutes each on one core, side by side, Adam 1e-4, v10's loss but the
+thickness's pinball loss of the 0.65 / 0.8 quantile, ``--thickness-quantile``) on 48 new shards from seed shard 1300
+of v10's recipe failed their rule (the face-on torus and plate thickened with the box; docs/benchmarks.md, session
+24) and were not shipped.
+
 A v14 and a v15 (session 17, not shipped: they read a face-on plate cut off by the frame as a saucer seen from 43
 degrees above; docs/benchmarks.md, session 17) continue from v13's weights on 56 shards of v13's recipe with 15% of
 the samples seen from 45-80 degrees and 24 with all of them so (``--steep``), v14 3,300 steps in 54 minutes, v15
