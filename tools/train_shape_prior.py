@@ -502,9 +502,8 @@ def shape_loss(pred, batch, front_weight: float = 1.0, grad_scales: int = 2,
     te = thick - batch["thickness"]
     mf = m.float()
     l_front = ((fe.abs() * mf).sum((1, 2)) / mf.sum((1, 2)).clamp_min(1)).mean()
-    te_weighted = te.abs() if thickness_quantile == 0.5 else torch.where(
-        te < 0, 2 * thickness_quantile * -te, 2 * (1 - thickness_quantile) * te)
-    l_thick = ((te_weighted * mf).sum((1, 2)) / mf.sum((1, 2)).clamp_min(1)).mean()
+    side = torch.where(te < 0, 2 * thickness_quantile, 2 * (1 - thickness_quantile))  # 1 everywhere at q = 0.5
+    l_thick = ((te.abs() * side * mf).sum((1, 2)) / mf.sum((1, 2)).clamp_min(1)).mean()
     l_grad = front_weight * _grad_l1(fe, m, grad_scales) + _grad_l1(te, m, grad_scales)
     l_elev = (elev - batch["elevation"]).abs().mean() / 45.0
     loss = front_weight * l_front + l_thick + 0.5 * l_grad + 0.5 * l_elev
