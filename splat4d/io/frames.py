@@ -125,7 +125,6 @@ def _decode_video(path: Path, max_frames: int, max_side: int) -> tuple[int, list
     return total, frames
 
 
-
 def crop_clip(raw: list[np.ndarray], segment: SegmentConfig, resolution: int, name: str = "frame",
               centred: bool = False) -> Frames:
     """Segment every frame and crop all of them by one square (the union of the object's boxes, padded) resized to
