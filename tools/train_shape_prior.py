@@ -278,6 +278,21 @@ class Args:
     (a box seen face-on under even light) is read toward the thicker of what it might be, while one the picture
     fixes is read as before: the L1 median hedges between a card and a brick, which users see as a card.
     Validation scores the L1 whatever this is."""
+    hypotheses: int = 1
+    """Thickness maps the network predicts (with ``in_channels`` 9 or 10), and which of them fits best
+    (``ShapeUNet(hypotheses=K)``, shape_prior_v21): multiple-choice learning, each sample's best-fitting hypothesis
+    (least thickness L1 over its mask) takes the loss (the others ``wta_eps`` of it, shared) and a choice head learns
+    which one that is; inference takes the likeliest. Where the picture leaves the thickness open (face-on, a card or
+    a brick) the hypotheses part into its modes and the choice is the mode, not the median; where it fixes it, they
+    agree. 1: one thickness, the L1 (up to v20)."""
+    wta_eps: float = 0.05
+    """With ``hypotheses`` > 1, the share of the thickness loss that the hypotheses that did not fit best take
+    between them (so none is left untrained)."""
+    choice_weight: float = 0.1
+    """With ``hypotheses`` > 1, the weight of the choice head's cross-entropy (which hypothesis fits best)."""
+    hypothesis_spread: float = 1.4
+    """With ``hypotheses`` > 1 and ``init_from`` a one-thickness network: hypothesis 1 starts that thickness times
+    this, hypothesis 2 divided by it (3 times it squared, ...), hypothesis 0 as it was, so that they part at once."""
     elevation_given: float = 0.5
     """Fraction of the training samples whose true elevation the network is given (with ``in_channels`` 8 or 9)."""
     workers: int = 1
@@ -490,25 +505,49 @@ def _grad_l1(err: torch.Tensor, m: torch.Tensor, scales: int = 2) -> torch.Tenso
 
 
 def shape_loss(pred, batch, front_weight: float = 1.0, grad_scales: int = 2,
-               thickness_quantile: float = 0.5) -> tuple[torch.Tensor, dict[str, float]]:
+               thickness_quantile: float = 0.5, wta_eps: float = 0.05,
+               choice_weight: float = 0.1) -> tuple[torch.Tensor, dict[str, float]]:
     """Front (shift-invariant, times ``front_weight``) + thickness L1 inside the mask (with ``thickness_quantile``
     q != 0.5 the pinball loss of that quantile, scaled so that q = 0.5 is the L1: too thin costs 2q, too thick
     2(1 - q)), gradient matching of both at ``grad_scales`` resolutions (the front's times ``front_weight`` too),
     elevation L1 / 45 degrees. The defaults are the loss up to v7 (and validation's, so that its loss compares
-    across versions)."""
-    front, thick, elev = pred
+    across versions).
+
+    ``pred`` of four, ``(front, thicknesses (B, K, H, W), elevation, logits (B, K))`` (``ShapeUNet(hypotheses=K)``,
+    ``all_hypotheses``): per sample the hypothesis of least thickness L1 over the mask is the winner; the thickness
+    and its gradient terms are the winner's times 1 - ``wta_eps`` plus the others' mean times ``wta_eps``, and the
+    cross-entropy of ``logits`` against the winner, times ``choice_weight``, is added (``parts["choice"]``)."""
+    if len(pred) == 4:
+        front, thicks, elev, logits = pred
+    else:
+        (front, thick, elev), logits = pred, None
+        thicks = thick[:, None]
     m = batch["mask"]
     fe = (front - _masked_mean(front, m)) - (batch["front"] - _masked_mean(batch["front"], m))
-    te = thick - batch["thickness"]
     mf = m.float()
-    l_front = ((fe.abs() * mf).sum((1, 2)) / mf.sum((1, 2)).clamp_min(1)).mean()
+    cnt = mf.sum((1, 2)).clamp_min(1)
+    l_front = ((fe.abs() * mf).sum((1, 2)) / cnt).mean()
+    te = thicks - batch["thickness"][:, None]  # (B, K, H, W)
     side = torch.where(te < 0, 2 * thickness_quantile, 2 * (1 - thickness_quantile))  # 1 everywhere at q = 0.5
-    l_thick = ((te.abs() * side * mf).sum((1, 2)) / mf.sum((1, 2)).clamp_min(1)).mean()
-    l_grad = front_weight * _grad_l1(fe, m, grad_scales) + _grad_l1(te, m, grad_scales)
+    per = (te.abs() * side * mf[:, None]).sum((2, 3)) / cnt[:, None]  # (B, K)
+    k = per.shape[1]
+    if k == 1:
+        weight = torch.ones_like(per)
+    else:
+        winner = per.detach().argmin(1)
+        weight = torch.full_like(per, wta_eps / (k - 1))
+        weight[torch.arange(len(winner)), winner] = 1.0 - wta_eps
+    l_thick = (per * weight).sum(1).mean()
+    l_grad_thick = sum(_grad_l1(te[:, j] * weight[:, j, None, None], m, grad_scales) for j in range(k))
+    l_grad = front_weight * _grad_l1(fe, m, grad_scales) + l_grad_thick
     l_elev = (elev - batch["elevation"]).abs().mean() / 45.0
     loss = front_weight * l_front + l_thick + 0.5 * l_grad + 0.5 * l_elev
     parts = {"loss": loss, "front": l_front, "thick": l_thick, "grad": l_grad, "elev": l_elev}
-    return loss, {k: float(v.detach()) for k, v in parts.items()}
+    if logits is not None and k > 1:
+        l_choice = F.cross_entropy(logits, winner)
+        loss = loss + choice_weight * l_choice
+        parts.update(loss=loss, choice=l_choice)
+    return loss, {k_: float(v.detach()) for k_, v in parts.items()}
 
 
 # ----------------------------------------------------------------------------------------------------- evaluation
@@ -538,13 +577,23 @@ def _evaluate(model: ShapeUNet, val: ShardPool, n: int, resolution: int, given: 
     for s in range(0, n, 50):
         b = val.batch(range(s, min(n, s + 50)), resolution=resolution, channels=model.in_channels, given=given,
                       cut=cut)
-        pred = model(b["x"])
+        if model.hypotheses > 1:
+            front, thicks, elev, logits = model(b["x"], all_hypotheses=True)
+            pick = logits.argmax(1)
+            pred = (front, thicks[torch.arange(len(pick)), pick], elev)
+        else:
+            pred = model(b["x"])
         _, parts = shape_loss(pred, b)
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v * len(b["elevation"])
         m = b["mask"].float()
         cnt = m.sum((1, 2)).clamp_min(1)
         per_thick.append(((pred[1] - b["thickness"]).abs() * m).sum((1, 2)) / cnt)
+        if model.hypotheses > 1:  # the best hypothesis's error (what a perfect choice would give), the choices
+            each = ((thicks - b["thickness"][:, None]).abs() * m[:, None]).sum((2, 3)) / cnt[:, None]
+            sums["thickness_mae_best"] = sums.get("thickness_mae_best", 0.0) + float(each.min(1).values.sum())
+            sums["choice_accuracy"] = sums.get("choice_accuracy", 0.0) + float((each.argmin(1) == pick).sum())
+            sums["picked_1"] = sums.get("picked_1", 0.0) + float((pick == 1).sum())
         fe = (pred[0] - _masked_mean(pred[0], b["mask"])) - (b["front"] - _masked_mean(b["front"], b["mask"]))
         per_front.append((fe.abs() * m).sum((1, 2)) / cnt)
         per_elev.append((pred[2] - b["elevation"]).abs())
@@ -628,7 +677,7 @@ def save_checkpoint(path: Path, model, opt, step: int, rng: np.random.Generator,
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "widths": list(model.widths),
                 "ema": None if ema is None else ema.state_dict(), "ema_decay": ema_decay,
-                "in_channels": model.in_channels,
+                "in_channels": model.in_channels, "hypotheses": model.hypotheses,
                 "elapsed": elapsed, "resolution": resolution,
                 "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state,
                 "py_rng": random.getstate()}, tmp)
@@ -642,10 +691,10 @@ def export(args: Args, model: ShapeUNet | None = None, step: int | None = None, 
     resolution, decay = args.resolution, args.ema
     if model is None:
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model = ShapeUNet(tuple(ck["widths"]), ck.get("in_channels", 6))
+        model = ShapeUNet(tuple(ck["widths"]), ck.get("in_channels", 6), ck.get("hypotheses", 1))
         model.load_state_dict(ck["model"])
         if ck.get("ema") is not None:
-            ema = ShapeUNet(tuple(ck["widths"]), ck.get("in_channels", 6))
+            ema = ShapeUNet(tuple(ck["widths"]), ck.get("in_channels", 6), ck.get("hypotheses", 1))
             ema.load_state_dict(ck["ema"])
             decay = ck.get("ema_decay", decay)  # the run's, whatever this command line says
         step, resolution = ck["step"], ck.get("resolution", resolution)
@@ -674,11 +723,13 @@ def update_ema(ema: ShapeUNet, model: ShapeUNet, decay: float) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------- train
-def init_weights(model: ShapeUNet, path: Path) -> None:
+def init_weights(model: ShapeUNet, path: Path, spread: float = 1.4) -> None:
     """``model`` from the packaged weights at ``path`` of an earlier version. Input planes the old model lacked
     start with zero weight (v1 -> v2: the elevation planes; v2 -> v3: the inflation plane). v3's head predicts
     corrections to inflation, not surfaces, so an older head is dropped and v3's stays zero: the start is the
-    old trunk with exactly inflation's output."""
+    old trunk with exactly inflation's output. From one thickness to ``model.hypotheses`` (v21): each new
+    hypothesis starts as the old thickness times ``spread`` ** +-1, +-2, ... (its log-scale's bias shifted, its
+    offset scaled alike) and the choice logits at 0 (the first, the old thickness, is then picked)."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     if tuple(blob["widths"]) != model.widths:
         raise SystemExit(f"{path} has widths {blob['widths']}, not {model.widths}: pass --widths")
@@ -687,6 +738,18 @@ def init_weights(model: ShapeUNet, path: Path) -> None:
     extra = model.in_channels - state[first].shape[1]
     if extra > 0:
         state[first] = torch.cat([state[first], state[first].new_zeros(state[first].shape[0], extra, 3, 3)], 1)
+    old_k = int(blob.get("hypotheses", 1))
+    if model.hypotheses > 1 and old_k == 1 and state["head.weight"].shape[0] == 4:
+        w, b = state["head.weight"], state["head.bias"]
+        ws, bs = [w], [b]
+        for j in range(1, model.hypotheses):
+            scale = spread ** (((j + 1) // 2) * (1 if j % 2 else -1))
+            ws.append(w[2:4].clone() * torch.tensor([1.0, scale]).view(2, 1, 1, 1))
+            bs.append(b[2:4].clone() * torch.tensor([1.0, scale]) + torch.tensor([math.log(scale), 0.0]))
+        state["head.weight"], state["head.bias"] = torch.cat(ws), torch.cat(bs)
+        last_w, last_b = "elevation.2.weight", "elevation.2.bias"
+        state[last_w] = torch.cat([state[last_w], state[last_w].new_zeros(model.hypotheses - 1, state[last_w].shape[1])])
+        state[last_b] = torch.cat([state[last_b], state[last_b].new_zeros(model.hypotheses - 1)])
     if state["head.weight"].shape != model.head.weight.shape:
         state["head.weight"], state["head.bias"] = model.head.weight.detach(), model.head.bias.detach()
     model.load_state_dict(state)
@@ -740,7 +803,7 @@ def main(args: Args) -> None:
     n_val = min(args.val_samples, len(val))
     print(f"{len(train)} training samples in {len(train.arrays)} shards, {n_val} validation samples", flush=True)
 
-    model = ShapeUNet(tuple(args.widths), args.in_channels)
+    model = ShapeUNet(tuple(args.widths), args.in_channels, args.hypotheses)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     step, elapsed = 0, 0.0
     ema_state = None
@@ -748,9 +811,12 @@ def main(args: Args) -> None:
     if ckpt.exists():
         ck = torch.load(ckpt, map_location="cpu", weights_only=False)
         if (tuple(ck["widths"]) != tuple(args.widths) or ck.get("resolution", RESOLUTION) != args.resolution
-                or ck.get("in_channels", 6) != args.in_channels):
-            raise SystemExit(f"{ckpt} has widths {ck['widths']} at {ck.get('resolution')} px, not {args.widths} at "
-                             f"{args.resolution} px: pass the same --widths / --resolution or another --out")
+                or ck.get("in_channels", 6) != args.in_channels or ck.get("hypotheses", 1) != args.hypotheses):
+            raise SystemExit(f"{ckpt} has widths {ck['widths']} at {ck.get('resolution')} px, "
+                             f"{ck.get('in_channels', 6)} input channels and {ck.get('hypotheses', 1)} thickness "
+                             f"hypotheses, not {args.widths} at {args.resolution} px, {args.in_channels} and "
+                             f"{args.hypotheses}: pass the same --widths / --resolution / --in-channels / "
+                             f"--hypotheses or another --out")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, elapsed = ck["step"], ck.get("elapsed", 0.0)
@@ -761,13 +827,13 @@ def main(args: Args) -> None:
             ema_state = ck["ema"]
         print(f"resumed from {ckpt} at step {step}, {elapsed / 60:.1f} of {args.budget_minutes} minutes", flush=True)
     elif args.init_from is not None:
-        init_weights(model, args.init_from)
+        init_weights(model, args.init_from, args.hypothesis_spread)
         print(f"starting from the weights in {args.init_from}", flush=True)
     print(f"ShapeUNet{tuple(args.widths)}: {param_count(model) / 1e6:.2f}M parameters, {args.resolution} px",
           flush=True)
     ema = None
     if args.ema:
-        ema = ShapeUNet(tuple(args.widths), args.in_channels)
+        ema = ShapeUNet(tuple(args.widths), args.in_channels, args.hypotheses)
         ema.load_state_dict(ema_state if ema_state is not None else model.state_dict())
         ema.eval()
 
@@ -800,8 +866,8 @@ def main(args: Args) -> None:
             g["lr"] = lr
         batch = train.batch(rng.integers(0, len(train), args.batch), rng, args.resolution, args.in_channels,
                             args.elevation_given, args.truncate)
-        loss, parts = shape_loss(model(batch["x"]), batch, args.front_weight, args.grad_scales,
-                                  args.thickness_quantile)
+        loss, parts = shape_loss(model(batch["x"], all_hypotheses=args.hypotheses > 1), batch, args.front_weight,
+                                 args.grad_scales, args.thickness_quantile, args.wta_eps, args.choice_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

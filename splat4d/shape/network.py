@@ -60,11 +60,12 @@ VERSION = "shape_prior_v10"  # the packaged default (v2, v3, v4, v6, v7, v8 and 
 # (v19 and v20, v10 trained on with the thickness's loss asking for its 0.65 and 0.8 quantiles, failed their rule and are
 # not shipped (the face-on torus and plate thickened with the box); their names stay known: session 24,
 # docs/benchmarks.md)
+# v21 / v22: v10 with two / three thicknesses and a choice between them (``ShapeUNet(hypotheses=K)``, session 25)
 VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3", "shape_prior_v4", "shape_prior_v5",
             "shape_prior_v6", "shape_prior_v7", "shape_prior_v8", "shape_prior_v9", "shape_prior_v10",
             "shape_prior_v11", "shape_prior_v12", "shape_prior_v13", "shape_prior_v14",
             "shape_prior_v15", "shape_prior_v16", "shape_prior_v17", "shape_prior_v18", "shape_prior_v19",
-            "shape_prior_v20")
+            "shape_prior_v20", "shape_prior_v21", "shape_prior_v22")
 RESOLUTION = 128
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_PATH = WEIGHTS_DIR / f"{VERSION}.pt"
@@ -86,6 +87,7 @@ INFLATION_CHANNELS = 9  # ... then (v3) silhouette inflation's height in crop un
 OUTSIDE_CHANNELS = 10  # ... then (v13) where the working image lies outside the photo's frame
 VERSION_OF_CHANNELS = {6: VERSIONS[0], ELEVATION_CHANNELS: VERSIONS[1], INFLATION_CHANNELS: VERSIONS[2],
                        OUTSIDE_CHANNELS: VERSIONS[12]}
+CHOICES = ("mode", "mean")  # how a network of several thickness hypotheses reads one (``ShapeUNet.choice``)
 INFLATION_THICKNESS = 0.7  # the geometric backend's default ``--depth.thickness``: v3's starting point
 
 
@@ -112,14 +114,29 @@ class ShapeUNet(nn.Module):
     0) with k = ``INFLATION_THICKNESS``. A zero head is exactly the geometric backend's mirrored inflation (its relief
     term off), so training starts from the offline baseline and learns where and how that is wrong. With
     ``in_channels`` = 10 (shape_prior_v13, ``sees_frame``) a tenth plane marks the pixels outside the photo's
-    frame."""
+    frame.
 
-    def __init__(self, widths: tuple[int, ...] = (24, 48, 96, 192, 256), in_channels: int = 6):
+    With ``hypotheses`` K > 1 (shape_prior_v21; inflation corrections only) the head predicts K whole thickness
+    maps (two more channels each) and the elevation head K - 1 more outputs, the logits of "hypothesis k fits best"
+    against the first's 0; ``forward`` returns the thickness of the most likely one per image (the mode of what the
+    picture leaves open, not the median between a card and a brick; ``choice`` "mean": their mean weighted by the
+    choice's probabilities), ``forward(x, all_hypotheses=True)`` returns ``(front, thicknesses (B, K, H, W),
+    elevation, logits (B, K))`` for training (multiple-choice learning: ``tools/train_shape_prior.py
+    --hypotheses``)."""
+
+    def __init__(self, widths: tuple[int, ...] = (24, 48, 96, 192, 256), in_channels: int = 6,
+                 hypotheses: int = 1, choice: str = "mode"):
         super().__init__()
         if in_channels not in VERSION_OF_CHANNELS:
             raise ValueError(f"the shape prior takes {sorted(VERSION_OF_CHANNELS)} input channels, not {in_channels}")
+        if hypotheses < 1 or (hypotheses > 1 and in_channels < INFLATION_CHANNELS):
+            raise ValueError(f"{hypotheses} thickness hypotheses: need 1, or more with an inflation plane "
+                             f"(in_channels >= {INFLATION_CHANNELS}), not {in_channels} channels")
         self.widths = tuple(widths)
         self.in_channels = in_channels
+        if choice not in CHOICES:
+            raise ValueError(f"choice {choice!r}: one of {CHOICES}")
+        self.hypotheses, self.choice = int(hypotheses), choice
         self.takes_elevation = in_channels >= ELEVATION_CHANNELS
         self.corrects_inflation = in_channels >= INFLATION_CHANNELS
         self.sees_frame = in_channels == OUTSIDE_CHANNELS
@@ -132,13 +149,14 @@ class ShapeUNet(nn.Module):
         for w_skip in reversed(widths[:-1]):
             self.up.append(_block(cin + w_skip, w_skip))
             cin = w_skip
-        self.head = nn.Conv2d(cin, 4 if self.corrects_inflation else 2, 1)
+        self.head = nn.Conv2d(cin, (4 if self.corrects_inflation else 2) + 2 * (self.hypotheses - 1), 1)
         if self.corrects_inflation:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
-        self.elevation = nn.Sequential(nn.Linear(2 * widths[-1], 128), nn.ReLU(inplace=True), nn.Linear(128, 1))
+        self.elevation = nn.Sequential(nn.Linear(2 * widths[-1], 128), nn.ReLU(inplace=True),
+                                       nn.Linear(128, self.hypotheses))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, all_hypotheses: bool = False):
         skips = []
         h = x
         for i, block in enumerate(self.down):
@@ -148,7 +166,8 @@ class ShapeUNet(nn.Module):
             skips.append(h)
         mask = F.adaptive_avg_pool2d(x[:, 3:4], h.shape[-2:])
         pooled = torch.cat([(h * mask).sum((2, 3)) / mask.sum((2, 3)).clamp_min(1e-3), h.amax((2, 3))], 1)
-        elevation = self.elevation(pooled)[:, 0] * ELEVATION_SCALE
+        heads = self.elevation(pooled)
+        elevation = heads[:, 0] * ELEVATION_SCALE
         for block, skip in zip(self.up, reversed(skips[:-1])):
             h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             h = block(torch.cat([h, skip], 1))
@@ -157,8 +176,17 @@ class ShapeUNet(nn.Module):
             return out[:, 0], F.softplus(out[:, 1]), elevation
         k, base = INFLATION_THICKNESS, x[:, INFLATION_CHANNELS - 1]
         front = -k * base * torch.exp(out[:, 0].clamp(-3, 3)) + out[:, 1]
-        thickness = (2 * k * base * torch.exp(out[:, 2].clamp(-3, 3)) + out[:, 3]).clamp_min(0)
-        return front, thickness, elevation
+        a, b = out[:, 2::2], out[:, 3::2]  # (B, K, H, W): hypothesis k's log-scale and offset of inflation's
+        thickness = (2 * k * base[:, None] * torch.exp(a.clamp(-3, 3)) + b).clamp_min(0)
+        if self.hypotheses == 1:
+            return front, thickness[:, 0], elevation
+        logits = torch.cat([torch.zeros_like(heads[:, :1]), heads[:, 1:]], 1)
+        if all_hypotheses:
+            return front, thickness, elevation, logits
+        if self.choice == "mean":
+            return front, (thickness * torch.softmax(logits, 1)[:, :, None, None]).sum(1), elevation
+        pick = logits.argmax(1)
+        return front, thickness[torch.arange(len(pick)), pick], elevation
 
 
 def inflation_plane(mask: np.ndarray) -> np.ndarray:
@@ -332,7 +360,8 @@ def save_packaged(model: ShapeUNet, path: Path = WEIGHTS_PATH, manifest: Path | 
         raise ValueError(f"unknown shape prior version {version!r}; known: {VERSIONS}")
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     torch.save({"version": version, "widths": list(model.widths), "in_channels": model.in_channels,
-                "resolution": resolution, "state_dict": state}, path)
+                "hypotheses": model.hypotheses, "choice": model.choice, "resolution": resolution,
+                "state_dict": state}, path)
     sha = file_sha256(path)
     manifest = Path(manifest) if manifest is not None else path.with_suffix(".json")
     manifest.write_text(json.dumps({"version": version, "file": path.name, "sha256": sha,
@@ -364,7 +393,8 @@ def load_shape_prior(path: str | Path | None = None, manifest: str | Path | None
         raise fail("sha256 mismatch (corrupt or replaced file)")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        model = ShapeUNet(tuple(blob["widths"]), int(blob.get("in_channels", 6)))
+        model = ShapeUNet(tuple(blob["widths"]), int(blob.get("in_channels", 6)), int(blob.get("hypotheses", 1)),
+                          str(blob.get("choice", "mode")))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     except Exception as e:  # noqa: BLE001 - any unpickling / shape error means the same thing to the caller
         raise fail(f"unloadable ({type(e).__name__}: {e})") from None
