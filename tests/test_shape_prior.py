@@ -915,3 +915,106 @@ def test_the_calibration_probe_scores_the_packaged_thickness_against_the_procedu
     for k in CALIBRATION_SCALES:
         assert row["mae"][k] == pytest.approx(np.mean(err[k]), abs=6e-5)
     assert 0.3 < row["median true / predicted"] < 3  # the network reads thickness, not noise
+
+
+def _trainer():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import train_shape_prior
+
+    return train_shape_prior
+
+
+def test_hypotheses_loss_trains_the_best_fitting_map_and_its_minimisers_are_the_modes():
+    """Multiple-choice learning: the thickness term is the best-fitting map's L1 times 1 - eps plus the other's times
+    eps, the choice's cross-entropy is against that map; over objects that are either cards (0.05) or bricks (0.8)
+    with the same picture, one map settles on each mode (one map - the L1 - on the median between), and the
+    choice learns how often each fits."""
+    t = _trainer()
+    mask = torch.ones(1, 8, 8, dtype=torch.bool)
+    batch = {"mask": mask, "front": torch.zeros(1, 8, 8), "thickness": torch.full((1, 8, 8), 0.4),
+             "elevation": torch.tensor([5.0])}
+    thicks = torch.stack([torch.full((8, 8), 0.3), torch.full((8, 8), 0.45)])[None]  # errors 0.1 and 0.05
+    logits = torch.tensor([[0.0, 1.0]])
+    _, parts = t.shape_loss((torch.zeros(1, 8, 8), thicks, torch.tensor([5.0]), logits), batch, wta_eps=0.05,
+                            choice_weight=0.1)
+    assert parts["thick"] == pytest.approx(0.95 * 0.05 + 0.05 * 0.1, rel=1e-5)
+    assert parts["choice"] == pytest.approx(math.log(1 + math.exp(-1.0)), rel=1e-5)  # the second fits best
+    assert parts["loss"] == pytest.approx(parts["thick"] + 0.5 * parts["elev"] + 0.1 * parts["choice"], rel=1e-5)
+
+    # 30 cards and 10 bricks, one picture: fit free readings (one map or two, and the choice) by Adam
+    true = torch.tensor([0.05] * 30 + [0.8] * 10)
+    n = len(true)
+    batch = {"mask": torch.ones(n, 2, 2, dtype=torch.bool), "front": torch.zeros(n, 2, 2),
+             "thickness": true[:, None, None].expand(n, 2, 2).clone(), "elevation": torch.zeros(n)}
+
+    def fit(k):
+        read = torch.tensor([0.3, 0.5][:k], requires_grad=True)
+        logit = torch.zeros(k, requires_grad=True)
+        opt = torch.optim.Adam([read, logit], lr=0.01)
+        for _ in range(600):
+            maps = read[None, :, None, None].expand(n, k, 2, 2)
+            pred = (torch.zeros(n, 2, 2), maps[:, 0], torch.zeros(n)) if k == 1 else \
+                (torch.zeros(n, 2, 2), maps, torch.zeros(n), logit[None].expand(n, k))
+            loss, _ = t.shape_loss(pred, batch, grad_scales=1, wta_eps=0.05)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return read.detach(), torch.softmax(logit.detach(), 0)
+
+    one, _ = fit(1)
+    assert float(one[0]) == pytest.approx(0.05, abs=0.02)  # the L1's median: the cards' (3 of 4)
+    two, p = fit(2)
+    assert float(two[0]) == pytest.approx(0.05, abs=0.02) and float(two[1]) == pytest.approx(0.8, abs=0.02)
+    assert float(p[0]) == pytest.approx(0.75, abs=0.05)
+
+
+def test_network_with_hypotheses_reads_the_likeliest_or_the_weighted_mean_and_starts_as_its_parent(tmp_path):
+    """``ShapeUNet(hypotheses=2)``: the plain forward returns the map its choice head makes likeliest (``choice``
+    "mode") or the probability-weighted mean ("mean"); started from a one-map network (``init_weights``) its first
+    map, front and elevation are the parent's exactly and its second map the parent's times the spread; saved and
+    loaded it keeps both settings."""
+    from splat4d.shape.network import INFLATION_CHANNELS, ShapeUNet, load_shape_prior, network_input, save_packaged
+
+    t = _trainer()
+    with pytest.raises(ValueError, match="hypotheses"):
+        ShapeUNet((4, 8), in_channels=8, hypotheses=2)
+    torch.manual_seed(0)
+    parent = ShapeUNet((4, 8, 8), in_channels=INFLATION_CHANNELS)
+    with torch.no_grad():
+        for prm in parent.head.parameters():
+            prm.normal_(0, 0.05)
+    parent.eval()
+    path = tmp_path / "shape_prior_v10.pt"
+    save_packaged(parent, path, resolution=32, version="shape_prior_v10")
+    parent = load_shape_prior(path).model  # fp16 round trip, as init_weights reads it
+    child = ShapeUNet((4, 8, 8), in_channels=INFLATION_CHANNELS, hypotheses=2)
+    t.init_weights(child, path, spread=1.4)
+    child.eval()
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    mask = ((xx ** 2 + yy ** 2) < 0.5).float()[None]
+    image = torch.rand(1, 32, 32, 3, generator=torch.Generator().manual_seed(1))
+    x = network_input(image, mask, None, INFLATION_CHANNELS)
+    with torch.no_grad():
+        f0, t0, e0 = parent(x)
+        f1, maps, e1, logits = child(x, all_hypotheses=True)
+        picked = child(x)[1]
+    fg = mask > 0.5
+    assert torch.allclose(f0, f1, atol=1e-6) and torch.allclose(e0, e1, atol=1e-5)
+    assert torch.allclose(maps[:, 0], t0, atol=1e-6) and torch.equal(picked, maps[:, 0])  # logits tie: the first
+    assert torch.allclose(maps[:, 1][fg], 1.4 * t0[fg], rtol=1e-4, atol=1e-6)
+    assert torch.equal(logits, torch.zeros(1, 2))
+    with torch.no_grad():  # make the second likelier: the mode is the second, the mean between
+        child.elevation[2].bias[1] = 2.0
+        assert torch.equal(child(x)[1], child(x, all_hypotheses=True)[1][:, 1])
+        child.choice = "mean"
+        p = torch.softmax(torch.tensor([0.0, 2.0]), 0)
+        assert torch.allclose(child(x)[1], p[0] * maps[:, 0] + p[1] * maps[:, 1], atol=1e-6)
+    out = tmp_path / "shape_prior_v21.pt"
+    save_packaged(child, out, resolution=32, version="shape_prior_v21")
+    back = load_shape_prior(out).model
+    assert back.hypotheses == 2 and back.choice == "mean"
+    with torch.no_grad():
+        assert torch.allclose(back(x)[1], child(x)[1], atol=2e-3)  # fp16 weights

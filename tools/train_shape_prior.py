@@ -577,12 +577,10 @@ def _evaluate(model: ShapeUNet, val: ShardPool, n: int, resolution: int, given: 
     for s in range(0, n, 50):
         b = val.batch(range(s, min(n, s + 50)), resolution=resolution, channels=model.in_channels, given=given,
                       cut=cut)
+        pred = model(b["x"])  # the network's own reading (of several maps: its ``choice``)
         if model.hypotheses > 1:
-            front, thicks, elev, logits = model(b["x"], all_hypotheses=True)
+            _, thicks, _, logits = model(b["x"], all_hypotheses=True)
             pick = logits.argmax(1)
-            pred = (front, thicks[torch.arange(len(pick)), pick], elev)
-        else:
-            pred = model(b["x"])
         _, parts = shape_loss(pred, b)
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v * len(b["elevation"])
