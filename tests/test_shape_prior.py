@@ -1018,3 +1018,35 @@ def test_network_with_hypotheses_reads_the_likeliest_or_the_weighted_mean_and_st
     assert back.hypotheses == 2 and back.choice == "mean"
     with torch.no_grad():
         assert torch.allclose(back(x)[1], child(x)[1], atol=2e-3)  # fp16 weights
+
+
+def test_validation_of_several_maps_scores_the_networks_own_reading(tmp_path):
+    """The trainer's validation of a two-map network: its thickness MAE is that of the network's reading (the
+    likeliest map, or the weighted mean with ``choice`` "mean"), never below the best map's (``thickness_mae_best``,
+    a perfect choice), and the choice's accuracy is how often the likeliest map is the best one."""
+    from splat4d.shape.network import INFLATION_CHANNELS, ShapeUNet
+    from splat4d.shape.procedural import write_shard
+
+    t = _trainer()
+    write_shard(tmp_path, "val_0000", list(range(6)), resolution=32)
+    pool = t.ShardPool(tmp_path, ["val_0000"], 32)
+    torch.manual_seed(0)
+    model = ShapeUNet((4, 8), in_channels=INFLATION_CHANNELS, hypotheses=2)
+    with torch.no_grad():
+        for prm in list(model.head.parameters()) + list(model.elevation.parameters()):
+            prm.normal_(0, 0.3)
+    b = pool.batch(range(6), resolution=32, channels=INFLATION_CHANNELS, given=0.0)
+    m = b["mask"].float()
+    for choice in ("mode", "mean"):
+        model.choice = choice
+        out = t.evaluate(model, pool, 6, resolution=32)
+        with torch.no_grad():
+            model.eval()
+            maps, logits = model(b["x"], all_hypotheses=True)[1::2]
+            read = model(b["x"])[1]
+        each = ((maps - b["thickness"][:, None]).abs() * m[:, None]).sum((2, 3)) / m.sum((1, 2))[:, None]
+        mine = ((read - b["thickness"]).abs() * m).sum((1, 2)) / m.sum((1, 2))
+        assert out["val_thickness_mae"] == pytest.approx(float(mine.mean()), rel=1e-5)
+        assert out["val_thickness_mae_best"] == pytest.approx(float(each.min(1).values.mean()), rel=1e-5)
+        assert out["val_thickness_mae_best"] <= out["val_thickness_mae"] + 1e-7
+        assert out["val_choice_accuracy"] == pytest.approx(float((each.argmin(1) == logits.argmax(1)).float().mean()))
