@@ -18,6 +18,11 @@ thickness's pinball loss of the 0.65 / 0.8 quantile, ``--thickness-quantile``) o
 of v10's recipe failed their rule (the face-on torus and plate thickened with the box; docs/benchmarks.md, session
 24) and were not shipped.
 
+A v21 and a v22 from v10's weights (60 minutes each on one core, side by side, Adam 1e-4, v10's loss) with two / three
+thickness maps and a choice between them (``--hypotheses 2`` / ``3``, multiple-choice learning) on the same shards
+failed their rule too: the maps parted into a thinner and a thicker version of every object, and the choice learned
+only their base rate (docs/benchmarks.md, session 25); not shipped.
+
 A v14 and a v15 (session 17, not shipped: they read a face-on plate cut off by the frame as a saucer seen from 43
 degrees above; docs/benchmarks.md, session 17) continue from v13's weights on 56 shards of v13's recipe with 15% of
 the samples seen from 45-80 degrees and 24 with all of them so (``--steep``), v14 3,300 steps in 54 minutes, v15
