@@ -287,9 +287,10 @@ class Args:
     """Thickness maps the network predicts (with ``in_channels`` 9 or 10), and which of them fits best
     (``ShapeUNet(hypotheses=K)``, shape_prior_v21): multiple-choice learning, each sample's best-fitting hypothesis
     (least thickness L1 over its mask) takes the loss (the others ``wta_eps`` of it, shared) and a choice head learns
-    which one that is; inference takes the likeliest. Where the picture leaves the thickness open (face-on, a card or
-    a brick) the hypotheses part into its modes and the choice is the mode, not the median; where it fixes it, they
-    agree. 1: one thickness, the L1 (up to v20)."""
+    which one that is; inference takes the likeliest. Meant to part, where the picture leaves the thickness open
+    (face-on, a card or a brick), into its modes, the choice then the mode rather than the median; measured from v10's
+    weights in 60 minutes (v21, v22), the maps parted into a thinner and a thicker reading of every object and the
+    choice learned only their base rate (docs/benchmarks.md, session 25). 1: one thickness, the L1 (up to v20)."""
     wta_eps: float = 0.05
     """With ``hypotheses`` > 1, the share of the thickness loss that the hypotheses that did not fit best take
     between them (so none is left untrained)."""
