@@ -259,6 +259,9 @@ class Args:
     faceon_cutouts: float = 0.0
     """Fraction of the face-on samples that are thin cut-outs (a sign, a sticker, a logo's shape: a thin slab of
     random smooth outlines), which shape_prior_v17 read as seen from above (0 up to v17's data)."""
+    faceon_square: float = 0.0
+    """Fraction of the face-on samples turned exactly face-on (no side shows) and not squashed along the view
+    (0 up to v22's data; ``splat4d.shape.procedural.render_sample``)."""
     in_channels: int = 9
     """10: also a plane marking the pixels outside the photo's frame (shape_prior_v13, with ``truncate``); 9:
     silhouette inflation's height is an input too and the network predicts corrections to inflation
@@ -794,7 +797,7 @@ def main(args: Args) -> None:
                    "faceon_thick": args.faceon_thick, "faceon_boxes": args.faceon_boxes, "sink": args.sink,
                    "cups": args.cups, "figures": args.figures, "saucers": args.saucers,
                    "attached": args.attached, "faceon_wide": args.faceon_wide, "steep": args.steep,
-                   "faceon_cutouts": args.faceon_cutouts}
+                   "faceon_cutouts": args.faceon_cutouts, "faceon_square": args.faceon_square}
         generate(data, args.train_shards, options, args.workers, args.first_seed_shard)
     if args.generate_only:
         return

@@ -66,7 +66,7 @@ VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3", "shape_prior_v
             "shape_prior_v6", "shape_prior_v7", "shape_prior_v8", "shape_prior_v9", "shape_prior_v10",
             "shape_prior_v11", "shape_prior_v12", "shape_prior_v13", "shape_prior_v14",
             "shape_prior_v15", "shape_prior_v16", "shape_prior_v17", "shape_prior_v18", "shape_prior_v19",
-            "shape_prior_v20", "shape_prior_v21", "shape_prior_v22")
+            "shape_prior_v20", "shape_prior_v21", "shape_prior_v22", "shape_prior_v23")
 RESOLUTION = 128
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_PATH = WEIGHTS_DIR / f"{VERSION}.pt"

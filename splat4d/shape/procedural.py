@@ -1104,7 +1104,7 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
                   level: float = 0.0, flat: float = 0.0, faceon: float = 0.0, faceon_thick: float = 0.0,
                   sink: float = 0.0, cups: float = 0.0, figures: float = 0.0, faceon_boxes: float = 0.0,
                   saucers: float = 0.0, attached: float = 0.0, faceon_wide: float = 0.0, steep: float = 0.0,
-                  faceon_cutouts: float = 0.0) -> Sample:
+                  faceon_cutouts: float = 0.0, faceon_square: float = 0.0) -> Sample:
     """The procedural training sample number ``seed`` (deterministic).
 
     ``squash``: the probability that the object is scaled along the view direction (:func:`squash_along`, factor
@@ -1127,7 +1127,10 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     object is a face-on or an attached one (seen from the front). ``faceon_cutouts``: the fraction of the
     face-on objects that are thin cut-outs (``faceon_object(kind="cut-out")``: a sign, a sticker, a logo's shape)
     whatever ``faceon_thick`` and ``faceon_boxes`` say, which
-    shape_prior_v17, never shown one, read at 36 degrees on average when seen level.
+    shape_prior_v17, never shown one, read at 36 degrees on average when seen level. ``faceon_square``: the fraction
+    of the face-on objects turned exactly face-on (no side shows) and not squashed along the view, so that a
+    rectangle with no side showing is as often a box as the face-on boxes outnumber the boards (v10 reads a deep box
+    turned exactly face-on at 0.59-0.79 of its thickness, turned 20-35 degrees at 1.00-1.09).
     Each draws from its own random stream: with all 0 the samples are the data of shape_prior_v1."""
     rng = np.random.default_rng([seed, 1])
     extra = np.random.default_rng([seed, 2])
@@ -1153,6 +1156,9 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     if steep_rng.random() < steep and not (thin or attach):
         level_elevation = float(steep_rng.uniform(*STEEP_ELEVATIONS))
     face_azimuth = float(np.pi / 2 + more.uniform(-1, 1) * math.radians(35) + np.pi * (more.random() < 0.5))
+    if thin and np.random.default_rng([seed, 14]).random() < faceon_square:
+        face_azimuth = float(np.pi / 2 + np.pi * (face_azimuth > np.pi))  # the same side, exactly face-on
+        factor = 1.0
     for attempt in range(5):
         if thin:
             obj = faceon_object(more, thick=deep or deep_box,
