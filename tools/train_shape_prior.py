@@ -22,6 +22,16 @@ A v21 and a v22 from v10's weights (60 minutes each on one core, side by side, A
 thickness maps and a choice between them (``--hypotheses 2`` / ``3``, multiple-choice learning) on the same shards
 failed their rule too: the maps parted into a thinner and a thicker version of every object, and the choice learned
 only their base rate (docs/benchmarks.md, session 25); not shipped.
+A v23 from v10's weights (40 minutes, 2,803 steps on one core, Adam 1e-4, v10's loss) on those 48 shards plus 10 of
+face-on samples only, half of them turned exactly face-on and unsquashed, made beside it, failed its rule as well (the
+box 0.74 -> 0.81 of its thickness, the elevation reads higher; docs/benchmarks.md, session 25):
+
+    O="--version shape_prior_v23 --out runs/shape_prior_v23 --first-seed-shard 1300"  # data/: session 24's shards
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 58 --level 0.5 --faceon 1.0 \
+        --faceon-boxes 0.6 --faceon-wide 0.5 --faceon-square 0.5 $O &
+    taskset -c 0 python tools/train_shape_prior.py --train-alongside --train-shards 58 $O \
+        --init-from splat4d/shape/weights/shape_prior_v10.pt --budget-minutes 40 --lr 1e-4 --warmup 50 \
+        --front-weight 2 --grad-scales 4
 
 A v14 and a v15 (session 17, not shipped: they read a face-on plate cut off by the frame as a saucer seen from 43
 degrees above; docs/benchmarks.md, session 17) continue from v13's weights on 56 shards of v13's recipe with 15% of
