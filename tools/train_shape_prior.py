@@ -596,10 +596,11 @@ def _evaluate(model: ShapeUNet, val: ShardPool, n: int, resolution: int, given: 
     for s in range(0, n, 50):
         b = val.batch(range(s, min(n, s + 50)), resolution=resolution, channels=model.in_channels, given=given,
                       cut=cut)
-        pred = model(b["x"])  # the network's own reading (of several maps: its ``choice``)
-        if model.hypotheses > 1:
-            _, thicks, _, logits = model(b["x"], all_hypotheses=True)
-            pick = logits.argmax(1)
+        if model.hypotheses > 1:  # the network's own reading of its maps (its ``choice``), from the one pass
+            front, thicks, elev, logits = model(b["x"], all_hypotheses=True)
+            pred, pick = (front, model.read(thicks, logits), elev), logits.argmax(1)
+        else:
+            pred = model(b["x"])
         _, parts = shape_loss(pred, b)
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v * len(b["elevation"])

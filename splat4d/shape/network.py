@@ -134,10 +134,10 @@ class ShapeUNet(nn.Module):
         if hypotheses < 1 or (hypotheses > 1 and in_channels < INFLATION_CHANNELS):
             raise ValueError(f"{hypotheses} thickness hypotheses: need 1, or more with an inflation plane "
                              f"(in_channels >= {INFLATION_CHANNELS}), not {in_channels} channels")
-        self.widths = tuple(widths)
-        self.in_channels = in_channels
         if choice not in CHOICES:
             raise ValueError(f"choice {choice!r}: one of {CHOICES}")
+        self.widths = tuple(widths)
+        self.in_channels = in_channels
         self.hypotheses, self.choice = int(hypotheses), choice
         self.takes_elevation = in_channels >= ELEVATION_CHANNELS
         self.corrects_inflation = in_channels >= INFLATION_CHANNELS
@@ -185,10 +185,15 @@ class ShapeUNet(nn.Module):
         logits = torch.cat([torch.zeros_like(heads[:, :1]), heads[:, 1:]], 1)
         if all_hypotheses:
             return front, thickness, elevation, logits
+        return front, self.read(thickness, logits), elevation
+
+    def read(self, thicknesses: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """(B, H, W): the thickness this network reads from its maps (B, K, H, W) and choice ``logits`` (B, K):
+        the likeliest map (``choice`` "mode") or their mean weighted by the choice's probabilities ("mean")."""
         if self.choice == "mean":
-            return front, (thickness * torch.softmax(logits, 1)[:, :, None, None]).sum(1), elevation
+            return (thicknesses * torch.softmax(logits, 1)[:, :, None, None]).sum(1)
         pick = logits.argmax(1)
-        return front, thickness[torch.arange(len(pick)), pick], elevation
+        return thicknesses[torch.arange(len(pick)), pick]
 
 
 def inflation_plane(mask: np.ndarray) -> np.ndarray:

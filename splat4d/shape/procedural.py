@@ -1155,10 +1155,11 @@ def render_sample(seed: int, resolution: int = 128, supersample: int = 2, squash
     steep_rng = np.random.default_rng([seed, 12])
     if steep_rng.random() < steep and not (thin or attach):
         level_elevation = float(steep_rng.uniform(*STEEP_ELEVATIONS))
-    face_azimuth = float(np.pi / 2 + more.uniform(-1, 1) * math.radians(35) + np.pi * (more.random() < 0.5))
+    face_turn = more.uniform(-1, 1) * math.radians(35)
+    face_back = more.random() < 0.5  # seen from the object's back
     if thin and np.random.default_rng([seed, 14]).random() < faceon_square:
-        face_azimuth = float(np.pi / 2 + np.pi * (face_azimuth > np.pi))  # the same side, exactly face-on
-        factor = 1.0
+        face_turn, factor = 0.0, 1.0  # exactly face-on, not squashed
+    face_azimuth = float(np.pi / 2 + face_turn + np.pi * face_back)
     for attempt in range(5):
         if thin:
             obj = faceon_object(more, thick=deep or deep_box,
