@@ -1069,3 +1069,22 @@ def test_faceon_square_turns_the_face_exactly_to_the_camera_and_leaves_other_sam
     assert side_seen >= 2
     plain = render_sample(11, squash=0.5, level=0.5, faceon_square=1.0)  # not a face-on sample: untouched
     assert np.array_equal(plain.rgb, render_sample(11, squash=0.5, level=0.5).rgb)
+
+
+def test_level_exact_puts_the_near_level_cameras_at_zero_and_leaves_other_samples_alone():
+    """``level_exact``: a near-level camera (``level``) is exactly level, its label 0 even where the object is
+    squashed; a sample without it is bit for bit as before; one that was not near-level is untouched."""
+    from splat4d.shape.procedural import render_sample
+
+    for seed in range(4):
+        old = render_sample(seed, squash=1.0, level=1.0)
+        assert -4.0 <= old.elevation_deg <= 6.0 and old.elevation_deg != 0.0
+        exact = render_sample(seed, squash=1.0, level=1.0, level_exact=1.0)
+        assert exact.elevation_deg == 0.0
+        off = render_sample(seed, squash=1.0, level=1.0, level_exact=0.0)
+        assert np.array_equal(off.rgb, old.rgb) and off.elevation_deg == old.elevation_deg
+    wide = render_sample(7, level=0.0, level_exact=1.0)  # a camera anywhere in -10..45: untouched
+    assert np.array_equal(wide.rgb, render_sample(7).rgb) and wide.elevation_deg == render_sample(7).elevation_deg
+    shares = [render_sample(s, level=1.0, level_exact=0.5, resolution=16, supersample=1).elevation_deg == 0.0
+              for s in range(40)]
+    assert 10 <= sum(shares) <= 30

@@ -226,6 +226,10 @@ class Args:
     so thickness must come from shading and texture (``splat4d.shape.procedural.render_sample``; 0 for v1's data)."""
     level: float = 0.35
     """Fraction of the samples seen from a near-level camera (elevation -4..6 degrees; 0 for v1's data)."""
+    level_exact: float = 0.0
+    """Fraction of those near-level cameras exactly level (elevation 0, a camera at the object's height, as product
+    photos are shot), so that a picture that cannot tell -4 from 6 degrees is read level rather than at the band's
+    middle (0 up to v23's data)."""
     flat: float = 0.3
     """Fraction of the samples under shadeless light (ambient 0.85-1, like an overcast sky or the quality
     benchmark's environment light), so shape must come from the outline and the texture (0 up to v3's data)."""
@@ -808,7 +812,8 @@ def main(args: Args) -> None:
                    "faceon_thick": args.faceon_thick, "faceon_boxes": args.faceon_boxes, "sink": args.sink,
                    "cups": args.cups, "figures": args.figures, "saucers": args.saucers,
                    "attached": args.attached, "faceon_wide": args.faceon_wide, "steep": args.steep,
-                   "faceon_cutouts": args.faceon_cutouts, "faceon_square": args.faceon_square}
+                   "faceon_cutouts": args.faceon_cutouts, "faceon_square": args.faceon_square,
+                   "level_exact": args.level_exact}
         generate(data, args.train_shards, options, args.workers, args.first_seed_shard)
     if args.generate_only:
         return

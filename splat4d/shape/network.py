@@ -63,11 +63,14 @@ VERSION = "shape_prior_v10"  # the packaged default (v2, v3, v4, v6, v7, v8 and 
 # (v21 / v22, v10 with two / three thicknesses and a choice between them (``ShapeUNet(hypotheses=K)``), failed
 # their rule and are not shipped: the choice learned no more than a constant; session 25, docs/benchmarks.md)
 # (v23, v10 trained on with face-on samples turned exactly face-on, failed its rule likewise: session 25)
+# (v24 / v25: v10 trained on with half the near-level cameras exactly level (``level_exact``), v25 with level face-on
+# samples too; session 26, docs/benchmarks.md)
 VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3", "shape_prior_v4", "shape_prior_v5",
             "shape_prior_v6", "shape_prior_v7", "shape_prior_v8", "shape_prior_v9", "shape_prior_v10",
             "shape_prior_v11", "shape_prior_v12", "shape_prior_v13", "shape_prior_v14",
             "shape_prior_v15", "shape_prior_v16", "shape_prior_v17", "shape_prior_v18", "shape_prior_v19",
-            "shape_prior_v20", "shape_prior_v21", "shape_prior_v22", "shape_prior_v23")
+            "shape_prior_v20", "shape_prior_v21", "shape_prior_v22", "shape_prior_v23", "shape_prior_v24",
+            "shape_prior_v25")
 RESOLUTION = 128
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_PATH = WEIGHTS_DIR / f"{VERSION}.pt"
