@@ -131,14 +131,11 @@ def test_grabcut_finds_an_object_the_frame_cuts_on_a_plain_background():
 
 
 def test_the_outside_plane_reaches_a_v13_network_and_starts_as_v10(tmp_path):
-    import sys
-
     from splat4d.config import DepthConfig
     from splat4d.depth import make_depth_estimator
     from splat4d.shape.network import (OUTSIDE_CHANNELS, ShapePrior, ShapeUNet, load_shape_prior, network_input,
                                        save_packaged)
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from train_shape_prior import init_weights
 
     res = 32
@@ -243,11 +240,8 @@ def test_shipped_frame_model_reads_cups_on_saucers_cut_by_the_frame_from_above()
     """tools/shape_probes.py's cut saucers (unseen procedural cups on saucers, 10-45 degrees up, the lowest fifth
     of the silhouette cut off by the photo's bottom edge): v10 takes the cut for a level view (mean error 24 degrees
     over 30), v13, told where the photo ends, reads them from above (6.5 over 30); whole ones as well as v10."""
-    import sys
-
     from splat4d.shape.network import WEIGHTS_PATH, load_shape_prior
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from shape_probes import cut_saucer_elevations
 
     table = cut_saucer_elevations({"v10": load_shape_prior(WEIGHTS_PATH), "v13": load_shape_prior(FRAME_MODEL)},

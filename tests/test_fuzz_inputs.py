@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 from fuzz_inputs import CASES, judge, run_case  # noqa: E402
 

@@ -1,14 +1,12 @@
 """Motion-aware scenes against ground truth: a textured ball moving on a known path, filmed by a fixed camera and
 rendered by Mitsuba; trajectories recovered by fitting motion bases, held-out times rendered."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 from splat4d.losses import psnr  # noqa: E402
 from splat4d.motion import MotionScene, static_motion  # noqa: E402

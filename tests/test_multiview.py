@@ -1,14 +1,12 @@
 """Multi-view mode: a camera moving around a still object (Mitsuba renders with known cameras). Poses from our
 structure-from-motion against the true ones, and held-out views of the fitted object against a single-image run."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 pytest.importorskip("mitsuba", reason="Mitsuba 3 renders the ground truth")
 

@@ -2,14 +2,12 @@
 ours, and one object end to end at tiny resolution."""
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 from splat4d.losses import mask_iou, psnr, ssim  # noqa: E402
 

@@ -472,10 +472,6 @@ def test_packaging_roundtrip_is_exact_after_fp16_and_errors_are_clear(tmp_path):
 
 
 def test_loss_is_shift_invariant_in_front_only():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from train_shape_prior import shape_loss
 
     g = torch.Generator().manual_seed(0)
@@ -498,10 +494,6 @@ def test_thickness_quantile_loss_is_the_pinball_loss_and_its_minimiser_is_that_q
     """Thickness off by a constant (front, elevation right; a constant has no gradient): the term is 2q|e| when
     read too thin and 2(1 - q)|e| when too thick (q = 0.5: the L1); over a spread of true thicknesses the best single
     reading is their q-quantile, the median for q = 0.5."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from train_shape_prior import shape_loss
 
     mask = torch.ones(1, 8, 8, dtype=torch.bool)
@@ -531,10 +523,6 @@ def test_loss_weights_and_coarse_gradient_scales_of_a_tilted_front():
     = s * mean|x - mean x|; the gradient terms see |dx| = s at full resolution, 2s at half, 4s at a quarter, 8s at
     an eighth (the average pools of a ramp are a ramp over half as many pixels), so 2 scales cost 3s and 4 cost
     15s; ``front_weight`` multiplies both front terms."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from train_shape_prior import shape_loss
 
     n, s = 32, 0.01
@@ -688,16 +676,12 @@ def test_v3_untrained_head_is_exactly_inflation_and_starts_from_v2s_trunk(tmp_pa
     """shape_prior_v3 predicts corrections to silhouette inflation: with its zero-initialised head the backend's
     surfaces are the geometric backend's (relief off) to float precision, in camera depth, and a v2 trunk carried
     over by the trainer keeps its elevation head while the surfaces stay inflation's."""
-    import sys
-    from pathlib import Path
-
     from splat4d.config import DepthConfig
     from splat4d.depth import make_depth_estimator
     from splat4d.depth.geometric import poisson_height
     from splat4d.segment import centre_and_pad
     from splat4d.shape.network import INFLATION_CHANNELS, inflation_plane
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from train_shape_prior import init_weights
 
     res, fov, dist = 64, 40.0, 2.5
@@ -745,10 +729,6 @@ def test_shipped_v3_tells_a_cube_from_the_same_outline_squashed_where_inflation_
     shading differ). Inflation gives both the same centre thickness; shape_prior_v3 tells them apart (v2: 1.38x).
     (A sphere and the same sphere squashed, which differ in shading only, it does not yet: docs/benchmarks.md.)
     In one pass, as v3 was measured (the engine now shapes for the estimated elevation in a second pass)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from shape_probes import measure
 
     v3 = load_shape_prior(V3_PATH)
@@ -767,10 +747,6 @@ def test_shipped_prior_reads_a_level_snowman_as_level_and_still_reads_a_cube_fro
     the body. shape_prior_v4, whose data always sank stacked parts 5%, read the second as seen from 21 degrees
     above (and the quality benchmark's snowman from 29.5); the packaged prior, trained with deeper sinks and
     figures, reads both as level while a cube seen from 20 degrees above still reads as high."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from shape_probes import measure
 
     result = measure({"net": load_shape_prior()})
@@ -785,10 +761,6 @@ def test_weight_moving_average_matches_its_closed_form_and_exports_beside_the_ra
     (BatchNorm's running statistics too) and integer entries are copied; export from a checkpoint that holds an
     average packages the average and writes the raw weights to ``<out>/raw.pt``, both loadable and different, and
     records the run's decay."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from train_shape_prior import Args, export, save_checkpoint, update_ema
 
     torch.manual_seed(0)
@@ -830,10 +802,6 @@ def test_elevation_probe_groups_span_their_ranges_and_score_what_a_model_reads()
     """tools/shape_probes.py's elevation groups: unseen samples from 45-80 degrees (cups on saucers, any object) and
     level ones, each group's truth in its range, and per model the mean read and the mean absolute error of exactly
     those samples (a model reading a constant 30 degrees)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from shape_probes import ELEVATION_GROUPS, elevation_groups
 
     class Constant:
@@ -855,13 +823,9 @@ def test_the_steep_switch_probe_scores_the_packaged_rule_v17_where_it_and_v18_re
     one-pass read where that and the second opinion's are 40 degrees or more and v10's own (two-pass) read elsewhere,
     recomputed here from the three networks; the steep group's samples lie at 45-80 degrees and the steep model
     takes most of them."""
-    import sys
-    from pathlib import Path
-
     from splat4d.depth.shape_prior import framed_estimate, shape_prior
     from splat4d.shape.network import CHECK_WEIGHTS_PATH, STEEP_ELEVATION, STEEP_WEIGHTS_PATH
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from shape_probes import GROSS, SWITCH_GROUPS, steep_switch
 
     n = 4
@@ -890,12 +854,8 @@ def test_the_calibration_probe_scores_the_packaged_thickness_against_the_procedu
     """tools/shape_probes.py's thickness calibration: per model the median of true over predicted mean thickness and
     the thickness's mean absolute error at each scale, recomputed here from the samples' ray-cast truth; the scale
     that minimises it on these samples is the one the table shows lowest."""
-    import sys
-    from pathlib import Path
-
     from splat4d.depth.shape_prior import shape_prior
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from shape_probes import CALIBRATION_SCALES, V10_DATA, thickness_calibration
 
     n, seed0 = 3, 3_500_000
@@ -918,10 +878,6 @@ def test_the_calibration_probe_scores_the_packaged_thickness_against_the_procedu
 
 
 def _trainer():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     import train_shape_prior
 
     return train_shape_prior

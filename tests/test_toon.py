@@ -3,7 +3,6 @@ piecewise-affine view warp against direct references, points.json checks, and th
 Mitsuba-rendered scene with two views distorted like drawings."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ from splat4d.toon.warp import (ImageMesh, WarpConfig, arap_loss, build_mesh, fli
                                signed_areas, warp_view)
 from splat4d.types import Cameras
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 W, H = 80, 64
 FOV_Y = 45.0

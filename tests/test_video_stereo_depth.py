@@ -1,15 +1,11 @@
 """Stereo (SGBM) depth on the real Middlebury pair and temporally consistent video depth on synthetic flicker."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from splat4d.depth.stereo import StereoDepth, sgbm_disparity
 from splat4d.depth.video import consistent_video_depth, fit_scale_shift, temporal_change
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 
 @pytest.fixture(scope="module")
