@@ -1006,6 +1006,9 @@ def test_validation_of_several_maps_scores_the_networks_own_reading(tmp_path):
         assert out["val_thickness_mae_best"] == pytest.approx(float(each.min(1).values.mean()), rel=1e-5)
         assert out["val_thickness_mae_best"] <= out["val_thickness_mae"] + 1e-7
         assert out["val_choice_accuracy"] == pytest.approx(float((each.argmin(1) == logits.argmax(1)).float().mean()))
+        shares = [out[f"val_picked_{k}"] for k in range(2)]
+        assert shares == pytest.approx([float((logits.argmax(1) == k).float().mean()) for k in range(2)])
+        assert sum(shares) == pytest.approx(1.0)
 
 
 def test_faceon_square_turns_the_face_exactly_to_the_camera_and_leaves_other_samples_alone():

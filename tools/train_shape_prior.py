@@ -615,7 +615,8 @@ def _evaluate(model: ShapeUNet, val: ShardPool, n: int, resolution: int, given: 
             each = ((thicks - b["thickness"][:, None]).abs() * m[:, None]).sum((2, 3)) / cnt[:, None]
             sums["thickness_mae_best"] = sums.get("thickness_mae_best", 0.0) + float(each.min(1).values.sum())
             sums["choice_accuracy"] = sums.get("choice_accuracy", 0.0) + float((each.argmin(1) == pick).sum())
-            sums["picked_1"] = sums.get("picked_1", 0.0) + float((pick == 1).sum())
+            for k in range(model.hypotheses):  # how often each map is the one read
+                sums[f"picked_{k}"] = sums.get(f"picked_{k}", 0.0) + float((pick == k).sum())
         fe = (pred[0] - _masked_mean(pred[0], b["mask"])) - (b["front"] - _masked_mean(b["front"], b["mask"]))
         per_front.append((fe.abs() * m).sum((1, 2)) / cnt)
         per_elev.append((pred[2] - b["elevation"]).abs())
