@@ -64,13 +64,13 @@ class DepthConfig:
     shape_frame_model: Expert[bool] = True
     """'shape-prior' with the packaged weights: where the object runs into the photo's frame (its mask within 3% of
     the image of where the photo ends), read it with shape_prior_v13, trained on objects cut by the frame, instead of
-    v10, which takes such a cut for an object seen level."""
+    the default network (v24, trained on whole objects as v10 was; v10 takes such a cut for an object seen level)."""
     shape_steep_model: Expert[bool] = True
     """'shape-prior' with the packaged weights and no --init.elevation-deg: let shape_prior_v17, trained on cameras up
     to 80 degrees above, read the elevation first; where it reads 40 or more (a cup on its saucer from above) and so
     does shape_prior_v18 (a second opinion that knows flat cut-outs, which v17 takes for views from above), v17
-    shapes the object for that elevation too, and the orbit turns about the object's up (v10 and v13, whose data
-    stopped at 45, read a steeper view ever lower: a cup from 65 degrees as 17-19)."""
+    shapes the object for that elevation too, and the orbit turns about the object's up (v10, v13 and v24, whose
+    data stop at 45, read a steeper view ever lower: v10 a cup from 65 degrees as 17-19)."""
     shape_two_pass: Expert[bool] = True
     """'shape-prior' without --init.elevation-deg: shape the object for the elevation the network estimates (a
     second pass) rather than hedged over every elevation it might be seen from (one pass)."""

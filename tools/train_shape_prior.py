@@ -33,6 +33,25 @@ box 0.74 -> 0.81 of its thickness, the elevation reads higher; docs/benchmarks.m
         --init-from splat4d/shape/weights/shape_prior_v10.pt --budget-minutes 40 --lr 1e-4 --warmup 50 \
         --front-weight 2 --grad-scales 4
 
+shape_prior_v24 (the packaged default since session 26: the six 21.50 dB / IoU 0.865 against v10's 21.22 / 0.846;
+docs/benchmarks.md, session 26) continues from v10's weights with v10's loss, 3,942 steps in 60 minutes on one core,
+Adam 1e-4, on 48 new shards of v10's recipe in which half the near-level cameras are exactly level
+(``--level-exact 0.5``), made beside it (the validation shard is v19's, v7's recipe, linked into data/). A v25, the
+same with 10 more shards of level face-on samples (train_0048-0057), passed the same rule with a lower IoU (0.861):
+
+    O="--version shape_prior_v24 --out runs/shape_prior_v24 --first-seed-shard 1400"  # data/val_0000.*: v19's
+    taskset -c 1 python tools/train_shape_prior.py --generate-only --train-shards 48 --level 0.5 --faceon 0.15 \
+        --faceon-boxes 0.6 --saucers 0.15 --level-exact 0.5 $O &
+    taskset -c 0 python tools/train_shape_prior.py --train-alongside --train-shards 48 $O \
+        --init-from splat4d/shape/weights/shape_prior_v10.pt --budget-minutes 60 --lr 1e-4 --warmup 50 \
+        --front-weight 2 --grad-scales 4 --weights runs/shape_prior_v24/shape_prior_v24.pt
+    # v25 (its own out/, data/ linked to v24's shards, with 10 more made after v24's 48):
+    python tools/train_shape_prior.py --generate-only --train-shards 58 --level 1.0 --level-exact 0.5 \
+        --faceon 1.0 --faceon-boxes 0.6 --faceon-wide 0.5 --faceon-square 0.5 $O
+
+(``--train-alongside`` trains on every finished shard in data/, not only the first ``--train-shards``: shards made
+for another run must not be finished in the same folder while it trains.)
+
 A v14 and a v15 (session 17, not shipped: they read a face-on plate cut off by the frame as a saucer seen from 43
 degrees above; docs/benchmarks.md, session 17) continue from v13's weights on 56 shards of v13's recipe with 15% of
 the samples seen from 45-80 degrees and 24 with all of them so (``--steep``), v14 3,300 steps in 54 minutes, v15

@@ -50,13 +50,14 @@ class ShapePriorDepth:
     network that reads it (shape_prior_v13): an object cut by the frame goes on there. With the packaged weights
     (no ``--depth.model``) and ``shape_frame_model``, an image whose object meets the frame
     (``splat4d.shape.framing.meets_frame``) is read by shape_prior_v13 (``FRAME_WEIGHTS_PATH``), any other by the
-    packaged default (v10): v13 scored below v10 on the quality benchmark's uncut objects (21.02 against 21.22 dB)
+    packaged default (v24; v10 up to session 26): v13 scored below v10 on the quality benchmark's uncut objects (21.02
+    against 21.22 dB)
     and 1.24 dB above it with their bottom fifth cut off (docs/benchmarks.md, session 16). With the packaged
     weights, no given elevation and ``shape_steep_model``, shape_prior_v17 (``STEEP_WEIGHTS_PATH``, trained on
-    cameras up to 80 degrees above; the data of v10 and v13 stopped at 45, and they read a steeper view ever lower)
+    cameras up to 80 degrees above; the data of v10, v13 and v24 stop at 45, and they read a steeper view ever lower)
     reads the elevation first: where it reads ``STEEP_ELEVATION`` degrees or more, and so does shape_prior_v18
     (``CHECK_WEIGHTS_PATH``: it read flat cut-outs seen level as steep half as often), it shapes the object too (it
-    reads level objects less well than v10 / v13 do, so it does nothing below; docs/benchmarks.md, sessions 18-22)."""
+    reads level objects less well than v10 / v13 / v24 do, so it does nothing below; docs/benchmarks.md, sessions 18-22)."""
 
     def __init__(self, cfg: DepthConfig, fov_deg: float = 40.0, distance: float = 2.5,
                  elevation_deg: float | None = None, outside: np.ndarray | None = None):
