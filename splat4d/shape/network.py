@@ -66,7 +66,7 @@ VERSION = "shape_prior_v24"  # the packaged default (v2, v3, v4, v6, v7, v8, v9 
 # v24: v10 trained on with half the near-level cameras exactly level (``level_exact``): the packaged default since
 # session 26 (the six 21.50 dB / IoU 0.865 against v10's 21.22 / 0.846; docs/benchmarks.md, session 26)
 # (v25, v24's data and level face-on samples, passed the same rule with a lower IoU and is not shipped: session 26)
-# (v26: v24 trained on with attached parts too (a block in front of a taller one); session 26)
+# (v26, v24 trained on with attached parts too (a block in front of a taller one), failed its rule: session 26)
 VERSIONS = ("shape_prior_v1", "shape_prior_v2", "shape_prior_v3", "shape_prior_v4", "shape_prior_v5",
             "shape_prior_v6", "shape_prior_v7", "shape_prior_v8", "shape_prior_v9", "shape_prior_v10",
             "shape_prior_v11", "shape_prior_v12", "shape_prior_v13", "shape_prior_v14",
