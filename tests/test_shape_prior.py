@@ -1042,8 +1042,8 @@ def test_level_exact_puts_the_near_level_cameras_at_zero_and_leaves_other_sample
         assert exact.elevation_deg == 0.0
         off = render_sample(seed, squash=1.0, level=1.0, level_exact=0.0)
         assert np.array_equal(off.rgb, old.rgb) and off.elevation_deg == old.elevation_deg
-    wide = render_sample(7, level=0.0, level_exact=1.0)  # a camera anywhere in -10..45: untouched
-    assert np.array_equal(wide.rgb, render_sample(7).rgb) and wide.elevation_deg == render_sample(7).elevation_deg
+    wide, plain = render_sample(7, level=0.0, level_exact=1.0), render_sample(7)  # -10..45: untouched
+    assert np.array_equal(wide.rgb, plain.rgb) and wide.elevation_deg == plain.elevation_deg
     shares = [render_sample(s, level=1.0, level_exact=0.5, resolution=16, supersample=1).elevation_deg == 0.0
               for s in range(40)]
     assert 10 <= sum(shares) <= 30
